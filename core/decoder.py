@@ -1,0 +1,56 @@
+"""Multi-step proxy-code decoder: predicts the teacher's code grid from the quantised latent tokens.
+
+Sequence = [cls, S proxy slots, N condition tokens]; logits (B, S, V) over the teacher's V codes in
+raster order. Slot id V is the learned mask embedding. Official key names throughout.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SFTokConfig
+from .vit import build_transformer
+
+
+class MultiStepDecoder(nn.Module):
+    def __init__(self, cfg: SFTokConfig) -> None:
+        super().__init__()
+        width = cfg.decoder.width
+        scale = width ** -0.5
+        self.num_slots = cfg.num_proxy_codes
+        self.grid_size = cfg.grid_size
+        self.vocab_size = cfg.proxy_vocab_size
+        self.mask_id = cfg.mask_id
+        self.num_latent_tokens = cfg.num_latent_tokens
+        self.decoder_embed = nn.Linear(cfg.token_size, width, bias=True)
+        self.condition_positional_embedding = nn.Parameter(scale * torch.randn(cfg.num_latent_tokens, width))
+        self.class_embedding = nn.Parameter(scale * torch.randn(1, width))
+        self.learnable_embedding = nn.Embedding(self.vocab_size + 1, width)
+        self.learnable_embedding_positional_embedding = nn.Parameter(scale * torch.randn(self.num_slots + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = build_transformer(cfg.decoder)
+        self.ln_post = nn.LayerNorm(width)
+        self.ffn = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Tanh(), nn.Conv2d(2 * width, self.vocab_size, 1))
+
+    def hidden_states(self, proxy_ids: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        """Final-layer features (B, S, W) of the proxy slots."""
+        b = proxy_ids.shape[0]
+        cond = self.decoder_embed(z_q.reshape(b, z_q.shape[1], -1).transpose(1, 2)) + self.condition_positional_embedding
+        x = self.learnable_embedding(proxy_ids)  # (B, S, W)
+        x = torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1)
+        x = x + self.learnable_embedding_positional_embedding.to(x.dtype)
+        x = self.ln_pre(torch.cat([x, cond.to(x.dtype)], dim=1))
+        for block in self.transformer:
+            x = block(x)
+        return self.ln_post(x[:, 1:1 + self.num_slots])
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The 1x1-conv head as matmuls on (..., W) -> (..., V); identical to the conv on a grid."""
+        fc1, fc2 = self.ffn[0], self.ffn[2]
+        h = torch.tanh(F.linear(hidden, fc1.weight.flatten(1), fc1.bias))
+        return F.linear(h, fc2.weight.flatten(1), fc2.bias)
+
+    def forward(self, proxy_ids: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        """Logits (B, S, V) for proxy ids (B, S) (mask id allowed) given z_q (B, C, 1, N)."""
+        return self.head(self.hidden_states(proxy_ids, z_q))

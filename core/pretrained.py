@@ -1,0 +1,93 @@
+"""Build models from saved folders, weight files or (online) Hugging Face hub ids."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import CheckpointError, load_weights, read_model_dir, read_state_dict, save_model
+from .config import SFTokConfig, TeacherConfig, resolve_config
+from .generator import GeneratorConfig, MaskGITGenerator
+from .maskgit_vqgan import MaskGITVQGAN
+from .sftok import SFTok
+
+
+def _teacher_config(data: dict[str, Any]) -> TeacherConfig:
+    return TeacherConfig(**data)
+
+
+BUILDERS = {
+    "sftok": (lambda cfg: SFTok(resolve_config(cfg))),
+    "maskgit_vqgan": (lambda cfg: MaskGITVQGAN(_teacher_config(cfg))),
+    "generator": (lambda cfg: MaskGITGenerator(GeneratorConfig.from_dict(cfg))),
+}
+
+
+def model_config_dict(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    if isinstance(model, SFTok):
+        return "sftok", model.config.to_dict()
+    if isinstance(model, MaskGITVQGAN):
+        import dataclasses
+
+        return "maskgit_vqgan", dataclasses.asdict(model.config)
+    if isinstance(model, MaskGITGenerator):
+        return "generator", model.config.to_dict()
+    raise TypeError(f"cannot save a {type(model).__name__}")
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, **extra: Any) -> Path:
+    """``config.json`` (model type + config) and ``model.safetensors``."""
+    model_type, cfg = model_config_dict(model)
+    return save_model(model, directory, model_type, cfg, extra)
+
+
+def _resolve_hub(name: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name))
+    except Exception as err:
+        raise CheckpointError(
+            f"{name!r} is neither a local path nor a reachable Hugging Face hub repo ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Offline, download the repo elsewhere and pass its folder.") from err
+
+
+def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = True) -> nn.Module:
+    """A model from a saved folder, a bare weights file plus ``config``, or a hub id (online only).
+
+    Folders written by the official code (config.json holding the training config) are accepted:
+    their config is read in the official layout.
+    """
+    path_str = str(path)
+    p = Path(path_str)
+    if not p.exists():
+        if "/" in path_str and not path_str.startswith((".", "/")) and path_str.count("/") == 1:
+            p = _resolve_hub(path_str)
+        else:
+            raise CheckpointError(f"{path_str}: no such file or folder")
+    if p.is_dir():
+        meta, state = read_model_dir(p)
+        model_type = meta.get("model_type", "sftok")
+        cfg = meta.get("config", meta)
+    else:
+        if config is None:
+            raise CheckpointError(f"{p}: a bare weights file needs a config (preset name, dict or SFTokConfig)")
+        state, model_type, cfg = read_state_dict(p), "sftok", config
+    if model_type not in BUILDERS:
+        raise CheckpointError(f"{p}: unknown model_type {model_type!r}; allowed: {sorted(BUILDERS)}")
+    if isinstance(cfg, str):
+        from .presets import create_config
+
+        cfg = create_config(cfg)
+    model = BUILDERS[model_type](cfg)
+    load_weights(model, state, strict=strict, source=str(p))
+    return model.eval()
+
+
+def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> SFTok:
+    model = load_pretrained(path, **kwargs)
+    if not isinstance(model, SFTok):
+        raise CheckpointError(f"{path}: holds a {type(model).__name__}, not an SFTok tokenizer")
+    return model

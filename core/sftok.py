@@ -1,0 +1,183 @@
+"""The SFTok tokenizer: ViT encoder -> OptVQ (64 tokens) -> multi-step proxy-code decoder -> pixels.
+
+Official call shapes are kept (``SFTok(config)``, ``encode``, ``decode_tokens``, official state-dict
+keys); ``decode_steps`` additionally exposes every decoding step for inspection.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .config import SFTokConfig, resolve_config
+from .decoder import MultiStepDecoder
+from .encoder import TiTokEncoder
+from .maskgit_vqgan import MaskGITVQGAN, VectorQuantizer, VQGANDecoder
+from .optvq import OptVQ
+from .sampling import masked_decode_step
+
+
+class InputError(ValueError):
+    """An input tensor has the wrong shape, dtype or range; the message says what was expected."""
+
+
+@dataclass
+class DecodeStep:
+    """What one decoding pass saw and did. Tensors are (B, S) unless stated; S = proxy slots."""
+
+    step: int
+    num_steps: int
+    mask_ratio_in: float  # fraction of slots masked when this pass ran
+    target_mask_ratio: float  # arccos schedule value after this step
+    temperature: float  # Gumbel temperature used for sampling at this step
+    ids_in: torch.Tensor
+    ids_out: torch.Tensor
+    newly_committed: torch.Tensor  # bool
+    candidates: torch.Tensor
+    confidence: torch.Tensor  # probability of each slot's candidate
+    entropy: torch.Tensor  # predictive entropy, bits
+    logits: torch.Tensor  # (B, S, V)
+    preview: torch.Tensor | None = None  # (B, 3, H, W) soft pixel render of this step, if asked
+
+
+class SFTok(nn.Module):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        cfg = resolve_config(config)
+        self.config = cfg
+        scale = cfg.encoder.width ** -0.5
+        self.latent_tokens = nn.Parameter(scale * torch.randn(cfg.num_latent_tokens, cfg.encoder.width))
+        self.encoder = TiTokEncoder(cfg)
+        self.decoder = MultiStepDecoder(cfg)
+        self.quantize = OptVQ(cfg.codebook_size, cfg.token_size, cfg.commitment_cost, cfg.quantizer_mode)
+        if cfg.has_pixel_head:
+            self.pixel_quantize = VectorQuantizer(cfg.teacher.codebook_size, cfg.teacher.z_channels)
+            self.pixel_decoder = VQGANDecoder(cfg.teacher)
+        self._teacher: MaskGITVQGAN | None = None
+
+    # -- helpers -----------------------------------------------------------------------------------
+    @property
+    def has_pixel_head(self) -> bool:
+        return self.config.has_pixel_head
+
+    def attach_teacher(self, teacher: MaskGITVQGAN | None) -> None:
+        """Decode stage-1/2 models (no pixel head) through a frozen teacher; not part of the state dict."""
+        object.__setattr__(self, "_teacher", teacher)
+
+    def no_weight_decay_names(self) -> set[str]:
+        """Parameters that get no weight decay (official rule: 1-D, norms, biases, embeddings, tokens)."""
+        words = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed")
+        return {n for n, p in self.named_parameters() if p.ndim < 2 or any(w in n for w in words)}
+
+    def check_images(self, images: torch.Tensor) -> None:
+        size = self.config.image_size
+        if not isinstance(images, torch.Tensor):
+            raise InputError(f"images: expected a torch.Tensor, got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise InputError(f"images: expected a float tensor in [0, 1], got dtype {images.dtype}")
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2:] != (size, size):
+            raise InputError(f"images: expected shape (B, 3, {size}, {size}), got {tuple(images.shape)}")
+        if not torch.isfinite(images).all():
+            raise InputError("images: contain NaN or Inf")
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise InputError(f"images: values must lie in [0, 1] (got min {lo:.3f}, max {hi:.3f}); "
+                             "convert uint8 with x / 255 and [-1, 1] data with (x + 1) / 2")
+
+    def check_token_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Accept (B, 1, N) or (B, N) integer ids in [0, codebook_size); return (B, N)."""
+        n, k = self.config.num_latent_tokens, self.config.codebook_size
+        if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.dtype == torch.bool:
+            raise InputError(f"token ids: expected an integer tensor, got {getattr(ids, 'dtype', type(ids).__name__)}")
+        if ids.dim() == 3 and ids.shape[1] == 1:
+            ids = ids[:, 0]
+        if ids.dim() != 2 or ids.shape[1] != n:
+            raise InputError(f"token ids: expected shape (B, {n}) or (B, 1, {n}), got {tuple(ids.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= k):
+            raise InputError(f"token ids: values must lie in [0, {k}), got [{int(ids.min())}, {int(ids.max())}]")
+        return ids.long()
+
+    # -- official API ------------------------------------------------------------------------------
+    def encode_continuous(self, images: torch.Tensor) -> torch.Tensor:
+        """Pre-quantisation latent z (B, C, 1, N)."""
+        return self.encoder(images, self.latent_tokens)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Images (B, 3, H, W) in [0, 1] -> (z_q (B, C, 1, N), info with ``min_encoding_indices`` (B, 1, N)).
+
+        With Sinkhorn assignment the ids of one image depend on the other images in the batch.
+        """
+        self.check_images(images)
+        return self.quantize(self.encode_continuous(images))
+
+    def decode_steps(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                     generator: torch.Generator | None = None, previews: bool | Sequence[int] = False) -> list[DecodeStep]:
+        """Run the multi-step decoder on token ids and return one :class:`DecodeStep` per pass.
+
+        ``previews``: True for every step, or a list of step indices, to add the soft pixel render
+        (one batched pixel-head pass over the chosen steps; consumes no random numbers).
+        """
+        cfg = self.config
+        num_steps = cfg.num_steps if num_steps is None else int(num_steps)
+        temperature = cfg.randomize_temperature if temperature is None else float(temperature)
+        if not 1 <= num_steps <= 32:
+            raise InputError(f"num_steps: must be in 1..32, got {num_steps}")
+        if temperature < 0:
+            raise InputError(f"temperature: must be >= 0, got {temperature}")
+        ids = self.check_token_ids(ids)
+        z_q = self.quantize.get_codebook_entry(ids)
+        proxy = torch.full((ids.shape[0], cfg.num_proxy_codes), cfg.mask_id, dtype=torch.long, device=ids.device)
+        records: list[DecodeStep] = []
+        for step in range(num_steps):
+            logits = self.decoder(proxy, z_q)
+            out = masked_decode_step(logits, proxy, cfg.mask_id, step, num_steps, temperature, generator)
+            records.append(DecodeStep(
+                step=step, num_steps=num_steps, mask_ratio_in=float((proxy == cfg.mask_id).float().mean()),
+                target_mask_ratio=out.target_mask_ratio, temperature=out.temperature, ids_in=proxy, ids_out=out.ids_out,
+                newly_committed=out.newly_committed, candidates=out.candidates, confidence=out.confidence,
+                entropy=out.entropy, logits=logits))
+            proxy = out.ids_out
+        wanted = range(num_steps) if previews is True else ([] if previews is False else list(previews))
+        wanted = sorted({s % num_steps for s in wanted})
+        if wanted:
+            images = self.render_soft(torch.cat([records[s].logits for s in wanted]))
+            for i, s in enumerate(images.split(ids.shape[0])):
+                records[wanted[i]].preview = s
+        return records
+
+    def render_soft(self, logits: torch.Tensor) -> torch.Tensor:
+        """Soft pixel decode: softmax over codes, mix codewords, run the pixel decoder; clamped to [0, 1]."""
+        probs = torch.softmax(logits.float(), dim=-1)
+        if self.has_pixel_head:
+            return self.pixel_decoder(self.pixel_quantize.soft_entry(probs)).clamp(0.0, 1.0)
+        if self._teacher is not None:
+            return self._teacher.decoder(self._teacher.quantize.soft_entry(probs)).clamp(0.0, 1.0)
+        raise RuntimeError("this model has no pixel head (stage 1/2): call attach_teacher(teacher) to render pixels")
+
+    def render_codes(self, proxy_ids: torch.Tensor) -> torch.Tensor:
+        """Hard proxy ids (B, S) -> pixels through the pixel head, or the teacher when there is none."""
+        if self.has_pixel_head:
+            return self.pixel_decoder(self.pixel_quantize.get_codebook_entry(proxy_ids)).clamp(0.0, 1.0)
+        if self._teacher is not None:
+            return self._teacher.decode_codes(proxy_ids)
+        raise RuntimeError("this model has no pixel head (stage 1/2): call attach_teacher(teacher) to render pixels")
+
+    def decode_tokens(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Token ids (B, 1, N) or (B, N) -> images (B, 3, H, W) in [0, 1]: the last step of ``decode_steps``.
+
+        Stage-3 models render the soft last-step distribution (official path); stage-1/2 models
+        render the hard final ids through the attached teacher, as the official training eval does.
+        """
+        if not self.has_pixel_head:
+            records = self.decode_steps(ids, num_steps, temperature, generator)
+            return self.render_codes(records[-1].ids_out)
+        return self.decode_steps(ids, num_steps, temperature, generator, previews=[-1])[-1].preview
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        _, info = self.encode(images)
+        return self.decode_tokens(info["min_encoding_indices"], num_steps, temperature, generator)
