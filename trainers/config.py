@@ -1,0 +1,388 @@
+"""Training configuration: one dataclass tree with every default in one place, validated up front.
+
+A run file (YAML) is a small diff over ``default_config(stage)``; ``key.sub=value`` overrides go on
+top. Any invalid value is rejected before a model is built, with the dotted field name and what is
+allowed. The official stage YAMLs (``training.*``, ``optimizer.params.*``, ``model.vq_model.*``) are
+translated by :func:`from_official_yaml`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from core.config import ConfigError, SFTokConfig
+from core.generator import GENERATOR_PRESETS, GeneratorConfig
+from core.presets import PRESETS
+
+STAGES = ("teacher", "1", "2", "3", "generator")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "stage": STAGES,
+    "model_preset": tuple(PRESETS),
+    "generator_preset": tuple(GENERATOR_PRESETS),
+    "mixed_precision": ("no", "fp16", "bf16"),
+    "sfvr.context_source": ("first", "prev"),
+    "sfvr.mask_schedule": ("arccos", "linear", "cosine", "square"),
+    "stage3.discriminator": ("patchgan", "none"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+@dataclass
+class DataConfig:
+    train_shards: str = ""
+    eval_shards: str = ""
+    batch_size: int = 32
+    eval_batch_size: int = 16
+    num_workers: int = 0
+    random_crop: bool = True
+    flip: bool = True
+    use_proxy_cache: bool = False  # read teacher codes stored in the shards instead of running the teacher
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10_000
+    end_lr: float = 1e-5
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    unmasked_weight: float = 0.1  # weight of context (unmasked) slots in the proxy-code cross-entropy
+    label_smoothing: float = 0.0
+    quantizer_weight: float = 1.0
+
+
+@dataclass
+class SFVRConfig:
+    """Stage-2 ablation switches (self-forcing guided visual reconstruction)."""
+
+    enabled: bool = True  # False = vanilla: context slots hold the teacher's codes
+    replace_prob: float = 1.0  # per context slot, probability of using the model's own prediction
+    context_source: str = "first"  # "first": all-masked first pass; "prev": prediction at step n-1 of a decode
+    context_steps: int = 8  # decode length whose (n-1)-th step feeds the context when context_source="prev"
+    mask_schedule: str = "arccos"
+
+
+@dataclass
+class TeacherTrainConfig:
+    restart_dead_codes_every: int = 200  # re-seed unused codewords from encoder outputs (0 = off)
+    perceptual_weight: float = 0.0  # LPIPS weight; needs lpips_weights
+
+
+@dataclass
+class Stage3Config:
+    l2_weight: float = 1.0
+    lpips_weight: float = 1.0  # needs lpips_weights; without them the term is off and the run says so
+    gan_weight: float = 0.5
+    disc_start: int = 20_000
+    discriminator: str = "patchgan"
+    disc_lr: float = 1e-4
+
+
+@dataclass
+class GeneratorTrainConfig:
+    label_smoothing: float = 0.1
+    class_dropout: float = 0.1
+    unmasked_weight: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "1"
+    model_preset: str = "tiny"
+    model: dict[str, Any] = field(default_factory=dict)  # SFTokConfig field overrides
+    generator_preset: str = "tiny"
+    generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig field overrides
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sfvr: SFVRConfig = field(default_factory=SFVRConfig)
+    teacher_train: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
+    stage3: Stage3Config = field(default_factory=Stage3Config)
+    generator_train: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
+    max_steps: int = 1000
+    seed: int = 42
+    device: str = "auto"
+    mixed_precision: str = "no"  # fp16/bf16 apply on GPU only; CPU runs in fp32
+    log_every: int = 10
+    eval_every: int = 500
+    save_every: int = 500
+    keep_last: int = 2
+    ema: bool = True
+    eval_num_steps: tuple[int, ...] = (1, 2, 4, 8)
+    teacher_path: str = ""  # MaskGIT-VQGAN folder or weights file (stages 1-3)
+    init_weights: str = ""  # start from these weights (stage 2 <- stage 1, stage 3 <- stage 2 EMA)
+    tokenizer_path: str = ""  # frozen SFTok for the generator stage
+    lpips_weights: str = ""  # local VGG16 weights for LPIPS (vgg16-397923af.pth); empty = torch hub cache
+
+    # -- derived ----------------------------------------------------------------------------------
+    def model_config(self) -> SFTokConfig:
+        base = PRESETS[self.model_preset].to_dict()
+        base.update(self.model)
+        base["has_pixel_head"] = self.stage == "3"
+        try:
+            return SFTokConfig.from_dict(base)
+        except ConfigError as err:
+            raise ConfigError(f"model.{err}") from err
+
+    def generator_config(self, codebook_size: int) -> GeneratorConfig:
+        base = GENERATOR_PRESETS[self.generator_preset].to_dict()
+        base.update(self.generator)
+        base["codebook_size"] = codebook_size
+        base["class_dropout"] = self.generator_train.class_dropout
+        try:
+            return GeneratorConfig.from_dict(base)
+        except ConfigError as err:
+            raise ConfigError(f"generator.{err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def validate(self) -> "TrainConfig":
+        """Raise ConfigError naming the first invalid field; returns self for chaining."""
+        for name, allowed in CHOICES.items():
+            value = _lookup(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name}: {value!r} is not one of {list(allowed)}")
+        positive = ["max_steps", "log_every", "eval_every", "save_every", "keep_last", "data.batch_size",
+                    "data.eval_batch_size", "sfvr.context_steps"]
+        for name in positive:
+            value = _lookup(self, name)
+            if value <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {value}")
+        non_negative = ["data.num_workers", "optim.lr", "optim.weight_decay", "optim.warmup_steps", "optim.end_lr",
+                        "optim.max_grad_norm", "loss.unmasked_weight", "loss.quantizer_weight", "stage3.l2_weight",
+                        "stage3.lpips_weight", "stage3.gan_weight", "stage3.disc_start", "stage3.disc_lr",
+                        "teacher_train.restart_dead_codes_every", "teacher_train.perceptual_weight",
+                        "generator_train.unmasked_weight"]
+        for name in non_negative:
+            value = _lookup(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name}: must be a finite number >= 0, got {value}")
+        for name in ("sfvr.replace_prob", "loss.label_smoothing", "generator_train.label_smoothing", "generator_train.class_dropout"):
+            value = _lookup(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name}: must be in [0, 1], got {value}")
+        for i, beta in enumerate(self.optim.betas):
+            if not 0 <= beta < 1:
+                raise ConfigError(f"optim.betas: entry {i} must be in [0, 1), got {beta}")
+        if len(self.optim.betas) != 2:
+            raise ConfigError(f"optim.betas: expected 2 values, got {len(self.optim.betas)}")
+        if not self.eval_num_steps or any(not 1 <= s <= 32 for s in self.eval_num_steps):
+            raise ConfigError(f"eval_num_steps: each must be in 1..32, got {list(self.eval_num_steps)}")
+        if self.optim.end_lr > self.optim.lr:
+            raise ConfigError(f"optim.end_lr: {self.optim.end_lr} exceeds optim.lr {self.optim.lr}")
+        if not self.data.train_shards:
+            raise ConfigError("data.train_shards: required (a shard path, brace pattern or list)")
+        model_cfg = self.model_config()
+        if self.stage == "generator":
+            self.generator_config(model_cfg.codebook_size)
+            if not self.tokenizer_path:
+                raise ConfigError("tokenizer_path: the generator stage needs a trained SFTok folder")
+        if self.stage in ("1", "2", "3") and not self.teacher_path and not (self.stage == "3" and self.init_weights):
+            raise ConfigError("teacher_path: stages 1-3 need a trained MaskGIT-VQGAN teacher folder")
+        if self.stage == "3" and not self.init_weights:
+            raise ConfigError("init_weights: stage 3 starts from a stage-2 model (its EMA weights)")
+        if self.data.use_proxy_cache and self.data.random_crop:
+            raise ConfigError("data.use_proxy_cache: cached teacher codes require data.random_crop=false")
+        return self
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _lookup(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Convert a YAML value to the annotated type or raise ConfigError naming the field."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        args = typing.get_args(hint)
+        inner = args[0]
+        if len(args) == 2 and args[1] is not Ellipsis and len(value) != 2:
+            raise ConfigError(f"{name}: expected 2 values, got {len(value)}")
+        return tuple(_coerce(v, inner, f"{name}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"{name}: unsupported type")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown field; allowed: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{key}: expected a section (mapping), got {value!r}")
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "teacher": {"optim": {"lr": 2e-4, "betas": [0.5, 0.9], "weight_decay": 0.0, "warmup_steps": 200}},
+    "1": {},
+    "2": {"sfvr": {"enabled": True, "replace_prob": 1.0}},
+    "3": {"optim": {"betas": [0.9, 0.999], "warmup_steps": 5000}},
+    "generator": {"optim": {"lr": 2e-4, "betas": [0.9, 0.96], "weight_decay": 0.03}},
+}
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in ("model", "generator"):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def from_official_yaml(doc: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """Translate the official stage YAML layout into our fields (only what has a meaning here)."""
+    def get(path: str, default: Any = None) -> Any:
+        node: Any = doc
+        for part in path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    out: dict[str, Any] = {"stage": stage, "model_preset": "B"}
+    dec_size = get("model.decoder.vit_dec_model_size") or get("model.vq_model.vit_dec_model_size")
+    if dec_size == "large":
+        out["model_preset"] = "L"
+    optim = {k: v for k, v in {
+        "lr": get("optimizer.params.learning_rate"), "weight_decay": get("optimizer.params.weight_decay"),
+        "betas": [get("optimizer.params.beta1"), get("optimizer.params.beta2")] if get("optimizer.params.beta1") is not None else None,
+        "warmup_steps": get("lr_scheduler.params.warmup_steps"), "end_lr": get("lr_scheduler.params.end_lr"),
+    }.items() if v is not None}
+    training = {k: v for k, v in {
+        "max_steps": get("training.max_train_steps"), "seed": get("training.seed"),
+        "save_every": get("experiment.save_every"), "eval_every": get("experiment.eval_every"),
+        "log_every": get("experiment.log_every"),
+    }.items() if v is not None}
+    out.update(training)
+    if optim:
+        out["optim"] = optim
+    if get("training.max_grad_norm") is not None:
+        out.setdefault("optim", {})["max_grad_norm"] = get("training.max_grad_norm")
+    data = {k: v for k, v in {
+        "train_shards": get("dataset.params.train_shards_path_or_url"),
+        "eval_shards": get("dataset.params.eval_shards_path_or_url"),
+        "batch_size": get("training.per_gpu_batch_size"), "num_workers": get("dataset.params.num_workers_per_gpu"),
+        "random_crop": get("dataset.preprocessing.random_crop"), "flip": get("dataset.preprocessing.random_flip"),
+    }.items() if v is not None}
+    if data:
+        out["data"] = data
+    if stage == "2":
+        out["sfvr"] = {"enabled": bool(get("training.guided_mask", True))}
+        if get("model.decoder.replace_prob") is not None:
+            out["sfvr"]["replace_prob"] = get("model.decoder.replace_prob")
+    loss = {k: v for k, v in {"unmasked_weight": get("losses.loss_weight_unmasked_token"),
+                              "label_smoothing": get("losses.label_smoothing"),
+                              "quantizer_weight": get("losses.quantizer_weight")}.items() if v is not None}
+    if loss and stage != "3":
+        out["loss"] = loss
+    if get("experiment.init_weight"):
+        out["init_weights"] = get("experiment.init_weight")
+    if stage == "3":
+        out["stage3"] = {k: v for k, v in {"l2_weight": get("losses.reconstruction_weight"),
+                                           "lpips_weight": get("losses.perceptual_weight"),
+                                           "gan_weight": get("losses.discriminator_weight"),
+                                           "disc_start": get("losses.discriminator_start")}.items() if v is not None}
+    return out
+
+
+def load_config(stage: str, path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Defaults for ``stage`` <- YAML file (ours or official) <- overrides; validated."""
+    if stage not in STAGES:
+        raise ConfigError(f"stage: {stage!r} is not one of {list(STAGES)}")
+    data: dict[str, Any] = _merge({"stage": stage}, STAGE_DEFAULTS[stage])
+    if path:
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"config file {path}: {err}") from err
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        if "experiment" in doc or ("model" in doc and isinstance(doc["model"], Mapping) and "vq_model" in doc["model"]):
+            doc = from_official_yaml(doc, stage)
+        if "stage" in doc and str(doc["stage"]) != stage:
+            raise ConfigError(f"stage: the file says {doc['stage']!r} but --stage is {stage!r}")
+        data = _merge(data, {k: v for k, v in doc.items() if k != "stage"})
+    data = apply_overrides(data, overrides)
+    data["stage"] = str(data.get("stage", stage))
+    return _build(TrainConfig, data).validate()

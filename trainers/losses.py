@@ -1,0 +1,34 @@
+"""Loss functions, one per objective, each returning a total and its named parts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class LossOut:
+    total: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def weighted_code_ce(logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, unmasked_weight: float,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy per slot, weight 1 on masked and ``unmasked_weight`` on context slots, normalised by the weights.
+
+    logits (B, S, V), targets (B, S), masks (B, S) bool (True = masked).
+    """
+    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none", label_smoothing=label_smoothing)
+    weights = torch.where(masks, torch.ones_like(ce), torch.full_like(ce, unmasked_weight))
+    return (ce * weights).sum() / (weights.sum() + 1e-8)
+
+
+def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [0, 1], shape (B, 3, H, W) -> (B,)."""
+    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+    return 10 * torch.log10(1.0 / mse)

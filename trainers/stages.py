@@ -1,0 +1,257 @@
+"""What differs between stages, as data: the objective, the saved model, batch preparation, eval.
+
+``build_stage(cfg, device)`` returns a :class:`Stage`; the loop in ``loop.py`` is the same for all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core.checkpoint import CheckpointError, load_weights
+from core.generator import MaskGITGenerator
+from core.maskgit_vqgan import MaskGITVQGAN
+from core.perceptual import MissingWeightsError, build_lpips
+from core.pretrained import load_pretrained
+from core.sftok import SFTok
+
+from .config import TrainConfig
+from .discriminator import PatchDiscriminator
+from .losses import psnr
+from .masking import random_masks
+from .objectives import GeneratorObjective, PixelObjective, ProxyCodeObjective, TeacherObjective
+
+Batch = dict[str, Any]
+
+
+@dataclass
+class Stage:
+    name: str
+    objective: nn.Module
+    saved_model: nn.Module  # checkpointed, EMA-averaged and exported at the end
+    prepare: Callable[[Batch, torch.Generator], dict[str, Any]]  # batch -> objective kwargs (all random draws here)
+    evaluate: Callable[[nn.Module, Batch, int], tuple[dict[str, float], torch.Tensor | None]]
+    after_step: Callable[[int, dict[str, Any]], dict[str, float]] | None = None
+    discriminator: nn.Module | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.saved_model.named_parameters() if p.requires_grad]
+
+
+def _load_teacher(cfg: TrainConfig, device: torch.device) -> MaskGITVQGAN:
+    teacher = load_pretrained(cfg.teacher_path)
+    if not isinstance(teacher, MaskGITVQGAN):
+        raise CheckpointError(f"teacher_path {cfg.teacher_path}: holds a {type(teacher).__name__}, not a MaskGIT-VQGAN")
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _maybe_lpips(weight: float, path: str, notes: list[str]) -> nn.Module | None:
+    if weight <= 0:
+        return None
+    try:
+        return build_lpips("vgg", path or None)
+    except MissingWeightsError as err:
+        notes.append(f"LPIPS term disabled: {err}")
+        return None
+
+
+def _render(tok: SFTok, records: list, soft: bool) -> torch.Tensor:
+    if soft:
+        return tok.render_soft(records[-1].logits)
+    return tok.render_codes(records[-1].ids_out)
+
+
+def _tokenizer_eval(cfg: TrainConfig, teacher: MaskGITVQGAN | None) -> Callable:
+    def evaluate(tok: SFTok, batch: Batch, step: int) -> tuple[dict[str, float], torch.Tensor]:
+        images = batch["image"]
+        if teacher is not None:
+            tok.attach_teacher(teacher)
+        _, info = tok.encode(images)
+        ids = info["min_encoding_indices"]
+        metrics = {"eval/codebook_used": float(ids.unique().numel()) / tok.config.codebook_size}
+        shown = [images]
+        for n in cfg.eval_num_steps:
+            gen = torch.Generator(device=images.device).manual_seed(cfg.seed)
+            records = tok.decode_steps(ids, num_steps=n, generator=gen)
+            recon = _render(tok, records, soft=tok.has_pixel_head)
+            metrics[f"eval/psnr@{n}"] = float(psnr(recon, images).mean())
+            if teacher is not None:
+                target = teacher.encode(images)
+                metrics[f"eval/code_acc@{n}"] = float((records[-1].ids_out == target).float().mean())
+            if n in (min(cfg.eval_num_steps), max(cfg.eval_num_steps)):
+                shown.append(recon)
+        return metrics, torch.cat(shown, dim=3)
+    return evaluate
+
+
+def _tokenizer_for_stage(cfg: TrainConfig, device: torch.device, teacher: MaskGITVQGAN | None) -> SFTok:
+    model_cfg = cfg.model_config()
+    tok = SFTok(model_cfg)
+    if cfg.init_weights:
+        init = load_pretrained(cfg.init_weights, strict=False)
+        if not isinstance(init, SFTok):
+            raise CheckpointError(f"init_weights {cfg.init_weights}: holds a {type(init).__name__}, not an SFTok")
+        state = init.state_dict()
+        if model_cfg.has_pixel_head and not init.has_pixel_head:
+            if teacher is None:
+                raise CheckpointError("stage 3 from a stage-2 model needs teacher_path to initialise the pixel head")
+            for key, value in teacher.state_dict().items():
+                if not key.startswith("encoder."):
+                    state[f"pixel_{key}"] = value  # official init: teacher decoder + codebook -> pixel head
+        load_weights(tok, state, strict=True, source=cfg.init_weights)
+    return tok.to(device)
+
+
+def _proxy_codes(batch: Batch, teacher: MaskGITVQGAN | None) -> torch.Tensor:
+    if "proxy_codes" in batch:
+        return batch["proxy_codes"].long()
+    assert teacher is not None
+    return teacher.encode(batch["image"])
+
+
+def build_stage(cfg: TrainConfig, device: torch.device) -> Stage:
+    builder = {"teacher": _teacher_stage, "1": _code_stage, "2": _code_stage, "3": _pixel_stage, "generator": _generator_stage}
+    return builder[cfg.stage](cfg, device)
+
+
+def _code_stage(cfg: TrainConfig, device: torch.device) -> Stage:
+    teacher = _load_teacher(cfg, device)
+    tok = _tokenizer_for_stage(cfg, device, teacher)
+    stage2 = cfg.stage == "2"
+    sfvr = cfg.sfvr if stage2 else None
+    objective = ProxyCodeObjective(tok, cfg.loss, sfvr)
+    slots = tok.config.num_proxy_codes
+
+    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+        images = batch["image"].to(device)
+        codes = _proxy_codes({**batch, "image": images}, teacher).to(device)
+        b = images.shape[0]
+        if not stage2:  # warm-up: every slot masked, single-step prediction
+            return {"images": images, "teacher_codes": codes, "masks": torch.ones(b, slots, dtype=torch.bool, device=device)}
+        masks = random_masks(b, slots, gen, cfg.sfvr.mask_schedule, device)
+        use_own = None
+        if cfg.sfvr.enabled:
+            use_own = (torch.rand(b, slots, generator=gen) < cfg.sfvr.replace_prob).to(device)
+        return {"images": images, "teacher_codes": codes, "masks": masks, "use_own": use_own, "generator": gen}
+
+    def after_step(step: int, out: dict[str, Any]) -> dict[str, float]:
+        ids = out["indices"]
+        return {"train/index_unique_ratio": float(ids.unique().numel()) / ids.numel()}
+
+    return Stage(cfg.stage, objective, tok, prepare, _tokenizer_eval(cfg, teacher), after_step)
+
+
+def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
+    teacher = _load_teacher(cfg, device) if cfg.teacher_path else None
+    tok = _tokenizer_for_stage(cfg, device, teacher)
+    for module in (tok.encoder, tok.quantize):
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    tok.latent_tokens.requires_grad_(False)
+    notes: list[str] = []
+    lpips = _maybe_lpips(cfg.stage3.lpips_weight, cfg.lpips_weights, notes)
+    if lpips is not None:
+        lpips.to(device)
+    objective = PixelObjective(tok, cfg.stage3.l2_weight, cfg.stage3.lpips_weight, lpips)
+    disc = PatchDiscriminator().to(device) if cfg.stage3.discriminator == "patchgan" and cfg.stage3.gan_weight > 0 else None
+    slots = tok.config.num_proxy_codes
+
+    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+        images = batch["image"].to(device)
+        return {"images": images, "masks": random_masks(images.shape[0], slots, gen, cfg.sfvr.mask_schedule, device)}
+
+    return Stage("3", objective, tok, prepare, _tokenizer_eval(cfg, None), None, disc, notes)
+
+
+def _teacher_stage(cfg: TrainConfig, device: torch.device) -> Stage:
+    teacher_cfg = cfg.model_config().teacher
+    teacher = MaskGITVQGAN(teacher_cfg).to(device)
+    notes: list[str] = []
+    lpips = _maybe_lpips(cfg.teacher_train.perceptual_weight, cfg.lpips_weights, notes)
+    objective = TeacherObjective(teacher, cfg.teacher_train.perceptual_weight, lpips)
+    usage = torch.zeros(teacher_cfg.codebook_size, dtype=torch.long)
+
+    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+        return {"images": batch["image"].to(device)}
+
+    def after_step(step: int, out: dict[str, Any]) -> dict[str, float]:
+        usage.add_(torch.bincount(out["ids"].flatten().cpu(), minlength=usage.numel()))
+        every = cfg.teacher_train.restart_dead_codes_every
+        metrics = {}
+        if every and (step + 1) % every == 0:
+            dead = (usage == 0).nonzero().flatten()
+            if dead.numel():
+                z = out["z"].permute(0, 2, 3, 1).reshape(-1, out["z"].shape[1])
+                pick = torch.randint(0, z.shape[0], (dead.numel(),), generator=torch.Generator().manual_seed(step))
+                with torch.no_grad():
+                    teacher.quantize.embedding.weight[dead.to(device)] = z[pick.to(z.device)].to(device)
+            metrics["train/dead_codes_restarted"] = float(dead.numel())
+            usage.zero_()
+        return metrics
+
+    def evaluate(model: MaskGITVQGAN, batch: Batch, step: int) -> tuple[dict[str, float], torch.Tensor]:
+        images = batch["image"].to(device)
+        ids = model.encode(images)
+        recon = model.decode_codes(ids)
+        return ({"eval/psnr": float(psnr(recon, images).mean()),
+                 "eval/codebook_used": float(ids.unique().numel()) / teacher_cfg.codebook_size},
+                torch.cat([images, recon], dim=3))
+
+    return Stage("teacher", objective, teacher, prepare, evaluate, after_step, None, notes)
+
+
+def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
+    tok = load_pretrained(cfg.tokenizer_path)
+    if not isinstance(tok, SFTok):
+        raise CheckpointError(f"tokenizer_path {cfg.tokenizer_path}: holds a {type(tok).__name__}, not an SFTok")
+    tok.to(device).eval()
+    for p in tok.parameters():
+        p.requires_grad_(False)
+    gen_model = MaskGITGenerator(cfg.generator_config(tok.config.codebook_size)).to(device)
+    objective = GeneratorObjective(gen_model, cfg.generator_train.label_smoothing, cfg.generator_train.unmasked_weight)
+    n = gen_model.config.num_tokens
+
+    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+        images = batch["image"].to(device)
+        with torch.no_grad():
+            tokens = tok.encode(images)[1]["min_encoding_indices"][:, 0]
+        b = tokens.shape[0]
+        t = torch.rand(b, generator=gen)
+        ratio = (torch.arccos(t) / (torch.pi / 2)).clamp(1e-6, 1.0)
+        num_masked = torch.round(n * ratio).long().clamp(min=1)
+        ranks = torch.rand(b, n, generator=gen).argsort(1).argsort(1)
+        masks = (ranks < num_masked[:, None]).to(device)
+        drop = (torch.rand(b, generator=gen) < cfg.generator_train.class_dropout).to(device)
+        classes = batch["class_id"].to(device).long().clamp(0, gen_model.config.num_classes - 1)
+        return {"tokens": tokens, "class_ids": classes, "masks": masks, "drop_class": drop}
+
+    def evaluate(model: MaskGITGenerator, batch: Batch, step: int) -> tuple[dict[str, float], torch.Tensor]:
+        classes = batch["class_id"][:4].to(device).long().clamp(0, model.config.num_classes - 1)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        ids, _ = model.generate(classes, num_steps=8, generator=gen)
+        images = tok.decode_tokens(ids, generator=gen) if tok.has_pixel_head else None
+        prepared = prepare(batch, torch.Generator().manual_seed(cfg.seed))
+        with torch.no_grad():
+            acc = GeneratorObjective(model, 0.0, 1.0)(**prepared)["accuracy_masked"]
+        return {"eval/accuracy_masked": float(acc)}, images
+
+    return Stage("generator", objective, gen_model, prepare, evaluate)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups with the official rule: no decay for 1-D params, norms, biases and embeddings."""
+    words = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed", "LayerNorm")
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or any(w in name for w in words) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
