@@ -7,6 +7,7 @@ translated by :func:`from_official_yaml`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import typing
@@ -135,10 +136,12 @@ class TrainConfig:
         except ConfigError as err:
             raise ConfigError(f"model.{err}") from err
 
-    def generator_config(self, codebook_size: int) -> GeneratorConfig:
+    def generator_config(self, codebook_size: int, num_tokens: int) -> GeneratorConfig:
+        """The generator's vocabulary and length follow the tokenizer it models."""
         base = GENERATOR_PRESETS[self.generator_preset].to_dict()
         base.update(self.generator)
         base["codebook_size"] = codebook_size
+        base["num_tokens"] = num_tokens
         base["class_dropout"] = self.generator_train.class_dropout
         try:
             return GeneratorConfig.from_dict(base)
@@ -186,7 +189,7 @@ class TrainConfig:
             raise ConfigError("data.train_shards: required (a shard path, brace pattern or list)")
         model_cfg = self.model_config()
         if self.stage == "generator":
-            self.generator_config(model_cfg.codebook_size)
+            self.generator_config(model_cfg.codebook_size, model_cfg.num_latent_tokens)
             if not self.tokenizer_path:
                 raise ConfigError("tokenizer_path: the generator stage needs a trained SFTok folder")
         if self.stage in ("1", "2", "3") and not self.teacher_path and not (self.stage == "3" and self.init_weights):
@@ -215,6 +218,11 @@ def _lookup(cfg: Any, dotted: str) -> Any:
 def _coerce(value: Any, hint: Any, name: str) -> Any:
     """Convert a YAML value to the annotated type or raise ConfigError naming the field."""
     origin = typing.get_origin(hint)
+    if hint in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -370,7 +378,7 @@ def load_config(stage: str, path: str | Path | None = None, overrides: Sequence[
     """Defaults for ``stage`` <- YAML file (ours or official) <- overrides; validated."""
     if stage not in STAGES:
         raise ConfigError(f"stage: {stage!r} is not one of {list(STAGES)}")
-    data: dict[str, Any] = _merge({"stage": stage}, STAGE_DEFAULTS[stage])
+    data: dict[str, Any] = _merge({"stage": stage}, copy.deepcopy(STAGE_DEFAULTS[stage]))
     if path:
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}

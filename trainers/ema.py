@@ -1,4 +1,4 @@
-"""Exponential moving average of every model parameter and buffer (frozen ones are copied)."""
+"""Exponential moving average of the trainable parameters; frozen ones and buffers are copied exactly."""
 from __future__ import annotations
 
 from typing import Any
@@ -20,9 +20,10 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         decay = ema_decay(self.num_updates, self.max_decay)
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         for key, value in model.state_dict().items():
             shadow = self.shadow[key]
-            if value.is_floating_point():
+            if key in trainable:  # frozen parameters and buffers are copied exactly, not averaged
                 shadow.mul_(decay).add_(value.detach().float(), alpha=1 - decay)
             else:
                 shadow.copy_(value)

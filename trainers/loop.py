@@ -21,7 +21,7 @@ from core.pretrained import save_pretrained
 
 from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import make_eval_loader, make_train_loader
+from .data.loaders import make_eval_loader, make_train_loader
 from .ema import EMA
 from .losses import hinge_d_loss
 from .schedules import lr_at
@@ -193,7 +193,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
             g_adv = -stage.discriminator(out["recon"]).mean()
             stage.discriminator.requires_grad_(True)
             loss = loss + cfg.stage3.gan_weight * g_adv
-            extra["train/gan_loss"] = float(g_adv)
+            extra["train/gan_loss"] = float(g_adv.detach())
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_([p for _, p in stage.trainable_named_parameters()], cfg.optim.max_grad_norm)
         optimizer.step()
@@ -204,7 +204,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_(stage.discriminator.parameters(), cfg.optim.max_grad_norm)
             disc_opt.step()
-            extra["train/discriminator_loss"] = float(d_loss)
+            extra["train/discriminator_loss"] = float(d_loss.detach())
         if ema is not None:
             ema.update(model)
         if stage.after_step is not None:

@@ -214,7 +214,7 @@ def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     tok.to(device).eval()
     for p in tok.parameters():
         p.requires_grad_(False)
-    gen_model = MaskGITGenerator(cfg.generator_config(tok.config.codebook_size)).to(device)
+    gen_model = MaskGITGenerator(cfg.generator_config(tok.config.codebook_size, tok.config.num_latent_tokens)).to(device)
     objective = GeneratorObjective(gen_model, cfg.generator_train.label_smoothing, cfg.generator_train.unmasked_weight)
     n = gen_model.config.num_tokens
 
