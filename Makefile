@@ -34,7 +34,7 @@ bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
 default-model: $(STAMP)
-	bash scripts/train_default_model.sh
+	$(BIN)/python scripts/train_default_model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar (for log files)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sfvr.replace_prob=0.8 max_steps=2000")
     return parser.parse_args(argv)
 
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from trainers.loop import train
 
     result = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, should_stop=lambda: stop["requested"])
