@@ -1,0 +1,55 @@
+"""Start the SFTok Workbench: ``python app.py [--model PATH] [--workspace DIR] [--host H --port P --auth U:P]``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from workbench.models import DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable, missing_default_message
+from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
+from workbench.ui.app import parse_auth
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
+                   help="the tokenizer the app starts with: a saved model folder (default: %(default)s)")
+    p.add_argument("--teacher", default=str(DEFAULT_TEACHER_DIR),
+                   help="the teacher that renders pixels for stage-1/2 models (default: %(default)s)")
+    p.add_argument("--workspace", default="workspace",
+                   help="jobs, metrics and exports live here; the only folder the app's file pickers see")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    p.add_argument("--auth", default=os.environ.get("SFTOK_AUTH"),
+                   help="USER:PASSWORD required by the browser (or env SFTOK_AUTH); needed off loopback")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        options = ServeOptions(args.host, args.port, parse_auth(args.auth))
+        options.check()
+    except (UnsafeBind, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        print(f"error: {missing_default_message(model_dir)}", file=sys.stderr)
+        return 1
+    ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher)
+    try:
+        loaded = ctx.registry.get("default")
+    except ModelUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    cfg = loaded.model.config
+    print(f"model: {model_dir} ({cfg.image_size} px, {cfg.num_latent_tokens} tokens, codebook {cfg.codebook_size}); "
+          f"workspace: {ctx.workspace.root}")
+    launch_app(build_app(ctx), ctx, options, block=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

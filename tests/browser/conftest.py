@@ -1,0 +1,81 @@
+"""A real app and headless Debian Chromium (never a downloaded browser) for the Playwright tests."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from core import SFTok, create_config, save_pretrained
+
+CHROMIUM = "/usr/bin/chromium"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser_app(tmp_path_factory: pytest.TempPathFactory):
+    """(context, url): tiny random model, skimage samples, a workspace with a small dataset and a generator."""
+    import skimage.data
+
+    from tests.workbench.conftest import free_port, make_workspace
+    from workbench.ui import AppContext, ServeOptions, build_app, launch_app
+
+    root = tmp_path_factory.mktemp("browser")
+    torch.manual_seed(0)
+    model_dir = save_pretrained(SFTok(create_config("tiny")).eval(), root / "sftok")
+    samples = root / "samples"
+    samples.mkdir()
+    for name in ("astronaut", "chelsea", "coffee"):
+        Image.fromarray(getattr(skimage.data, name)()).save(samples / f"{name}.png")
+    workspace = make_workspace(root / "workspace")
+    ctx = AppContext.create(workspace, model_dir=model_dir, teacher_dir=None, samples_dir=samples)
+    demo = build_app(ctx)
+    _, url, _ = launch_app(demo, ctx, ServeOptions(port=free_port()), block=False)
+    yield ctx, url
+    demo.close()
+    ctx.close(cancel_running=True)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, browser_app):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(browser_app[1])
+    page.wait_for_selector("#rec-upload", state="visible")
+    yield page
+    context.close()
+
+
+@pytest.fixture()
+def screenshot(page):
+    """``screenshot(name)`` saves the page (see :func:`save_screenshot`)."""
+    return lambda name: save_screenshot(page, name)
+
+
+def save_screenshot(page, name: str) -> Path:
+    """Full-page PNG under test-output/screenshots/, copied to docs/screenshots/ for the README."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    docs = REPO_ROOT / "docs" / "screenshots"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, docs / path.name)
+    return path

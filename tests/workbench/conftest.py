@@ -1,0 +1,111 @@
+"""Fixtures for the app tests: a random-init tiny SFTok and generator saved like real checkpoints,
+photo samples from scikit-image, and a real Gradio server on a free loopback port."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from core import GENERATOR_PRESETS, MaskGITGenerator, SFTok, create_config, save_pretrained  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return save_pretrained(SFTok(create_config("tiny")).eval(), tmp_path_factory.mktemp("models") / "sftok")
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("samples")
+    for name in ("astronaut", "chelsea", "coffee"):
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+def make_workspace(root: Path) -> Path:
+    """A workspace holding a tiny generator checkpoint and a small default dataset."""
+    from trainers.data.default_dataset import build_default_dataset
+
+    torch.manual_seed(1)
+    save_pretrained(MaskGITGenerator(GENERATOR_PRESETS["tiny"]).eval(), root / "checkpoints" / "generator")
+    build_default_dataset(root / "datasets" / "small", image_size=64, train_crops=48, val_crops=16)
+    return root
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path):
+    """(context, url) of a real app on 127.0.0.1 with the real launcher; closed at the end of the session."""
+    from workbench.ui import AppContext, ServeOptions, build_app, launch_app
+
+    workspace = make_workspace(tmp_path_factory.mktemp("workspace"))
+    ctx = AppContext.create(workspace, model_dir=tiny_model_dir, teacher_dir=None, samples_dir=sample_dir)
+    ctx.default_dataset_crops = 24
+    demo = build_app(ctx)
+    _, url, _ = launch_app(demo, ctx, ServeOptions(port=free_port()), block=False)
+    yield ctx, url
+    demo.close()
+    ctx.close(cancel_running=True)
+
+
+@pytest.fixture(scope="session")
+def client(served_app):
+    from gradio_client import Client
+
+    return Client(served_app[1], verbose=False, download_files=False)
+
+
+def write_bad_images(folder: Path) -> dict[str, Path]:
+    """One file per kind of bad or unusual upload; used by the image and client tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    paths = {}
+    (folder / "not_image.png").write_text("this is a text file, not a PNG\n")
+    paths["not_image"] = folder / "not_image.png"
+    full = folder / "full.png"
+    rgb.save(full)
+    data = full.read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    paths["truncated"] = folder / "truncated.png"
+    Image.new("L", (20000, 20), 0).save(folder / "huge.png")
+    paths["huge"] = folder / "huge.png"
+    Image.new("1", (7000, 7000), 0).save(folder / "bomb.png")  # 49 MP in a few kB
+    paths["bomb"] = folder / "bomb.png"
+    rgb.convert("CMYK").save(folder / "cmyk.jpg")
+    paths["cmyk"] = folder / "cmyk.jpg"
+    Image.fromarray(np.full((32, 32), 65535 // 4, dtype=np.uint16)).save(folder / "deep16.png")
+    paths["deep16"] = folder / "deep16.png"
+    frames = [Image.new("RGB", (24, 24), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
+    paths["animated"] = folder / "animated.gif"
+    rgba = np.zeros((16, 16, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:8, :, 3] = 255  # top half opaque red, bottom half fully transparent
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    paths["alpha"] = folder / "alpha.png"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def bad_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_bad_images(tmp_path_factory.mktemp("bad_images"))
+

@@ -1,0 +1,203 @@
+"""Backend of the app without a browser: workspace guard, model registry, decode cache, renders, forms."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import SFTok, create_config, load_pretrained, save_pretrained
+from workbench.decoding import DecodeService, DecodeSettings, SettingsError, TraceExpired
+from workbench.images import image_to_tensor, prepare_image, tensor_to_uint8
+from workbench.models import ModelRegistry, ModelUnavailable
+from workbench.paths import PathRefused, Workspace
+from workbench.render import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
+from workbench.session import edit_token, nearest_codes, reconstruct_file
+from workbench.training_form import FormError, LaunchForm, parse_extra, parse_grid, shard_spec
+
+
+@pytest.fixture()
+def workspace(tmp_path):
+    return Workspace.create(tmp_path / "ws")
+
+
+@pytest.fixture()
+def service(workspace, tiny_model_dir):
+    return DecodeService(ModelRegistry(workspace, tiny_model_dir, teacher=None))
+
+
+# -- workspace guard ---------------------------------------------------------------------------------
+def test_paths_outside_the_workspace_are_refused(workspace, tmp_path):
+    (workspace.root / "a").mkdir()
+    assert workspace.resolve("a") == workspace.root / "a"
+    for bad in ("../", "a/../../etc", "/etc/passwd", str(tmp_path)):
+        with pytest.raises(PathRefused, match="outside the workspace"):
+            workspace.resolve(bad)
+    os.symlink(tmp_path, workspace.root / "escape")
+    with pytest.raises(PathRefused, match="outside the workspace"):
+        workspace.resolve("escape")
+    with pytest.raises(PathRefused, match="does not exist"):
+        workspace.resolve("missing")
+    with pytest.raises(PathRefused, match="NUL"):
+        workspace.resolve("a\x00b")
+
+
+def test_model_folders_are_listed_by_type(workspace, tiny_model_dir):
+    shutil.copytree(tiny_model_dir, workspace.root / "runs" / "r1" / "model")
+    (workspace.root / "junk").mkdir()
+    (workspace.root / "junk" / "config.json").write_text("{not json")
+    assert workspace.model_folders(("sftok",)) == [workspace.root / "runs" / "r1" / "model"]
+    assert workspace.model_folders(("generator",)) == []
+
+
+# -- model registry ----------------------------------------------------------------------------------
+def test_registry_messages(workspace, tiny_model_dir, tmp_path):
+    missing = ModelRegistry(workspace, tmp_path / "nowhere", teacher=None)
+    with pytest.raises(ModelUnavailable, match="make default-model"):
+        missing.get("default")
+    reg = ModelRegistry(workspace, tiny_model_dir, teacher=None)
+    with pytest.raises(ModelUnavailable, match="outside the workspace"):
+        reg.get("../../etc")
+    with pytest.raises(ModelUnavailable, match="HF_HUB_OFFLINE"):
+        reg.get("someone/some-model")
+    (workspace.root / "empty").mkdir()
+    with pytest.raises(ModelUnavailable, match="not a saved model folder"):
+        reg.get("empty")
+
+
+def test_stage1_model_without_teacher_says_what_is_missing(workspace, tmp_path):
+    save_pretrained(SFTok(create_config("tiny", has_pixel_head=False)), workspace.root / "stage1")
+    reg = ModelRegistry(workspace, tmp_path / "nowhere", teacher=tmp_path / "no-teacher")
+    with pytest.raises(ModelUnavailable, match="no pixel head.*no-teacher"):
+        reg.get("stage1")
+
+
+def test_registry_caches_and_reloads_rewritten_weights(workspace, tiny_model_dir):
+    folder = workspace.root / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    reg = ModelRegistry(workspace, tiny_model_dir, teacher=None)
+    first = reg.get("m")
+    assert reg.get("m") is first
+    os.utime(folder / "model.safetensors", ns=(1, 1))
+    assert reg.get("m") is not first
+
+
+# -- decoding ----------------------------------------------------------------------------------------
+def test_settings_are_validated():
+    assert DecodeSettings(8.0, "1.5", 3) == DecodeSettings(8, 1.5, 3)
+    for bad, field in ((dict(num_steps=0), "steps"), (dict(num_steps=33), "steps"), (dict(num_steps=2.5), "steps"),
+                       (dict(temperature=-1), "temperature"), (dict(seed=-1), "seed")):
+        with pytest.raises(SettingsError, match=field):
+            DecodeSettings(**bad)
+
+
+def test_trace_matches_the_model_and_is_cached(service, sample_dir, tiny_model_dir):
+    settings = DecodeSettings(8, 1.0, 7)
+    rec = reconstruct_file(service, "default", sample_dir / "chelsea.png", settings)
+    trace = rec.trace
+    assert trace.num_steps == 8 and trace.grid_side == 16 and trace.previews.shape == (8, 64, 64, 3)
+    # the official N=8 schedule on 256 slots: 21, 21, 21, 23, 25, 28, 35, 82 newly committed
+    assert [trace.committed_at(s) for s in range(8)] == [21, 21, 21, 23, 25, 28, 35, 82]
+    assert trace.masked_after(7) == 0 and len(rec.encoded) == 64
+    # same codes as SFTok's own decode with that seed; the final image is SFTok.reconstruct up to
+    # one grey level (the previews go through the pixel head as a batch of 8, not 1)
+    model = load_pretrained(tiny_model_dir)
+    image = image_to_tensor(prepare_image(sample_dir / "chelsea.png", 64).image)
+    ids = model.encode(image)[1]["min_encoding_indices"]
+    steps = model.decode_steps(ids, 8, 1.0, torch.Generator().manual_seed(7))
+    assert np.array_equal(trace.ids_out, torch.cat([s.ids_out for s in steps]).numpy())
+    expected = tensor_to_uint8(model.reconstruct(image, 8, 1.0, torch.Generator().manual_seed(7)))[0]
+    assert np.abs(trace.final.astype(int) - expected.astype(int)).max() <= 1
+    assert set(trace.metrics) == {"PSNR (dB)", "SSIM"} and trace.metrics["PSNR (dB)"].shape == (8,)
+    decodes = service.decodes
+    again = reconstruct_file(service, "default", sample_dir / "chelsea.png", settings)
+    assert service.decodes == decodes and again.trace_key == rec.trace_key
+    other = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(8, 1.0, 8))
+    assert service.decodes == decodes + 1 and other.trace_key != rec.trace_key
+    with pytest.raises(TraceExpired):
+        service.get("no-such-key")
+
+
+def test_token_surgery_changes_only_what_was_edited(service, sample_dir):
+    settings = DecodeSettings(4, 0.0, 0)
+    base = reconstruct_file(service, "default", sample_dir / "coffee.png", settings)
+    tokens = edit_token(base.encoded, 5, (base.encoded[5] + 1) % 1024, 1024)
+    edited = reconstruct_file(service, "default", sample_dir / "coffee.png", settings, tokens=tokens)
+    assert edited.encoded == base.encoded
+    assert [i for i, (a, b) in enumerate(zip(edited.trace.tokens, base.encoded)) if a != b] == [5]
+    assert edited.trace_key != base.trace_key
+    # the decoder saw a different latent: its first-step confidences change (same seed, same schedule)
+    assert np.abs(edited.trace.confidence[0] - base.trace.confidence[0]).max() > 0
+    with pytest.raises(SettingsError, match="position"):
+        edit_token(base.encoded, 64, 0, 1024)
+    with pytest.raises(SettingsError, match="code"):
+        edit_token(base.encoded, 0, 1024, 1024)
+    model = service.registry.get("default").model
+    near = nearest_codes(model, 3, 4)
+    book = model.quantize.codebook()
+    sims = (book @ book[3]).tolist()
+    sims[3] = -2
+    assert [c for c, _ in near] == list(np.argsort(sims)[::-1][:4])
+
+
+def test_generation_trace(service, tmp_path):
+    from core import GENERATOR_PRESETS, MaskGITGenerator
+
+    torch.manual_seed(0)
+    save_pretrained(MaskGITGenerator(GENERATOR_PRESETS["tiny"]), service.registry.workspace.root / "gen")
+    key, trace = service.generate("gen", "default", 3, DecodeSettings(8, 1.0, 0), guidance_scale=2.0)
+    assert trace.grid_side == 8 and trace.num_steps == 8 and trace.previews.shape == (8, 64, 64, 3)
+    # the official 64-slot schedule: 58, 53, 48, 42, 36, 29, 20, then 0 left masked
+    assert [trace.masked_after(s) for s in range(8)] == [58, 53, 48, 42, 36, 29, 20, 0]
+    assert np.array_equal(trace.final, trace.previews[-1])
+    assert trace.metrics["committed fraction"][-1] == 1.0
+    with pytest.raises(SettingsError, match="class"):
+        service.generate("gen", "default", 16, DecodeSettings(), 1.0)
+    with pytest.raises(ModelUnavailable, match="'generator' model"):
+        service.generate("default", "default", 0, DecodeSettings(), 1.0)
+
+
+# -- renders -----------------------------------------------------------------------------------------
+def test_grid_and_heat_images(service, sample_dir):
+    trace = reconstruct_file(service, "default", sample_dir / "astronaut.png", DecodeSettings(8, 1.0, 0)).trace
+    img = grid_image(trace, 0)
+    assert img.shape == (256, 256, 3)
+    cells = img[::16, ::16].reshape(-1, 3)  # top-left pixel of each 16 px cell
+    is_new = (cells == NEW).all(1)
+    assert is_new.sum() == 21 and (cells == MASKED).all(1).sum() == 235
+    assert np.array_equal(is_new, trace.newly_committed[0])
+    later = grid_image(trace, 1)[::16, ::16].reshape(-1, 3)
+    assert (later == COMMITTED).all(1).sum() == 21 and (later == NEW).all(1).sum() == 21
+    heat = heat_image(trace, 0, "confidence")[::16, ::16].reshape(-1, 3)
+    idx = np.clip(trace.confidence[0] * 255, 0, 255).astype(int)
+    assert np.array_equal(heat, VIRIDIS_LUT[idx])
+    with pytest.raises(ValueError, match="unknown kind"):
+        heat_image(trace, 0, "nope")
+    gif = Image.open(__import__("io").BytesIO(steps_gif(trace)))
+    assert gif.n_frames == 8 and gif.size == (192 * 3 + 16, 192)
+
+
+# -- training form -----------------------------------------------------------------------------------
+def test_training_form_maps_fields_to_overrides(workspace):
+    from trainers.data.default_dataset import build_default_dataset
+
+    build_default_dataset(workspace.root / "data", image_size=64, train_crops=8, val_crops=4)
+    form = LaunchForm(stage="2", dataset="data", max_steps=40, lr=3e-4, sfvr_enabled=False, replace_prob=0.5,
+                      extra="# note\nema=false\n")
+    out = form.overrides(workspace, resolve_model=lambda c: c)
+    assert "sfvr.enabled=false" in out and "sfvr.replace_prob=0.5" in out and "optim.lr=0.0003" in out
+    assert out[-1] == "ema=false" and "max_steps=40" in out
+    shards = [o for o in out if o.startswith("data.train_shards=")][0]
+    assert shards == f"data.train_shards={workspace.root / 'data' / 'train-000000.tar'}"
+    assert shard_spec(["/d/a.tar", "/d/b.tar"]) == "/d/{a.tar,b.tar}"
+    with pytest.raises(FormError, match="dataset"):
+        LaunchForm().overrides(workspace)
+    with pytest.raises(PathRefused):
+        LaunchForm(dataset="../..").overrides(workspace)
+    with pytest.raises(FormError, match="line 1"):
+        parse_extra("no equals sign")
+    assert parse_grid("optim.lr=1e-4, 3e-4\nsfvr.enabled=true,false") == {"optim.lr": [1e-4, 3e-4],
+                                                                         "sfvr.enabled": [True, False]}

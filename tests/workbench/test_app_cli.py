@@ -1,0 +1,43 @@
+"""``python app.py``: safe binding, auth parsing and the missing-default-model message."""
+from __future__ import annotations
+
+import pytest
+
+import app
+from workbench.ui.app import ServeOptions, UnsafeBind, is_loopback, parse_auth
+
+
+def test_non_loopback_without_auth_refuses_to_start(capsys, tiny_model_dir):
+    assert app.main(["--host", "0.0.0.0", "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0 without a password" in err and "--auth" in err
+
+
+def test_bad_auth_format_is_named(capsys, tiny_model_dir):
+    assert app.main(["--auth", "nocolon", "--model", str(tiny_model_dir)]) == 2
+    assert "USER:PASSWORD" in capsys.readouterr().err
+
+
+def test_missing_default_model_says_how_to_build_it(tmp_path, capsys):
+    assert app.main(["--model", str(tmp_path / "absent"), "--workspace", str(tmp_path / "ws")]) == 1
+    err = capsys.readouterr().err
+    assert f"The default model folder {tmp_path / 'absent'} is missing" in err and "make default-model" in err
+    assert app.parse_args([]).model.endswith("assets/default/sftok")
+
+
+def test_auth_from_environment(monkeypatch):
+    monkeypatch.setenv("SFTOK_AUTH", "ann:secret")
+    assert app.parse_args([]).auth == "ann:secret"
+    assert parse_auth("ann:se:cret") == ("ann", "se:cret")
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                            ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
+def test_loopback_detection(host, loopback):
+    assert is_loopback(host) is loopback
+    if loopback:
+        ServeOptions(host).check()
+    else:
+        with pytest.raises(UnsafeBind):
+            ServeOptions(host).check()
+        ServeOptions(host, auth=("a", "b")).check()

@@ -1,0 +1,193 @@
+"""Decode once per request, serve every scrubber position from the cache.
+
+:class:`DecodeService` turns (model, image or tokens, settings) into a :class:`StepTrace` with all
+steps, the soft previews (one batched pixel-head pass) and per-step metrics, and stores it under a
+key derived from the model weights, the image pixels and the settings. The UI keeps only that key.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from analysis.image_metrics import psnr, ssim
+from core import MaskGITGenerator, SFTok
+
+from .images import image_digest, image_to_tensor, tensor_to_uint8
+from .models import ModelRegistry
+from .traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
+
+MAX_TEMPERATURE = 10.0
+StepMetricFn = Callable[[torch.Tensor, torch.Tensor], dict[str, np.ndarray]]
+
+
+class SettingsError(ValueError):
+    """A decode setting is out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Knobs of one decode; validated on construction so callbacks can pass raw widget values."""
+
+    num_steps: int = 8
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            steps, temp, seed = int(self.num_steps), float(self.temperature), int(self.seed)
+        except (TypeError, ValueError) as err:
+            raise SettingsError(f"settings: steps, temperature and seed must be numbers ({err})") from err
+        if steps != self.num_steps or not 1 <= steps <= 32:
+            raise SettingsError(f"steps: must be a whole number in 1..32, got {self.num_steps}")
+        if not 0.0 <= temp <= MAX_TEMPERATURE:
+            raise SettingsError(f"temperature: must be in [0, {MAX_TEMPERATURE:g}], got {self.temperature}")
+        if not 0 <= seed < 2 ** 63:
+            raise SettingsError(f"seed: must be a non-negative integer, got {self.seed}")
+        object.__setattr__(self, "num_steps", steps)
+        object.__setattr__(self, "temperature", temp)
+        object.__setattr__(self, "seed", seed)
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+
+def default_step_metrics(previews: torch.Tensor, reference: torch.Tensor) -> dict[str, np.ndarray]:
+    """PSNR and SSIM (official protocol: luma channel) of every step's preview against the input."""
+    ref = reference.expand_as(previews)
+    out = {"PSNR (dB)": psnr(previews, ref).numpy()}
+    if min(previews.shape[-2:]) >= 11:
+        out["SSIM"] = ssim(previews, ref).numpy()
+    return out
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+@torch.no_grad()
+def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings,
+                      tokens: Sequence[int] | None = None, step_metrics: StepMetricFn = default_step_metrics) -> StepTrace:
+    """Encode ``image`` (or take ``tokens``), decode all steps with previews, measure each step."""
+    reference = image_to_tensor(image)
+    if tokens is None:
+        _, info = model.encode(reference)
+        ids = info["min_encoding_indices"].reshape(1, -1)
+    else:
+        ids = model.check_token_ids(torch.as_tensor(list(tokens), dtype=torch.long).reshape(1, -1))
+    records = model.decode_steps(ids, settings.num_steps, settings.temperature, settings.generator(), previews=True)
+    previews = torch.cat([r.preview for r in records])
+    if model.has_pixel_head:
+        final, label = previews[-1:], "soft preview: softmax over codes mixed into codewords, pixel head"
+    else:
+        final = model.render_codes(records[-1].ids_out)
+        label = "soft preview through the frozen teacher (final image: hard codes)"
+    metrics = step_metrics(previews, reference)
+    return trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
+                                   ids[0].numpy().copy(), label, metrics)
+
+
+@torch.no_grad()
+def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
+                   guidance_scale: float, tokenizer_steps: int | None = None) -> StepTrace:
+    """Sample one image of ``class_id``; each step's preview decodes that step's candidate tokens.
+
+    A partially masked token sequence cannot be decoded, so the preview of step k fills masked
+    positions with the candidates drawn at step k (committed positions keep their ids); the last
+    step's candidates are the final tokens. All previews are decoded in one batch.
+    """
+    cfg = generator_model.config
+    if cfg.codebook_size != tokenizer.config.codebook_size or cfg.num_tokens != tokenizer.config.num_latent_tokens:
+        raise SettingsError(f"generator: its tokens ({cfg.num_tokens} from a {cfg.codebook_size}-code book) do not fit "
+                            f"this tokenizer ({tokenizer.config.num_latent_tokens} tokens, {tokenizer.config.codebook_size} codes)")
+    if not 0 <= int(class_id) < cfg.num_classes:
+        raise SettingsError(f"class: must be in 0..{cfg.num_classes - 1}, got {class_id}")
+    rng = settings.generator()
+    ids, steps = generator_model.generate(torch.tensor([int(class_id)]), settings.num_steps, float(guidance_scale),
+                                          settings.temperature, generator=rng)
+    candidates = torch.cat([s.candidates for s in steps])
+    images = tokenizer.decode_tokens(candidates, num_steps=tokenizer_steps, temperature=0.0)
+    previews = tensor_to_uint8(images)
+    committed = np.array([float((s.ids_out != cfg.mask_id).float().mean()) for s in steps], dtype=np.float32)
+    confidence = np.array([float(s.confidence.mean()) for s in steps], dtype=np.float32)
+    metrics = {"committed fraction": committed, "mean confidence": confidence}
+    return trace_from_generator_steps(steps, cfg.mask_id, previews, previews[-1], ids[0].numpy().copy(),
+                                      "tokens so far, masked positions filled with this step's candidates", metrics)
+
+
+class TraceCache:
+    """Bounded LRU of traces; thread-safe because Gradio runs callbacks on a thread pool."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, StepTrace] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> StepTrace | None:
+        with self._lock:
+            trace = self._items.get(key)
+            if trace is not None:
+                self._items.move_to_end(key)
+            return trace
+
+    def put(self, key: str, trace: StepTrace) -> None:
+        with self._lock:
+            self._items[key] = trace
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class TraceExpired(KeyError):
+    """The cached decode a UI session refers to was evicted; the user has to decode again."""
+
+
+class DecodeService:
+    """Cached reconstruction and generation for the UI; one decode per distinct request."""
+
+    def __init__(self, registry: ModelRegistry, capacity: int = 64, step_metrics: StepMetricFn = default_step_metrics) -> None:
+        self.registry = registry
+        self.cache = TraceCache(capacity)
+        self.step_metrics = step_metrics
+        self._compute_lock = threading.Lock()  # one decode at a time: 2 CPU cores, no thrashing
+        self.decodes = 0  # number of real decodes run (the cache's misses); tests read it
+
+    def _cached(self, key: str, compute: Callable[[], StepTrace]) -> tuple[str, StepTrace]:
+        trace = self.cache.get(key)
+        if trace is None:
+            with self._compute_lock:
+                trace = self.cache.get(key)
+                if trace is None:
+                    trace = compute()
+                    self.decodes += 1
+                    self.cache.put(key, trace)
+        return key, trace
+
+    def reconstruct(self, model_choice: str, image: Image.Image, settings: DecodeSettings,
+                    tokens: Sequence[int] | None = None) -> tuple[str, StepTrace]:
+        loaded = self.registry.get(model_choice)
+        token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
+        key = _key("rec", loaded.key, image_digest(image), settings, token_part)
+        return self._cached(key, lambda: reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics))
+
+    def generate(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
+                 guidance_scale: float) -> tuple[str, StepTrace]:
+        gen = self.registry.get(generator_choice, model_type="generator")
+        tok = self.registry.get(tokenizer_choice)
+        key = _key("gen", gen.key, tok.key, int(class_id), settings, float(guidance_scale))
+        return self._cached(key, lambda: generate_trace(gen.model, tok.model, class_id, settings, guidance_scale))
+
+    def get(self, key: str) -> StepTrace:
+        trace = self.cache.get(key) if key else None
+        if trace is None:
+            raise TraceExpired("this decode is no longer cached: press Reconstruct / Generate again")
+        return trace

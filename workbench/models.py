@@ -1,0 +1,163 @@
+"""Which models the app can use and a small cache of the loaded ones.
+
+A model choice in the UI is a string: ``"default"`` (the embedded model), a folder inside the
+workspace (relative or absolute) or, when online, a Hugging Face hub id ``owner/name``. Loaded
+models are kept (least recently used out) and keyed by folder + weights mtime, so a checkpoint
+rewritten by a training run is reloaded rather than served stale. Each model gets one warm-up
+pass on load because the first CPU forward is several times slower than the rest.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core import MaskGITGenerator, MaskGITVQGAN, SFTok, load_pretrained
+from core.checkpoint import WEIGHT_FILES, CheckpointError
+
+from .paths import PathRefused, Workspace, model_type_of
+
+DEFAULT_CHOICE = "default"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "default" / "sftok"
+DEFAULT_TEACHER_DIR = REPO_ROOT / "assets" / "default" / "teacher"
+BUILD_HINT = "build it with `make default-model`, or start the app with --model PATH"
+
+
+class ModelUnavailable(RuntimeError):
+    """A model choice cannot be loaded; the message says which and why, in words for the UI."""
+
+
+def missing_default_message(folder: Path) -> str:
+    return f"The default model folder {folder} is missing (it needs config.json and model.safetensors): {BUILD_HINT}."
+
+
+@dataclass
+class LoadedModel:
+    key: str  # identifies weights: used in decode-cache keys
+    label: str  # what the UI shows
+    model: nn.Module
+
+
+def hub_allowed() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes")
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+
+
+def _weights_mtime(folder: Path) -> int:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return (folder / name).stat().st_mtime_ns
+    return 0
+
+
+@torch.no_grad()
+def warm_up(model: nn.Module) -> None:
+    """One tiny forward so the first user request does not pay CPU kernel set-up."""
+    if isinstance(model, SFTok):
+        cfg = model.config
+        ids = torch.zeros(1, cfg.num_latent_tokens, dtype=torch.long)
+        model.decode_steps(ids, num_steps=2, temperature=0.0, previews=True)
+        model.encode(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+    elif isinstance(model, MaskGITGenerator):
+        model.generate(torch.zeros(1, dtype=torch.long), num_steps=1, guidance_scale=0.0)
+
+
+class ModelRegistry:
+    """Resolves UI model choices to loaded models; thread-safe, bounded."""
+
+    def __init__(self, workspace: Workspace, default_model: Path = DEFAULT_MODEL_DIR,
+                 teacher: Path | None = DEFAULT_TEACHER_DIR, capacity: int = 3) -> None:
+        self.workspace = workspace
+        self.default_model = Path(default_model)
+        self.teacher_dir = Path(teacher) if teacher is not None else None
+        self.capacity = capacity
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._teacher: MaskGITVQGAN | None = None
+        self._lock = threading.RLock()
+
+    # -- choices ------------------------------------------------------------------------------------
+    def choices(self, model_type: str = "sftok") -> list[tuple[str, str]]:
+        """(label, value) pairs for a dropdown: the default model (tokenizers only) and workspace folders."""
+        out: list[tuple[str, str]] = []
+        if model_type == "sftok":
+            out.append((f"embedded default ({self.default_model.name})", DEFAULT_CHOICE))
+        for folder in self.workspace.model_folders((model_type,)):
+            shown = self.workspace.display(folder)
+            out.append((shown, shown))
+        return out
+
+    def _locate(self, choice: str) -> tuple[str, Path | str]:
+        """(label, folder or hub id) for a choice, or :class:`ModelUnavailable`."""
+        text = (choice or "").strip()
+        if text in ("", DEFAULT_CHOICE):
+            if not (self.default_model / "config.json").is_file():
+                raise ModelUnavailable(missing_default_message(self.default_model))
+            return "embedded default", self.default_model
+        try:
+            return text, self.workspace.resolve(text)
+        except PathRefused as err:
+            if _looks_like_hub_id(text) and not (self.workspace.root / text).exists():
+                if not hub_allowed():
+                    raise ModelUnavailable(f"{text}: Hugging Face hub ids need internet access, and this app "
+                                           "runs offline (HF_HUB_OFFLINE=1); download the repo and put it "
+                                           "in the workspace instead") from err
+                return text, text
+            raise ModelUnavailable(str(err)) from err
+
+    # -- loading ------------------------------------------------------------------------------------
+    def get(self, choice: str, model_type: str = "sftok") -> LoadedModel:
+        label, location = self._locate(choice)
+        if isinstance(location, Path):
+            declared = model_type_of(location)
+            if declared is None:
+                raise ModelUnavailable(f"{label}: not a saved model folder (needs config.json and "
+                                       f"one of {', '.join(WEIGHT_FILES)})")
+            if declared != model_type:
+                raise ModelUnavailable(f"{label}: holds a {declared!r} model, this screen needs a {model_type!r} model")
+            key = f"{location}@{_weights_mtime(location)}"
+        else:
+            key = f"hub:{location}"
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            try:
+                model = load_pretrained(location)
+            except CheckpointError as err:
+                raise ModelUnavailable(f"{label}: {err}") from err
+            expected = SFTok if model_type == "sftok" else MaskGITGenerator
+            if not isinstance(model, expected):
+                raise ModelUnavailable(f"{label}: holds a {type(model).__name__}, this screen needs a {expected.__name__}")
+            if isinstance(model, SFTok) and not model.has_pixel_head:
+                model.attach_teacher(self.teacher())
+            model.eval()
+            warm_up(model)
+            loaded = LoadedModel(key=key, label=label, model=model)
+            self._models[key] = loaded
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return loaded
+
+    def teacher(self) -> MaskGITVQGAN:
+        """The frozen teacher that renders pixels for stage-1/2 models (no pixel head of their own)."""
+        with self._lock:
+            if self._teacher is None:
+                if self.teacher_dir is None or not (self.teacher_dir / "config.json").is_file():
+                    raise ModelUnavailable(
+                        f"this stage-1/2 model has no pixel head and needs the teacher at {self.teacher_dir} "
+                        f"to render pixels; {BUILD_HINT}")
+                teacher = load_pretrained(self.teacher_dir)
+                if not isinstance(teacher, MaskGITVQGAN):
+                    raise ModelUnavailable(f"{self.teacher_dir}: holds a {type(teacher).__name__}, not a MaskGIT-VQGAN teacher")
+                self._teacher = teacher.eval()
+            return self._teacher

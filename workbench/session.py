@@ -1,0 +1,78 @@
+"""What the Reconstruct screen does, without Gradio: load a picture, decode it, edit its tokens.
+
+Callbacks in ``workbench.ui.reconstruct`` only translate widget values to these calls and the
+results back to widgets, so everything here can be tested directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from core import SFTok
+
+from .decoding import DecodeService, DecodeSettings, SettingsError
+from .images import ImageInputError, prepare_image
+from .traces import StepTrace
+
+
+@dataclass
+class Reconstruction:
+    """One decode ready for display: the cropped input, its trace and the cache key of the trace."""
+
+    trace_key: str
+    trace: StepTrace
+    input_image: np.ndarray  # (H, W, 3) uint8, what the model saw
+    encoded: tuple[int, ...]  # token ids from the encoder
+    source: str = ""  # source size / mode and what preprocessing did, one line
+    notes: list[str] = field(default_factory=list)  # conversions the user should be warned about
+
+
+def reconstruct_file(service: DecodeService, model_choice: str, source: str | Path, settings: DecodeSettings,
+                     tokens: Sequence[int] | None = None, name: str | None = None) -> Reconstruction:
+    """Load ``source`` (validated, centre-cropped to the model's size) and decode all steps.
+
+    With ``tokens`` the encoder's ids are replaced (token surgery); ``encoded`` still reports the
+    encoder's own ids so the UI can show what was edited.
+    """
+    model = service.registry.get(model_choice).model
+    loaded = prepare_image(source, model.config.image_size, name)
+    encoded_key, encoded_trace = service.reconstruct(model_choice, loaded.image, settings)
+    encoded = tuple(int(t) for t in encoded_trace.tokens)
+    if tokens is None or tuple(int(t) for t in tokens) == encoded:
+        key, trace = encoded_key, encoded_trace
+    else:
+        key, trace = service.reconstruct(model_choice, loaded.image, settings, tokens)
+    return Reconstruction(key, trace, np.asarray(loaded.image), encoded, loaded.describe(), loaded.notes)
+
+
+def edit_token(tokens: Sequence[int], position: int | float | None, code: int | float | None,
+               codebook_size: int) -> tuple[int, ...]:
+    """``tokens`` with one id replaced; positions and codes are checked and named in errors."""
+    if position is None or code is None:
+        raise SettingsError("token surgery: choose a position and a code")
+    if float(position) != int(position) or not 0 <= int(position) < len(tokens):
+        raise SettingsError(f"position: must be a whole number in 0..{len(tokens) - 1}, got {position}")
+    if float(code) != int(code) or not 0 <= int(code) < codebook_size:
+        raise SettingsError(f"code: must be a whole number in 0..{codebook_size - 1}, got {code}")
+    out = [int(t) for t in tokens]
+    out[int(position)] = int(code)
+    return tuple(out)
+
+
+@torch.no_grad()
+def nearest_codes(model: SFTok, code: int, k: int = 6) -> list[tuple[int, float]]:
+    """The ``k`` codewords most similar (cosine) to ``code``, excluding itself: gentle edits."""
+    book = model.quantize.codebook()
+    if not 0 <= int(code) < book.shape[0]:
+        raise SettingsError(f"code: must be in 0..{book.shape[0] - 1}, got {code}")
+    sims = book @ book[int(code)]
+    sims[int(code)] = -float("inf")
+    values, ids = sims.topk(min(k, book.shape[0] - 1))
+    return [(int(i), float(v)) for i, v in zip(ids, values)]
+
+
+__all__ = ["Reconstruction", "reconstruct_file", "edit_token", "nearest_codes", "ImageInputError", "SettingsError"]

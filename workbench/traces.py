@@ -1,0 +1,86 @@
+"""A decode as plain arrays: what the step scrubber shows for every step, computed once per request.
+
+Both screens with a scrubber produce a :class:`StepTrace`: Reconstruct from ``SFTok.decode_steps``
+(proxy-code grid, 16 x 16 on the official model) and Generate from ``MaskGITGenerator.generate``
+(the 8 x 8 latent-token grid). Moving the scrubber only indexes these arrays.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from core import DecodeStep
+from core.sampling import StepOutput
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """Per-step arrays for one image; T = steps, S = grid cells (grid_side ** 2)."""
+
+    grid_side: int
+    mask_id: int
+    ids_in: np.ndarray  # (T, S) int, mask_id where masked before the step
+    ids_out: np.ndarray  # (T, S) int, mask_id where still masked after the step
+    newly_committed: np.ndarray  # (T, S) bool
+    confidence: np.ndarray  # (T, S) probability of each cell's candidate
+    entropy: np.ndarray  # (T, S) predictive entropy, bits
+    temperature: np.ndarray  # (T,) Gumbel temperature used at the step
+    previews: np.ndarray  # (T, H, W, 3) uint8: the image as it stands after each step
+    final: np.ndarray  # (H, W, 3) uint8: the decode's output image
+    tokens: np.ndarray  # (N,) int: the latent token ids that were decoded
+    preview_label: str  # how previews were rendered (shown in the UI)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (T,) per-step values
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.ids_out.shape[0])
+
+    def masked_after(self, step: int) -> int:
+        return int((self.ids_out[step] == self.mask_id).sum())
+
+    def committed_at(self, step: int) -> int:
+        return int(self.newly_committed[step].sum())
+
+
+def _stack(tensors: Sequence[torch.Tensor], dtype: np.dtype) -> np.ndarray:
+    return torch.stack([t[0].detach().cpu() for t in tensors]).numpy().astype(dtype, copy=False)
+
+
+def grid_side_of(num_cells: int) -> int:
+    side = math.isqrt(num_cells)
+    if side * side != num_cells:
+        raise ValueError(f"grid: {num_cells} cells do not form a square grid")
+    return side
+
+
+def trace_from_decode_steps(records: Sequence[DecodeStep], mask_id: int, previews: np.ndarray, final: np.ndarray,
+                            tokens: np.ndarray, preview_label: str,
+                            metrics: dict[str, np.ndarray] | None = None) -> StepTrace:
+    """First batch element of ``SFTok.decode_steps`` records as a :class:`StepTrace`."""
+    return StepTrace(
+        grid_side=grid_side_of(records[0].ids_out.shape[1]), mask_id=mask_id,
+        ids_in=_stack([r.ids_in for r in records], np.int64), ids_out=_stack([r.ids_out for r in records], np.int64),
+        newly_committed=_stack([r.newly_committed for r in records], np.bool_),
+        confidence=_stack([r.confidence for r in records], np.float32),
+        entropy=_stack([r.entropy for r in records], np.float32),
+        temperature=np.array([r.temperature for r in records], dtype=np.float32),
+        previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}))
+
+
+def trace_from_generator_steps(steps: Sequence[StepOutput], mask_id: int, previews: np.ndarray, final: np.ndarray,
+                               tokens: np.ndarray, preview_label: str,
+                               metrics: dict[str, np.ndarray] | None = None) -> StepTrace:
+    """First batch element of ``MaskGITGenerator.generate`` step outputs as a :class:`StepTrace`."""
+    ids_out = _stack([s.ids_out for s in steps], np.int64)
+    ids_in = np.concatenate([np.full_like(ids_out[:1], mask_id), ids_out[:-1]])
+    return StepTrace(
+        grid_side=grid_side_of(ids_out.shape[1]), mask_id=mask_id, ids_in=ids_in, ids_out=ids_out,
+        newly_committed=_stack([s.newly_committed for s in steps], np.bool_),
+        confidence=_stack([s.confidence for s in steps], np.float32),
+        entropy=_stack([s.entropy for s in steps], np.float32),
+        temperature=np.array([s.temperature for s in steps], dtype=np.float32),
+        previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}))

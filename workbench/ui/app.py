@@ -1,0 +1,88 @@
+"""The workbench as one ``gr.Blocks``: a tab per screen, plus how to launch it safely.
+
+``build_app`` only lays out screens; ``launch_app`` applies the serving rules (loopback by default,
+auth required off loopback, upload size limit, downloads only from the workspace exports folder).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import generate, reconstruct, train
+from .context import AppContext
+
+MAX_UPLOAD = "25mb"
+CSS = """
+.token-grid { display: grid; grid-template-columns: repeat(var(--cols), minmax(3.2em, 1fr)); gap: 3px;
+              font-family: ui-monospace, monospace; font-size: 0.92em; max-width: 42em; }
+.token-grid .tok { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 2px 4px;
+                   text-align: right; background: var(--background-fill-secondary); }
+.token-grid .tok .pos { float: left; color: var(--body-text-color-subdued); font-size: 0.72em; }
+.token-grid .tok.edited { background: #f5962833; border-color: #f59628; font-weight: 600; }
+.token-grid-empty { color: var(--body-text-color-subdued); }
+#app-title h1 { margin-bottom: 0; }
+"""
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="SFTok Workbench", analytics_enabled=False) as demo:
+        gr.Markdown("# SFTok Workbench\nA discrete 1D image tokenizer, decoded one step at a time.",
+                    elem_id="app-title")
+        with gr.Tabs():
+            with gr.Tab("Reconstruct", id="reconstruct"):
+                reconstruct.build(ctx)
+            if ctx.jobs is not None:
+                with gr.Tab("Train", id="train"):
+                    train.build(ctx)
+            with gr.Tab("Generate", id="generate"):
+                generate.build(ctx)
+    return demo
+
+
+class UnsafeBind(RuntimeError):
+    """The app would be reachable from other machines without a password."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    """``user:pass`` -> (user, pass); empty -> None; malformed -> ValueError naming the format."""
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("auth: expected USER:PASSWORD with both parts non-empty")
+    return user, password
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int | None = None
+    auth: tuple[str, str] | None = None
+
+    def check(self) -> None:
+        if not is_loopback(self.host) and self.auth is None:
+            raise UnsafeBind(f"refusing to listen on {self.host} without a password: anyone on the network could "
+                             "run models and training jobs. Pass --auth USER:PASSWORD (or set SFTOK_AUTH), "
+                             "or bind to 127.0.0.1.")
+
+
+def launch_app(demo: gr.Blocks, ctx: AppContext, options: ServeOptions, block: bool = True):
+    """Start serving; ``block=False`` returns at once (tests) with (app, local_url, share_url)."""
+    options.check()
+    demo.queue(default_concurrency_limit=2)
+    return demo.launch(
+        server_name=options.host, server_port=options.port, auth=options.auth, prevent_thread_lock=not block,
+        max_file_size=MAX_UPLOAD, allowed_paths=[str(ctx.exports_dir)], share=False, inbrowser=False,
+        show_error=False, quiet=not block, css=CSS, footer_links=["api", "settings"], ssr_mode=False,
+        theme=gr.themes.Soft(primary_hue="blue", secondary_hue="orange"))

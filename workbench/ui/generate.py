@@ -1,0 +1,57 @@
+"""Generate screen: class-conditional sampling with a MaskGIT generator, inspected step by step."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from ..decoding import DecodeSettings
+from ..render import upscale
+from .components.errors import user_errors
+from .components.model_picker import ModelPicker
+from .components.step_scrubber import StepScrubber
+from .context import AppContext
+
+
+class GeneratePage:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                self.generator = ModelPicker(ctx.registry, "Generator checkpoint", model_type="generator",
+                                             name="gen-model", info="a saved generator folder in the workspace")
+                self.tokenizer = ModelPicker(ctx.registry, "Tokenizer (decodes the generated tokens)", name="gen-tok")
+                self.class_id = gr.Number(value=0, precision=0, minimum=0, label="Class id", elem_id="gen-class")
+                self.steps = gr.Slider(1, 32, value=8, step=1, label="Generation steps")
+                self.guidance = gr.Slider(0, 10, value=4.5, step=0.5, label="Guidance scale",
+                                          info="logits = cond + s (cond - uncond), as upstream")
+                self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature")
+                self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                self.run = gr.Button("Generate", variant="primary", elem_id="gen-run")
+                self.status = gr.Markdown(elem_id="gen-status")
+            with gr.Column(scale=1):
+                self.image = gr.Image(label="Generated image", interactive=False, format="png", height=380,
+                                      elem_id="gen-image")
+        with gr.Accordion("Generation steps", open=True):
+            self.scrubber = StepScrubber(ctx.service, "gen", ctx.exports_dir, grid_label="Latent-token grid")
+        self.run.click(user_errors(self.on_generate),
+                       [self.generator.dropdown, self.tokenizer.dropdown, self.class_id, self.steps, self.guidance,
+                        self.temperature, self.seed, self.scrubber.heat_kind],
+                       [self.image, self.status, *self.scrubber.outputs], api_name="generate", show_progress="minimal")
+        self.scrubber.wire()
+
+    def on_generate(self, generator: str | None, tokenizer: str, class_id: float | None, steps: float, guidance: float,
+                    temperature: float, seed: float | None, heat: str, progress: gr.Progress = gr.Progress()) -> tuple:
+        if not generator:
+            raise ValueError("generator: no generator checkpoint in the workspace yet; train one on the Train "
+                             "screen (stage 'generator') or copy a saved generator folder into the workspace")
+        settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
+        progress(0.1, desc="generating")
+        key, trace = self.ctx.service.generate(generator, tokenizer, int(class_id or 0), settings, float(guidance))
+        status = (f"**{html.escape(generator)}**, class {int(class_id or 0)}, {settings.num_steps} steps, "
+                  f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
+        return (upscale(trace.final), status, *self.scrubber.show(key, heat))
+
+
+def build(ctx: AppContext) -> GeneratePage:
+    return GeneratePage(ctx)

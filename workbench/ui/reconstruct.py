@@ -1,0 +1,172 @@
+"""Reconstruct screen: upload or pick an image, decode it step by step, edit its tokens.
+
+Callbacks translate widgets to :mod:`workbench.session` calls and results back to widgets; every
+expected failure (bad upload, bad setting, missing model) becomes a ``gr.Error`` with its message.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Sequence
+
+import gradio as gr
+
+from ..decoding import DecodeSettings, SettingsError
+from ..render import upscale
+from ..session import Reconstruction, edit_token, nearest_codes, reconstruct_file
+from .components.errors import user_errors
+from .components.model_picker import ModelPicker
+from .components.step_scrubber import StepScrubber
+from .context import AppContext
+from .state import ReconstructState
+
+TOKENS_PER_ROW = 8
+
+
+def tokens_html(tokens: Sequence[int], encoded: Sequence[int]) -> str:
+    """The latent token ids as a grid; edited positions are highlighted and show the original id."""
+    if not tokens:
+        return "<div class='token-grid-empty'>Decode an image to see its token ids.</div>"
+    cells = []
+    for pos, (tok, orig) in enumerate(zip(tokens, encoded)):
+        edited = tok != orig
+        title = f"position {pos}" + (f": was {orig}" if edited else "")
+        cls = "tok edited" if edited else "tok"
+        cells.append(f"<div class='{cls}' title='{html.escape(title)}' data-pos='{pos}' data-token='{tok}'>"
+                     f"<span class='pos'>{pos}</span>{tok}</div>")
+    return f"<div class='token-grid' style='--cols:{TOKENS_PER_ROW}'>{''.join(cells)}</div>"
+
+
+def _status(rec: Reconstruction, name: str, state: ReconstructState) -> str:
+    edits = state.edits()
+    lines = [f"**{html.escape(name)}**: {rec.source}."]
+    if edits:
+        lines.append("Token surgery: " + ", ".join(f"position {e.position}: {e.old} → {e.new}" for e in edits) + ".")
+    lines += [f"⚠ {n}" for n in rec.notes]
+    return "  \n".join(lines)
+
+
+class ReconstructPage:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        samples = list(ctx.samples())
+        self.state = gr.State(ReconstructState())
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                self.upload = gr.File(label="Upload an image (any size; centre-cropped to the model's size)",
+                                      type="filepath", height=110, elem_id="rec-upload")
+                self.sample = gr.Dropdown(choices=samples, value=None, label="…or pick a sample",
+                                          elem_id="rec-sample")
+                self.model = ModelPicker(ctx.registry, "Tokenizer", name="rec-model",
+                                         info="embedded default, a saved folder in the workspace, or a hub id (online)")
+                self.steps = gr.Slider(1, 32, value=8, step=1, label="Decoding steps", elem_id="rec-steps")
+                self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature",
+                                             info="Gumbel sampling temperature, annealed to 0 at the last step")
+                self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                self.run = gr.Button("Reconstruct", variant="primary", elem_id="rec-run")
+                self.status = gr.Markdown(elem_id="rec-status")
+            with gr.Column(scale=2):
+                self.compare = gr.ImageSlider(label="Input (left) vs reconstruction (right)", type="numpy",
+                                              format="png", height=420, interactive=False, elem_id="rec-compare")
+        with gr.Accordion("Decoding steps", open=True):
+            self.scrubber = StepScrubber(ctx.service, "rec", ctx.exports_dir, grid_label="Proxy-code grid")
+        with gr.Accordion("Token surgery: replace one of the 64 latent tokens and decode again", open=True):
+            self.tokens = gr.HTML(tokens_html((), ()), elem_id="rec-tokens")
+            with gr.Row(equal_height=True):
+                self.position = gr.Number(value=0, precision=0, minimum=0, label="Position", elem_id="rec-position")
+                self.code = gr.Number(value=0, precision=0, minimum=0, label="New code", elem_id="rec-code")
+                self.neighbours = gr.Markdown(elem_id="rec-neighbours")
+                self.apply = gr.Button("Decode with this token", elem_id="rec-apply")
+                self.reset = gr.Button("Reset tokens", elem_id="rec-reset")
+        self._wire()
+
+    # -- helpers ------------------------------------------------------------------------------------
+    @property
+    def _outputs(self) -> list:
+        return [self.state, self.compare, self.status, self.tokens, *self.scrubber.outputs]
+
+    def _settings_inputs(self) -> list:
+        return [self.model.dropdown, self.steps, self.temperature, self.seed, self.scrubber.heat_kind]
+
+    def _decode(self, state: ReconstructState, source: str, name: str, model: str, steps: float, temperature: float,
+                seed: float | None, heat: str, tokens: Sequence[int] | None, progress: gr.Progress) -> tuple:
+        if not source:
+            raise SettingsError("no image yet: upload one or pick a sample")
+        settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
+        progress(0.1, desc="loading model and decoding")
+        rec = reconstruct_file(self.ctx.service, model, source, settings, tokens, name)
+        new_state = ReconstructState(source_path=str(source), source_name=name, model_choice=model,
+                                     encoded=rec.encoded, tokens=tuple(int(t) for t in rec.trace.tokens),
+                                     trace_key=rec.trace_key)
+        for note in rec.notes:
+            gr.Warning(f"{name}: {note}")
+        pair = (upscale(rec.input_image), upscale(rec.trace.final))
+        return (new_state, pair, _status(rec, name, new_state), tokens_html(new_state.tokens, new_state.encoded),
+                *self.scrubber.show(rec.trace_key, heat))
+
+    # -- events -------------------------------------------------------------------------------------
+    def on_upload(self, path: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
+                  state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+        if not path:
+            raise SettingsError("the upload did not arrive; try again")
+        name = path.rsplit("/", 1)[-1]
+        return self._decode(state, path, name, model, steps, temperature, seed, heat, None, progress)
+
+    def on_sample(self, sample: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
+                  state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+        samples = self.ctx.samples()
+        if sample not in samples:
+            raise SettingsError(f"sample: unknown sample {sample!r}; choose one of {sorted(samples)}")
+        return self._decode(state, str(samples[sample]), sample, model, steps, temperature, seed, heat, None, progress)
+
+    def on_run(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
+               state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Decode again with the current settings; token edits survive unless the model changed."""
+        tokens = state.tokens if state.edits() and model == state.model_choice else None
+        return self._decode(state, state.source_path, state.source_name, model, steps, temperature, seed, heat,
+                            tokens, progress)
+
+    def on_apply(self, position: float | None, code: float | None, model: str, steps: float, temperature: float,
+                 seed: float | None, heat: str, state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+        if not state.tokens:
+            raise SettingsError("no tokens yet: decode an image first")
+        codebook = self.ctx.registry.get(state.model_choice).model.config.codebook_size
+        tokens = edit_token(state.tokens, position, code, codebook)
+        return self._decode(state, state.source_path, state.source_name, state.model_choice, steps, temperature,
+                            seed, heat, tokens, progress)
+
+    def on_reset(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
+                 state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+        return self._decode(state, state.source_path, state.source_name, state.model_choice, steps, temperature,
+                            seed, heat, None, progress)
+
+    def on_position(self, position: float | None, state: ReconstructState) -> str:
+        """Which code sits at ``position`` and its nearest codewords: candidates for a gentle edit."""
+        if not state.tokens or position is None or not 0 <= int(position) < len(state.tokens):
+            return ""
+        current = state.tokens[int(position)]
+        model = self.ctx.registry.get(state.model_choice).model
+        near = ", ".join(f"{c} ({s:.2f})" for c, s in nearest_codes(model, current, 5))
+        return f"Position {int(position)} holds code **{current}**. Nearest codewords (cosine): {near}."
+
+    def _wire(self) -> None:
+        opts: dict[str, Any] = {"show_progress": "minimal"}
+        self.upload.upload(user_errors(self.on_upload), [self.upload, *self._settings_inputs(), self.state],
+                           self._outputs, api_name="reconstruct_upload", **opts)
+        self.sample.input(user_errors(self.on_sample), [self.sample, *self._settings_inputs(), self.state],
+                          self._outputs, api_name="reconstruct_sample", **opts)
+        self.run.click(user_errors(self.on_run), [*self._settings_inputs(), self.state], self._outputs,
+                       api_name="reconstruct", **opts)
+        self.apply.click(user_errors(self.on_apply), [self.position, self.code, *self._settings_inputs(), self.state],
+                         self._outputs, api_name="token_surgery", **opts)
+        self.reset.click(user_errors(self.on_reset), [*self._settings_inputs(), self.state], self._outputs,
+                         api_name="reset_tokens", **opts)
+        self.position.change(user_errors(self.on_position), [self.position, self.state], [self.neighbours],
+                             api_name="token_neighbours", show_progress="hidden")
+        self.scrubber.wire()
+
+
+def build(ctx: AppContext) -> ReconstructPage:
+    return ReconstructPage(ctx)
+
+
+__all__ = ["ReconstructPage", "build", "tokens_html"]

@@ -1,0 +1,48 @@
+"""Per-browser-session UI state as small dataclasses (Gradio deep-copies them per session).
+
+They hold references (paths, cache keys, token ids), never tensors or decoded images: the heavy
+results live in the server-side decode cache.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..models import DEFAULT_CHOICE
+
+
+@dataclass(frozen=True)
+class TokenEdit:
+    position: int
+    old: int
+    new: int
+
+
+@dataclass
+class ReconstructState:
+    """The Reconstruct screen: which picture, which model, which tokens are being decoded."""
+
+    source_path: str = ""  # the upload or sample file; re-read so a model change can re-crop it
+    source_name: str = ""
+    model_choice: str = DEFAULT_CHOICE
+    encoded: tuple[int, ...] = ()  # token ids the encoder produced
+    tokens: tuple[int, ...] = ()  # token ids being decoded (encoded, possibly edited)
+    trace_key: str = ""
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.source_path)
+
+    def edits(self) -> list[TokenEdit]:
+        return [TokenEdit(i, a, b) for i, (a, b) in enumerate(zip(self.encoded, self.tokens)) if a != b]
+
+    def with_tokens(self, tokens: tuple[int, ...]) -> "ReconstructState":
+        return replace(self, tokens=tuple(int(t) for t in tokens))
+
+
+@dataclass
+class GenerateState:
+    """The Generate screen: the last generated sample's tokens."""
+
+    tokens: tuple[int, ...] = ()
+    trace_key: str = ""
+    history: list[str] = field(default_factory=list)
