@@ -33,17 +33,23 @@ class MultiStepDecoder(nn.Module):
         self.ln_post = nn.LayerNorm(width)
         self.ffn = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Tanh(), nn.Conv2d(2 * width, self.vocab_size, 1))
 
-    def hidden_states(self, proxy_ids: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
-        """Final-layer features (B, S, W) of the proxy slots."""
+    def hidden_states(self, proxy_ids: torch.Tensor, z_q: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-layer features (B, S, W) of the proxy slots, or (B, M, W) of ``slots`` (B, M) only.
+
+        With ``slots`` the last block computes just those output rows (all positions still serve as
+        keys/values), which is what iterative decoding needs when only masked slots are read.
+        """
         b = proxy_ids.shape[0]
         cond = self.decoder_embed(z_q.reshape(b, z_q.shape[1], -1).transpose(1, 2)) + self.condition_positional_embedding
         x = self.learnable_embedding(proxy_ids)  # (B, S, W)
         x = torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1)
         x = x + self.learnable_embedding_positional_embedding.to(x.dtype)
         x = self.ln_pre(torch.cat([x, cond.to(x.dtype)], dim=1))
-        for block in self.transformer:
+        for block in self.transformer[:-1]:
             x = block(x)
-        return self.ln_post(x[:, 1:1 + self.num_slots])
+        # The last block only computes the rows that are read (position 0 is the class token).
+        rows = slice(1, 1 + self.num_slots) if slots is None else slots + 1
+        return self.ln_post(self.transformer[-1](x, rows=rows))
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """The 1x1-conv head as matmuls on (..., W) -> (..., V); identical to the conv on a grid."""
@@ -51,6 +57,10 @@ class MultiStepDecoder(nn.Module):
         h = torch.tanh(F.linear(hidden, fc1.weight.flatten(1), fc1.bias))
         return F.linear(h, fc2.weight.flatten(1), fc2.bias)
 
-    def forward(self, proxy_ids: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
-        """Logits (B, S, V) for proxy ids (B, S) (mask id allowed) given z_q (B, C, 1, N)."""
-        return self.head(self.hidden_states(proxy_ids, z_q))
+    def forward(self, proxy_ids: torch.Tensor, z_q: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, S, V) for proxy ids (B, S) (mask id allowed) given z_q (B, C, 1, N).
+
+        ``slots`` (B, M) int64 restricts the output to those slots: logits (B, M, V), row j of
+        batch b belonging to slot ``slots[b, j]``.
+        """
+        return self.head(self.hidden_states(proxy_ids, z_q, slots))

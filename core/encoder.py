@@ -38,9 +38,10 @@ class TiTokEncoder(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         latents = latent_tokens.to(x.dtype).expand(b, -1, -1) + self.latent_token_positional_embedding.to(x.dtype)
         x = self.ln_pre(torch.cat([x, latents], dim=1))
-        for block in self.transformer:
+        for block in self.transformer[:-1]:
             x = block(x)
-        x = self.ln_post(x[:, -self.num_latent_tokens:])  # (B, N, W)
+        # Only the latent-token outputs are read: the last block computes just those rows.
+        x = self.ln_post(self.transformer[-1](x, rows=slice(-self.num_latent_tokens, None)))  # (B, N, W)
         width = x.shape[-1]
         x = x.reshape(b, width, self.num_latent_tokens, 1)  # legacy raw reshape, not a transpose
         z = self.conv_out(x)  # (B, C, N, 1)

@@ -190,10 +190,18 @@ class MaskGITGenerator(nn.Module):
         if int(class_ids.min()) < 0 or int(class_ids.max()) >= cfg.num_classes:
             raise ValueError(f"class ids must lie in [0, {cfg.num_classes})")
         ids = torch.full((class_ids.shape[0], cfg.num_tokens), cfg.mask_id, dtype=torch.long, device=class_ids.device)
+
+        def skip_class_dropout_draw() -> None:
+            # Upstream's forward draws a (B,) class-dropout mask even at sampling time (probability 0
+            # or 1 there); drawing and discarding it keeps a seeded stream in step with upstream.
+            torch.rand(class_ids.shape[0], device=class_ids.device, generator=generator)
+
         steps = []
         for step in range(num_steps):
+            skip_class_dropout_draw()
             logits = self(ids, class_ids)
             if guidance_scale != 0:
+                skip_class_dropout_draw()
                 uncond = self(ids, class_ids, drop_class=torch.ones_like(class_ids, dtype=torch.bool))
                 logits = logits + guidance_scale * (logits - uncond)
             out = masked_decode_step(logits, ids, cfg.mask_id, step, num_steps, temperature, generator)

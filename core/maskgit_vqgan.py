@@ -23,8 +23,9 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(out_channels, out_channels, 1, bias=False) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        inplace = not torch.is_grad_enabled()  # SiLU over the fresh norm output: no extra buffer at inference
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
+        h = self.conv2(F.silu(self.norm2(h), inplace=inplace))
         if self.nin_shortcut is not None:
             return h + self.nin_shortcut(h)  # official quirk: the shortcut reads h, the input is dropped
         return x + h
@@ -36,6 +37,37 @@ class _Level(nn.Module):
         self.block = nn.ModuleList(blocks)
         if upsample_channels is not None:
             self.upsample_conv = nn.Conv2d(upsample_channels, upsample_channels, 3, padding=1)
+
+
+def _fold_taps(weight: torch.Tensor, phase: int, dim: int) -> torch.Tensor:
+    """Merge the 3 taps of ``dim`` into the 2 that one output phase of a 2x-upsampled input reads."""
+    t0, t1, t2 = weight.unbind(dim)
+    return torch.stack([t0, t1 + t2] if phase == 0 else [t0 + t1, t2], dim)
+
+
+def upsample2x_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(nearest_upsample_2x(x))`` for a 3x3, stride-1, padding-1 conv, computed at low resolution.
+
+    Output pixel (2i+a, 2j+b) of a 3x3 conv over a nearest-upsampled map reads only 2x2 distinct
+    input pixels, so each of the 4 phases (a, b) is a 2x2 conv with summed weights: 16 instead of
+    36 multiply-adds per output value (the upsampled map is never built). All 4 phases run as one
+    conv with 4x the output channels; then they are interleaved. Same result up to float rounding.
+    """
+    b, _, h, w = x.shape
+    out_ch = conv.weight.shape[0]
+    weight = torch.cat([_fold_taps(_fold_taps(conv.weight, pa, 2), pb, 3) for pa in (0, 1) for pb in (0, 1)])
+    bias = None if conv.bias is None else conv.bias.repeat(4)
+    y = F.conv2d(x, weight, bias, padding=1)  # (B, 4*O, H+1, W+1); phase (a, b) is the window at (a, b)
+    phases = [y[:, k * out_ch:(k + 1) * out_ch, pa:pa + h, pb:pb + w] for k, (pa, pb) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)])]
+    if x.is_contiguous(memory_format=torch.channels_last):
+        out = y.new_empty(b, h, 2, w, 2, out_ch)
+        for k, (pa, pb) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            out[:, :, pa, :, pb] = phases[k].permute(0, 2, 3, 1)
+        return out.view(b, 2 * h, 2 * w, out_ch).permute(0, 3, 1, 2)  # channels_last strides
+    out = y.new_empty(b, out_ch, h, 2, w, 2)
+    for k, (pa, pb) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        out[:, :, :, pa, :, pb] = phases[k]
+    return out.view(b, out_ch, 2 * h, 2 * w)
 
 
 class VQGANEncoder(nn.Module):
@@ -89,6 +121,13 @@ class VQGANDecoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, z_channels, h, w) -> images (B, 3, h*f, w*f), unclamped, contiguous.
+
+        On CPU the activations run channels-last (oneDNN's preferred layout for these convs); the
+        upsampling convs run at low resolution (:func:`upsample2x_conv3x3`).
+        """
+        if z.device.type == "cpu":
+            z = z.contiguous(memory_format=torch.channels_last)
         h = self.conv_in(z)
         for block in self.mid:
             h = block(h)
@@ -97,8 +136,8 @@ class VQGANDecoder(nn.Module):
             for block in level.block:
                 h = block(h)
             if i > 0:
-                h = level.upsample_conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+                h = upsample2x_conv3x3(h, level.upsample_conv)
+        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
 
 
 class VectorQuantizer(nn.Module):
@@ -114,7 +153,8 @@ class VectorQuantizer(nn.Module):
         """z (B, D, h, w) -> ids (B, h*w) in raster order."""
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         weight = self.embedding.weight
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ weight.t() + weight.pow(2).sum(1)[None]
+        # Same op order as upstream, so near-ties break the same way.
+        dist = flat.pow(2).sum(1, keepdim=True) + weight.pow(2).sum(1) - 2 * (flat @ weight.t())
         return dist.argmin(dim=1).view(z.shape[0], -1)
 
     def get_codebook_entry(self, ids: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_weights, read_model_dir, read_state_dict, save_model
-from .config import SFTokConfig, TeacherConfig, resolve_config
+from .checkpoint import (CheckpointError, compare_state_dict, load_weights, official_to_ours, read_model_dir,
+                         read_state_dict, save_model)
+from .config import ConfigError, SFTokConfig, TeacherConfig, resolve_config
 from .generator import GeneratorConfig, MaskGITGenerator
 from .maskgit_vqgan import MaskGITVQGAN
 from .sftok import SFTok
@@ -75,15 +77,32 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
         if config is None:
             raise CheckpointError(f"{p}: a bare weights file needs a config (preset name, dict or SFTokConfig)")
         state, model_type, cfg = read_state_dict(p), "sftok", config
-    if model_type not in BUILDERS:
+    if not isinstance(model_type, str) or model_type not in BUILDERS:
         raise CheckpointError(f"{p}: unknown model_type {model_type!r}; allowed: {sorted(BUILDERS)}")
     if isinstance(cfg, str):
         from .presets import create_config
 
         cfg = create_config(cfg)
-    model = BUILDERS[model_type](cfg)
+    config_source = f"{p / 'config.json'}" if p.is_dir() else "config"
+    # Shapes first, on the meta device: a config that lies (say a 10^9-entry codebook) must fail on
+    # the key/shape report, not by trying to allocate the model it describes.
+    with torch.device("meta"):
+        skeleton = _build(model_type, cfg, config_source)
+    report = compare_state_dict(skeleton, official_to_ours(state))
+    if report.wrong_shape or (strict and not report.ok):
+        raise CheckpointError(f"{p} does not fit {type(skeleton).__name__} (as its {config_source} describes it): "
+                              f"{report.describe()}")
+    model = _build(model_type, cfg, config_source)
     load_weights(model, state, strict=strict, source=str(p))
     return model.eval()
+
+
+def _build(model_type: str, cfg: Any, source: str) -> nn.Module:
+    """The model a config describes; a config that describes no valid model is a checkpoint error."""
+    try:
+        return BUILDERS[model_type](cfg)
+    except (ConfigError, TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{source}: not a valid {model_type} config ({type(err).__name__}: {err})") from err
 
 
 def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> SFTok:

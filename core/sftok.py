@@ -42,6 +42,20 @@ class DecodeStep:
     preview: torch.Tensor | None = None  # (B, 3, H, W) soft pixel render of this step, if asked
 
 
+def masked_slots(proxy_ids: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """(B, M) positions of the masked slots of each row, M = the largest count over rows; shorter
+    rows are padded with committed positions (computing a few extra slots is harmless)."""
+    masked = proxy_ids == mask_id
+    count = int(masked.sum(dim=1).max())
+    return torch.sort(masked.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :count]
+
+
+def scatter_slots(values: torch.Tensor, slots: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Place per-slot rows (B, M, V) at ``slots`` (B, M) of a zero (B, num_slots, V) tensor."""
+    full = values.new_zeros(values.shape[0], num_slots, values.shape[2])
+    return full.scatter_(1, slots.unsqueeze(-1).expand(-1, -1, values.shape[2]), values)
+
+
 class SFTok(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -101,8 +115,8 @@ class SFTok(nn.Module):
 
     # -- official API ------------------------------------------------------------------------------
     def encode_continuous(self, images: torch.Tensor) -> torch.Tensor:
-        """Pre-quantisation latent z (B, C, 1, N)."""
-        return self.encoder(images, self.latent_tokens)
+        """Pre-quantisation latent z (B, C, 1, N); any float image dtype is cast to the weights' dtype."""
+        return self.encoder(images.to(self.latent_tokens.dtype), self.latent_tokens)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Images (B, 3, H, W) in [0, 1] -> (z_q (B, C, 1, N), info with ``min_encoding_indices`` (B, 1, N)).
@@ -112,13 +126,9 @@ class SFTok(nn.Module):
         self.check_images(images)
         return self.quantize(self.encode_continuous(images))
 
-    def decode_steps(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
-                     generator: torch.Generator | None = None, previews: bool | Sequence[int] = False) -> list[DecodeStep]:
-        """Run the multi-step decoder on token ids and return one :class:`DecodeStep` per pass.
-
-        ``previews``: True for every step, or a list of step indices, to add the soft pixel render
-        (one batched pixel-head pass over the chosen steps; consumes no random numbers).
-        """
+    def _decode_inputs(self, ids: torch.Tensor, num_steps: int | None, temperature: float | None
+                       ) -> tuple[torch.Tensor, int, float, torch.Tensor]:
+        """Validate decode arguments; return (z_q (B, C, 1, N), num_steps, temperature, all-masked proxy ids)."""
         cfg = self.config
         num_steps = cfg.num_steps if num_steps is None else int(num_steps)
         temperature = cfg.randomize_temperature if temperature is None else float(temperature)
@@ -129,10 +139,26 @@ class SFTok(nn.Module):
         ids = self.check_token_ids(ids)
         z_q = self.quantize.get_codebook_entry(ids)
         proxy = torch.full((ids.shape[0], cfg.num_proxy_codes), cfg.mask_id, dtype=torch.long, device=ids.device)
+        return z_q, num_steps, temperature, proxy
+
+    @torch.no_grad()
+    def decode_steps(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                     generator: torch.Generator | None = None, previews: bool | Sequence[int] = False) -> list[DecodeStep]:
+        """Run the multi-step decoder on token ids and return one :class:`DecodeStep` per pass.
+
+        Every record holds full (B, S, V) logits and per-slot confidence/entropy, committed slots
+        included (the model re-predicts them each pass). ``previews``: True for every step, or a
+        list of step indices, to add the soft pixel render (one batched pixel-head pass over the
+        chosen steps; consumes no random numbers). Random draws follow the official order, so the
+        final ids equal :meth:`decode_ids` and the official decoder under the same seed.
+        """
+        cfg = self.config
+        z_q, num_steps, temperature, proxy = self._decode_inputs(ids, num_steps, temperature)
         records: list[DecodeStep] = []
         for step in range(num_steps):
             logits = self.decoder(proxy, z_q)
-            out = masked_decode_step(logits, proxy, cfg.mask_id, step, num_steps, temperature, generator)
+            out = masked_decode_step(logits, proxy, cfg.mask_id, step, num_steps, temperature, generator,
+                                     codes_major_noise=True)
             records.append(DecodeStep(
                 step=step, num_steps=num_steps, mask_ratio_in=float((proxy == cfg.mask_id).float().mean()),
                 target_mask_ratio=out.target_mask_ratio, temperature=out.temperature, ids_in=proxy, ids_out=out.ids_out,
@@ -146,6 +172,31 @@ class SFTok(nn.Module):
             for i, s in enumerate(images.split(ids.shape[0])):
                 records[wanted[i]].preview = s
         return records
+
+    @torch.no_grad()
+    def decode_ids(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                   generator: torch.Generator | None = None, last_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fast multi-step decoding: (final proxy ids (B, S), logits of the last pass (B, S, V) or None).
+
+        Same random draws and the same ids as :meth:`decode_steps`, without the records. A pass only
+        reads the logits of still-masked slots (committed slots keep their id whatever the model
+        predicts), so the last transformer block and the head run on those slots alone; at the last
+        step all slots are computed when ``last_logits`` is True (the soft render needs them).
+        """
+        cfg = self.config
+        z_q, num_steps, temperature, proxy = self._decode_inputs(ids, num_steps, temperature)
+        logits = None
+        for step in range(num_steps):
+            last = step == num_steps - 1
+            if last and last_logits:
+                logits = self.decoder(proxy, z_q)
+                full = logits
+            else:
+                slots = masked_slots(proxy, cfg.mask_id)
+                full = scatter_slots(self.decoder(proxy, z_q, slots=slots), slots, cfg.num_proxy_codes)
+            proxy = masked_decode_step(full, proxy, cfg.mask_id, step, num_steps, temperature, generator,
+                                       codes_major_noise=True, stats=False).ids_out
+        return proxy, logits
 
     def render_soft(self, logits: torch.Tensor) -> torch.Tensor:
         """Soft pixel decode: softmax over codes, mix codewords, run the pixel decoder; clamped to [0, 1]."""
@@ -164,17 +215,19 @@ class SFTok(nn.Module):
             return self._teacher.decode_codes(proxy_ids)
         raise RuntimeError("this model has no pixel head (stage 1/2): call attach_teacher(teacher) to render pixels")
 
+    @torch.no_grad()
     def decode_tokens(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """Token ids (B, 1, N) or (B, N) -> images (B, 3, H, W) in [0, 1]: the last step of ``decode_steps``.
 
         Stage-3 models render the soft last-step distribution (official path); stage-1/2 models
         render the hard final ids through the attached teacher, as the official training eval does.
+        Runs :meth:`decode_ids` (no per-step records), so it is the fast path.
         """
-        if not self.has_pixel_head:
-            records = self.decode_steps(ids, num_steps, temperature, generator)
-            return self.render_codes(records[-1].ids_out)
-        return self.decode_steps(ids, num_steps, temperature, generator, previews=[-1])[-1].preview
+        proxy, logits = self.decode_ids(ids, num_steps, temperature, generator, last_logits=self.has_pixel_head)
+        if self.has_pixel_head:
+            return self.render_soft(logits)
+        return self.render_codes(proxy)
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,

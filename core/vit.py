@@ -27,12 +27,19 @@ class PackedSelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, L, W)
+    def forward(self, x: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, W) -> (B, L, W); with ``queries`` (B, M, W) only those M positions attend (-> (B, M, W))."""
         b, l, w = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, 3W)
-        q, k, v = qkv.view(b, l, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, W/H)
-        return self.out_proj(out.transpose(1, 2).reshape(b, l, w))
+        h, d = self.heads, w // self.heads
+        if queries is None:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, 3W)
+            q, k, v = qkv.view(b, l, 3, h, d).permute(2, 0, 3, 1, 4)
+        else:
+            q = F.linear(queries, self.in_proj_weight[:w], self.in_proj_bias[:w]).view(b, -1, h, d).transpose(1, 2)
+            kv = F.linear(x, self.in_proj_weight[w:], self.in_proj_bias[w:])  # (B, L, 2W)
+            k, v = kv.view(b, l, 2, h, d).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, M, W/H)
+        return self.out_proj(out.transpose(1, 2).reshape(b, q.shape[2], w))
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -46,8 +53,23 @@ class ResidualAttentionBlock(nn.Module):
         hidden = width * mlp_ratio
         self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, hidden), gelu=nn.GELU(), c_proj=nn.Linear(hidden, width)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """x (B, L, W) -> (B, L, W).
+
+        ``rows`` (a slice, or (B, M) int64 positions) computes only those output positions: keys and
+        values still come from all L, so the result equals those rows of the full output at a
+        fraction of the cost. Used for the last block, whose other outputs nobody reads.
+        """
+        y = self.ln_1(x)
+        if rows is None:
+            x = x + self.attn(y)
+        else:
+            if isinstance(rows, slice):
+                x_rows, y_rows = x[:, rows], y[:, rows]
+            else:
+                index = rows.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+                x_rows, y_rows = x.gather(1, index), y.gather(1, index)
+            x = x_rows + self.attn(y, queries=y_rows)
         return x + self.mlp(self.ln_2(x))
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from core.checkpoint import CheckpointError, read_state_dict
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -81,12 +84,40 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict[str
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Model, EMA, training state and metadata of one checkpoint; a damaged file is a
+    :class:`CheckpointError` naming it (tensors via safetensors, the rest ``weights_only=True``)."""
     path = Path(path)
-    out: dict[str, Any] = {
-        "model": load_file(str(path / "model.safetensors")),
-        "training": torch.load(path / "training_state.pt", map_location="cpu", weights_only=True),
-        "metadata": json.loads((path / "metadata.json").read_text()),
-    }
-    if (path / "ema.safetensors").is_file():
-        out["ema"] = load_file(str(path / "ema.safetensors"))
+    try:
+        metadata = json.loads((path / "metadata.json").read_text())
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("global_step"), int):
+            raise CheckpointError(f"{path / 'metadata.json'}: no integer global_step")
+        out: dict[str, Any] = {
+            "model": read_state_dict(path / "model.safetensors"),
+            "training": torch.load(path / "training_state.pt", map_location="cpu", weights_only=True),
+            "metadata": metadata,
+        }
+        if (path / "ema.safetensors").is_file():
+            out["ema"] = read_state_dict(path / "ema.safetensors")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"{path}: unreadable training checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:300] if str(err) else ''})") from err
     return out
+
+
+def load_latest_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any], list[str]] | None:
+    """The newest checkpoint that reads back whole, plus one line per newer one that did not.
+
+    Writes are atomic, so a damaged newest checkpoint means damage after the fact (a disk error, a
+    hand edit); resuming from the previous one loses ``save_every`` steps instead of the run.
+    """
+    problems: list[str] = []
+    for _, path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_checkpoint(path), problems
+        except CheckpointError as err:
+            problems.append(str(err))
+    if problems:
+        raise CheckpointError(f"{run_dir}: no readable checkpoint: " + "; ".join(problems))
+    return None

@@ -29,7 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mixed_precision": ("no", "fp16", "bf16"),
     "sfvr.context_source": ("first", "prev"),
     "sfvr.mask_schedule": ("arccos", "linear", "cosine", "square"),
-    "stage3.discriminator": ("patchgan", "none"),
+    "stage3.discriminator": ("patchgan", "dino", "none"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -86,8 +86,9 @@ class Stage3Config:
     lpips_weight: float = 1.0  # needs lpips_weights; without them the term is off and the run says so
     gan_weight: float = 0.5
     disc_start: int = 20_000
-    discriminator: str = "patchgan"
+    discriminator: str = "patchgan"  # "dino": the official frozen-DINO discriminator (needs dino_weights)
     disc_lr: float = 1e-4
+    dino_weights: str = ""  # local dino_deitsmall16_pretrain.pth for discriminator=dino
 
 
 @dataclass
@@ -176,6 +177,8 @@ class TrainConfig:
             value = _lookup(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name}: must be in [0, 1], got {value}")
+        if not 0 <= self.seed < 2**32:  # numpy's seeding (accelerate.set_seed) accepts only this range
+            raise ConfigError(f"seed: must be in [0, 2**32 - 1], got {self.seed}")
         for i, beta in enumerate(self.optim.betas):
             if not 0 <= beta < 1:
                 raise ConfigError(f"optim.betas: entry {i} must be in [0, 1), got {beta}")
@@ -196,6 +199,9 @@ class TrainConfig:
             raise ConfigError("teacher_path: stages 1-3 need a trained MaskGIT-VQGAN teacher folder")
         if self.stage == "3" and not self.init_weights:
             raise ConfigError("init_weights: stage 3 starts from a stage-2 model (its EMA weights)")
+        if self.stage3.discriminator == "dino" and not Path(self.stage3.dino_weights).is_file():
+            raise ConfigError(f"stage3.dino_weights: discriminator 'dino' needs the local DINO ViT-S/16 file "
+                              f"dino_deitsmall16_pretrain.pth; got {self.stage3.dino_weights!r}, which is not a file")
         if self.data.use_proxy_cache and self.data.random_crop:
             raise ConfigError("data.use_proxy_cache: cached teacher codes require data.random_crop=false")
         return self

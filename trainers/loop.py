@@ -19,7 +19,7 @@ from torch import nn
 
 from core.pretrained import save_pretrained
 
-from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpointing import load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data.loaders import make_eval_loader, make_train_loader
 from .ema import EMA
@@ -108,9 +108,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
     gen = torch.Generator().manual_seed(cfg.seed)
 
     start = 0
-    ckpt_path = latest_checkpoint(run_dir) if resume else None
-    if ckpt_path is not None:
-        ckpt = load_checkpoint(ckpt_path)
+    found = load_latest_checkpoint(run_dir) if resume else None
+    if found is not None:
+        ckpt_path, ckpt, problems = found
+        for problem in problems:
+            sink.event(f"skipped a damaged checkpoint: {problem}", "warning")
         model.load_state_dict(ckpt["model"])
         state = ckpt["training"]
         optimizer.load_state_dict(state["optimizer"])
@@ -200,7 +202,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
         optimizer.zero_grad(set_to_none=True)
         if adversarial:
             disc_opt.zero_grad(set_to_none=True)
-            d_loss = hinge_d_loss(stage.discriminator(kwargs["images"]), stage.discriminator(out["recon"].detach()))
+            d_loss_fn = getattr(stage.discriminator, "loss", hinge_d_loss)  # DINO adds LeCam to the hinge loss
+            d_loss = d_loss_fn(stage.discriminator(kwargs["images"]), stage.discriminator(out["recon"].detach()))
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_(stage.discriminator.parameters(), cfg.optim.max_grad_norm)
             disc_opt.step()

@@ -160,7 +160,9 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     if lpips is not None:
         lpips.to(device)
     objective = PixelObjective(tok, cfg.stage3.l2_weight, cfg.stage3.lpips_weight, lpips)
-    disc = PatchDiscriminator().to(device) if cfg.stage3.discriminator == "patchgan" and cfg.stage3.gan_weight > 0 else None
+    disc = _discriminator(cfg)
+    if disc is not None:
+        disc.to(device)
     slots = tok.config.num_proxy_codes
 
     def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
@@ -168,6 +170,16 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
         return {"images": images, "masks": random_masks(images.shape[0], slots, gen, cfg.sfvr.mask_schedule, device)}
 
     return Stage("3", objective, tok, prepare, _tokenizer_eval(cfg, None), None, disc, notes)
+
+
+def _discriminator(cfg: TrainConfig) -> nn.Module | None:
+    if cfg.stage3.gan_weight <= 0 or cfg.stage3.discriminator == "none":
+        return None
+    if cfg.stage3.discriminator == "dino":
+        from .dino_discriminator import DinoDiscriminator
+
+        return DinoDiscriminator(cfg.stage3.dino_weights)
+    return PatchDiscriminator()
 
 
 def _teacher_stage(cfg: TrainConfig, device: torch.device) -> Stage:

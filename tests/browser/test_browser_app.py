@@ -68,3 +68,50 @@ def test_train_job_curve_appears(page, screenshot, browser_app):
     for run in ctx.jobs.store.list_runs():
         if run.status in ("queued", "running"):
             ctx.jobs.cancel(run.id)
+
+
+def test_codebook_screen(page, screenshot):
+    page.get_by_role("tab", name="Codebook").click()
+    page.locator("#cb-run").click()
+    page.wait_for_function("document.querySelector('#cb-status').innerText.includes('16 images')")
+    page.wait_for_selector("#cb-usage .scatterlayer .trace path.js-line")
+    page.wait_for_selector("#cb-heat .heatmaplayer image, #cb-heat .hm image")
+    page.wait_for_selector("#cb-umap .scatterlayer .trace .point")
+    # clicking a point of the map shows that code's examples; the busiest code is the largest count
+    code = page.evaluate("""() => {
+        const gd = document.querySelector('#cb-umap .js-plotly-plot');
+        const counts = gd.data[0].customdata.map(c => c[1]);
+        return counts.indexOf(Math.max(...counts));
+    }""")
+    point = page.locator("#cb-umap .scatterlayer .trace .point").nth(code)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(f"document.querySelector('#cb-examples-info').innerText.includes('Code {code}:')")
+    page.wait_for_selector("#cb-examples img")
+    assert page.locator("#cb-code input").input_value() == str(code)
+    # a row of the most-used table does the same
+    cell = page.locator("#cb-top [data-testid='cell-1-0']")
+    second = int(cell.inner_text())
+    cell.click()
+    page.wait_for_function(f"document.querySelector('#cb-examples-info').innerText.includes('Code {second}:')")
+    page.locator("#cb-usage").scroll_into_view_if_needed()
+    screenshot("codebook")
+
+
+def test_information_screen(page, screenshot):
+    page.get_by_role("tab", name="Information").click()
+    for elem, value in (("#info-images", "4"), ("#info-slots", "24"), ("#info-steps", "6")):
+        box = page.locator(f"{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#info-run").click()
+    page.wait_for_function("document.querySelector('#info-status').innerText.includes('24 of 256 slots')",
+                           timeout=120_000)
+    page.wait_for_selector("#info-mi .barlayer .point")
+    page.wait_for_selector("#info-trajectory .scatterlayer .trace path.js-line")
+    page.wait_for_selector("#info-gap .scatterlayer .trace path.js-line")
+    assert page.locator("#info-mi .barlayer .point").count() == 24
+    assert "A: embedded default" in page.locator("#info-summary").inner_text()
+    screenshot("information")

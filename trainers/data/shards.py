@@ -57,21 +57,52 @@ def _open(url: str):
     return open(url, "rb") if _is_local(url) else wds.gopen(url, "rb")
 
 
+class _StrictTarInfo(tarfile.TarInfo):
+    """Python's tarfile ends a stream quietly at a truncated or garbled header (anywhere but the
+    first), so a shard cut mid-way would lose its rest without a word; here that is an error, which
+    the reader counts as ``corrupt_tar``. A zero block (the end marker) or no bytes at all still end
+    the archive cleanly."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as error:
+            raise tarfile.SubsequentHeaderError(f"{error} at byte {tar.offset}") from None
+
+
 def read_shard(url: str) -> Iterator[RawSample]:
-    """Raw samples of one shard in tar order; raises tarfile/OS errors if the stream breaks."""
+    """Raw samples of one shard in tar order; raises tarfile/OS errors if the stream breaks.
+
+    A sample is handed on as soon as the next key starts, before that member's data is read. When
+    the stream breaks between members, the sample read so far is handed on too if it has every
+    member the previous sample had (the break fell between samples); otherwise it is the sample the
+    break cut, and only it is lost.
+    """
     with _open(url) as stream:
         current: RawSample | None = None
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
-            for info in tar:
+        previous_members: set[str] | None = None
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_StrictTarInfo) as tar:
+            members = iter(tar)
+            while True:
+                try:
+                    info = next(members)
+                except StopIteration:
+                    break
+                except (tarfile.TarError, OSError, EOFError):
+                    if current is not None and previous_members is not None and previous_members <= set(current):
+                        yield current
+                    raise
                 if not info.isreg():
                     continue
                 key, ext = _split_name(info.name)
                 if key is None or os.path.basename(key).startswith("__"):
                     continue
-                data = tar.extractfile(info).read()
                 if current is not None and current["__key__"] != key:
+                    previous_members = set(current) - {"__key__", "__url__"}
                     yield current
                     current = None
+                data = tar.extractfile(info).read()
                 if current is None:
                     current = {"__key__": key, "__url__": url}
                 if ext in current:

@@ -18,6 +18,7 @@ SKIP_REASONS = (
     "corrupt_tar",     # the tar stream broke (truncated or garbled shard); the rest of that shard is lost
     "missing_image",   # no jpg/jpeg/png/webp member
     "corrupt_image",   # image bytes that PIL cannot decode fully (truncated, not an image)
+    "image_too_large", # header claims too many pixels (decompression bomb) or an absurd aspect ratio
     "missing_label",   # no cls member
     "bad_label",       # cls is not a non-negative ASCII integer
     "missing_proxy",   # proxy codes requested but proxy.npy / proxy_flip.npy / proxy_size absent

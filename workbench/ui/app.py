@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import generate, reconstruct, train
+from ..analysis_jobs import AnalysisService
+from . import codebook, generate, information, reconstruct, train
 from .context import AppContext
 
 MAX_UPLOAD = "25mb"
@@ -38,6 +39,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                     train.build(ctx)
             with gr.Tab("Generate", id="generate"):
                 generate.build(ctx)
+            analyses = AnalysisService(ctx.registry, ctx.workspace)  # one queue of analyses for both screens
+            with gr.Tab("Codebook", id="codebook"):
+                codebook.build(ctx, analyses)
+            with gr.Tab("Information", id="information"):
+                information.build(ctx, analyses)
     return demo
 
 

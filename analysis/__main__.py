@@ -1,0 +1,4 @@
+"""Entry point of ``python -m analysis``."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""Encode + multi-step decode speed: core.SFTok against the literal official-style modules.
+
+Both models hold the same random weights and run in this process, interleaved, best of
+``--repeats``. Printed per preset and batch size: encode time, decode time split into decoder
+passes / sampling / pixel head, the official/ours ratio, and the efficiency against a physical
+floor = (matmul + conv + attention FLOPs actually executed, counted by torch's FlopCounterMode)
+/ (fp32 matmul rate measured in this run). A second table breaks the decoder passes down by step.
+Also checks that both produce the same proxy ids under the same seed.
+
+Usage: python bench/decode.py [--presets B tiny] [--batches-b 1,2] [--batches-tiny 1,8] [--repeats 3]
+On CPU the B preset defaults to batch 1 and 2 (batch 8 takes minutes per decode on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere; also sidesteps a stale editable install
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from core import SFTok, create_config  # noqa: E402
+from tests.reference.official_modules import OfficialSFTok  # noqa: E402
+
+
+# -- timing helpers --------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class CallTimer:
+    """Wall time of every forward call of some modules (pre/post hooks), to split a decode."""
+
+    device: torch.device
+    spans: dict[str, list[float]] = field(default_factory=dict)
+
+    def attach(self, module: torch.nn.Module, name: str) -> None:
+        starts: list[float] = []
+
+        def pre(*_):
+            sync(self.device)
+            starts.append(time.perf_counter())
+
+        def post(*_):
+            sync(self.device)
+            self.spans.setdefault(name, []).append(time.perf_counter() - starts.pop())
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+    def reset(self) -> None:
+        self.spans = {}
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n x n matmul."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def executed_gflop(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+# -- the two implementations behind one interface --------------------------------------------------
+def official_twin(model: SFTok) -> OfficialSFTok:
+    cfg, t = model.config, model.config.teacher
+    with torch.device("meta"):
+        ref = OfficialSFTok(
+            encoder=(cfg.encoder.width, cfg.encoder.depth, cfg.encoder.heads),
+            decoder=(cfg.decoder.width, cfg.decoder.depth, cfg.decoder.heads),
+            image_size=cfg.image_size, patch_size=cfg.patch_size, num_latent_tokens=cfg.num_latent_tokens,
+            token_size=cfg.token_size, codebook_size=cfg.codebook_size, pixel_head=cfg.has_pixel_head,
+            teacher=dict(hidden_channels=t.hidden_channels, channel_mult=t.channel_mult, num_res_blocks=t.num_res_blocks,
+                         z_channels=t.z_channels, codebook_size=t.codebook_size, num_groups=t.num_groups))
+    ref.load_state_dict(model.state_dict(), strict=True, assign=True)  # shares our tensors
+    return ref.eval()
+
+
+@dataclass
+class Impl:
+    name: str
+    encode: callable
+    decode: callable  # (ids, seed) -> (final proxy ids, images)
+    timer: CallTimer
+
+
+def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.device) -> list[Impl]:
+    ours_timer, ref_timer = CallTimer(device), CallTimer(device)
+    ours_timer.attach(model.decoder, "pass")
+    ours_timer.attach(model.pixel_decoder, "pixel")
+    ref_timer.attach(ref.decoder, "pass")
+    ref_timer.attach(ref.pixel_decoder, "pixel")
+
+    def ours_decode(ids: torch.Tensor, seed: int):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():  # what decode_tokens runs, keeping the proxy ids for the comparison
+            proxy, logits = model.decode_ids(ids, steps, 1.0, gen)
+            return proxy, model.render_soft(logits)
+
+    def ref_decode(ids: torch.Tensor, seed: int):
+        torch.manual_seed(seed)  # upstream draws from the global RNG
+        with torch.no_grad():
+            proxy, logits = ref.decoder.generate(ref.z_from_ids(ids), steps, 1.0)
+            return proxy, ref.soft_decode(logits).clamp(0, 1)
+
+    def ours_encode(images):
+        with torch.no_grad():
+            return model.encode(images)[1]["min_encoding_indices"]
+
+    def ref_encode(images):
+        return ref.encode(images)[1]["min_encoding_indices"]
+
+    return [Impl("ours", ours_encode, ours_decode, ours_timer), Impl("official", ref_encode, ref_decode, ref_timer)]
+
+
+def timed(fn, device: torch.device) -> tuple[float, float, object]:
+    """(wall s, process CPU s, result). With one thread, CPU time barely moves when other
+    processes share the cores, so it is the steadier number on a busy machine."""
+    sync(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, time.process_time() - cpu, out
+
+
+# -- one preset x batch --------------------------------------------------------------------------
+def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.device, rate: float) -> tuple[list[dict], list[dict]]:
+    torch.manual_seed(0)
+    cfg = create_config(preset)
+    model = SFTok(cfg).to(device).eval()
+    ref = official_twin(model)
+    impls = make_impls(model, ref, steps, device)
+    images = torch.rand(batch, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1)).to(device)
+    best: dict[str, dict] = {impl.name: {"encode": float("inf"), "decode": float("inf"), "cpu": float("inf")}
+                             for impl in impls}
+    outputs: dict[str, tuple] = {}
+    for _ in range(repeats):
+        for impl in impls:  # interleaved, so background load hits both alike
+            t_enc, _, ids = timed(lambda: impl.encode(images), device)
+            impl.timer.reset()
+            t_dec, cpu_dec, out = timed(lambda: impl.decode(ids, 1234), device)
+            outputs[impl.name] = (ids, *out)
+            rec = best[impl.name]
+            rec["encode"] = min(rec["encode"], t_enc)
+            rec["cpu"] = min(rec["cpu"], cpu_dec)
+            if t_dec < rec["decode"]:
+                spans = impl.timer.spans
+                rec.update(decode=t_dec, passes=sum(spans["pass"]), per_pass=list(spans["pass"]), pixel=sum(spans["pixel"]))
+    same_tokens = torch.equal(outputs["ours"][0], outputs["official"][0])
+    same_ids = torch.equal(outputs["ours"][1], outputs["official"][1])
+    pixel_diff = float((outputs["ours"][2] - outputs["official"][2]).abs().max())
+    ids = outputs["ours"][0]
+    rows = []
+    for impl in impls:
+        rec = best[impl.name]
+        gflop = executed_gflop(lambda: impl.decode(ids, 1234))
+        floor = gflop / rate
+        rows.append(dict(preset=preset, batch=batch, impl=impl.name, encode=rec["encode"], decode=rec["decode"],
+                         passes=rec["passes"], sampling=rec["decode"] - rec["passes"] - rec["pixel"], pixel=rec["pixel"],
+                         gflop=gflop, floor=floor, eff=floor / rec["decode"],
+                         ratio=best["official"]["decode"] / rec["decode"], cpu=rec["cpu"],
+                         cpu_ratio=best["official"]["cpu"] / rec["cpu"],
+                         enc_ratio=best["official"]["encode"] / rec["encode"],
+                         same=f"tokens {'=' if same_tokens else '!='}, ids {'=' if same_ids else '!='}, "
+                              f"max |dpx| {pixel_diff:.1e}"))
+    masked = masked_counts(cfg.num_proxy_codes, steps)
+    step_rows = [dict(preset=preset, batch=batch, step=s, masked=masked[s], ours=best["ours"]["per_pass"][s],
+                      official=best["official"]["per_pass"][s]) for s in range(steps)]
+    return rows, step_rows
+
+
+def masked_counts(slots: int, steps: int) -> list[int]:
+    from core.schedules import num_masked_after_step
+
+    counts, masked = [], slots
+    for s in range(steps):
+        counts.append(masked)
+        if s < steps - 1:
+            masked = num_masked_after_step(s, steps, slots, masked)
+    return counts
+
+
+# -- printing ----------------------------------------------------------------------------------------
+def print_tables(rows: list[dict], step_rows: list[dict], rate: float, device: torch.device) -> None:
+    head = (f"{'preset':<6} {'batch':>5} {'impl':<8} {'encode s':>9} {'decode s':>9} {'passes s':>9} {'sample s':>9} "
+            f"{'pixel s':>8} {'off/ours':>8} {'cpu s':>8} {'(cpu)':>7} {'GFLOP':>7} {'floor s':>8} {'eff':>5}  outputs")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ours = r["impl"] == "ours"
+        ratio = f"{r['ratio']:.3f}x" if ours else ""
+        cpu_ratio = f"{r['cpu_ratio']:.3f}x" if ours else ""
+        same = r["same"] if ours else ""
+        print(f"{r['preset']:<6} {r['batch']:>5} {r['impl']:<8} {r['encode']:>9.3f} {r['decode']:>9.3f} {r['passes']:>9.3f} "
+              f"{r['sampling']:>9.3f} {r['pixel']:>8.3f} {ratio:>8} {r['cpu']:>8.3f} {cpu_ratio:>7} {r['gflop']:>7.1f} "
+              f"{r['floor']:>8.3f} {r['eff']:>5.0%}  {same}")
+    print(f"\nencode ratio official/ours: " + ", ".join(
+        f"{r['preset']} b{r['batch']}: {r['enc_ratio']:.3f}x" for r in rows if r["impl"] == "ours"))
+    print(f"floor = executed matmul/conv/attention GFLOP / {rate:.1f} GFLOP/s (fp32 2048^3 matmul, {device}); "
+          "eff = floor / decode time. decode = 8 decoder passes + sampling + pixel head (soft render);\n"
+          "cpu s = process CPU time of the decode, (cpu) = its official/ours ratio.")
+    print("\nper-step decoder pass time (ms), batch 1 where run")
+    print(f"{'preset':<6} {'step':>4} {'masked in':>9} {'ours':>9} {'official':>9} {'off/ours':>8}")
+    for r in step_rows:
+        print(f"{r['preset']:<6} {r['step']:>4} {r['masked']:>9} {1e3 * r['ours']:>9.1f} {1e3 * r['official']:>9.1f} "
+              f"{r['official'] / r['ours']:>7.3f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["B", "tiny"])
+    parser.add_argument("--batches-b", default=None, help="comma list; default 1,2 on CPU, 1,8 on GPU")
+    parser.add_argument("--batches-tiny", default="1,8")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    batches_b = args.batches_b or ("1,8" if device.type == "cuda" else "1,2")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs, load average {load:.2f}; {args.steps} steps, temperature 1, best of {args.repeats}")
+    rate = matmul_rate(device)
+    rows, step_rows = [], []
+    for preset in args.presets:
+        batches = batches_b if preset in ("B", "L") else args.batches_tiny
+        for batch in (int(b) for b in batches.split(",")):
+            case_rows, case_steps = run_case(preset, batch, args.steps, args.repeats, device, rate)
+            rows += case_rows
+            if batch == 1:
+                step_rows += case_steps
+            print(f"  done {preset} batch {batch}", file=sys.stderr, flush=True)
+    rate_end = matmul_rate(device)
+    print()
+    print_tables(rows, step_rows, max(rate, rate_end), device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nmatmul rate start/end: {rate:.1f}/{rate_end:.1f} GFLOP/s; load average at end {load:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Codebook UMAP: cache keyed by the codebook, and one small real fit (slow: umap import + numba compile)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import analysis.umap_embedding as cu
+
+
+def clustered_codebook(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 8)) * 10
+    return np.concatenate([c + rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
+
+
+def test_cache_is_keyed_by_codebook_and_settings(tmp_path, monkeypatch) -> None:
+    calls = []
+
+    def fake_fit(vectors, n_neighbors, min_dist, n_epochs, seed):
+        calls.append((vectors.shape, n_neighbors, seed))
+        return vectors[:, :2].copy()
+
+    monkeypatch.setattr(cu, "_fit", fake_fit)
+    book = clustered_codebook()
+    first = cu.codebook_umap(book, seed=0, cache_dir=tmp_path)
+    second = cu.codebook_umap(torch.from_numpy(book), seed=0, cache_dir=tmp_path)
+    assert not first.from_cache and second.from_cache and len(calls) == 1
+    np.testing.assert_array_equal(first.coords, second.coords)
+    assert first.codebook_hash == cu.codebook_hash(book) == second.codebook_hash
+    cu.codebook_umap(book, seed=1, cache_dir=tmp_path)  # other seed: other cache entry
+    changed = book.copy()
+    changed[0, 0] += 1e-3
+    other = cu.codebook_umap(changed, seed=0, cache_dir=tmp_path)
+    assert len(calls) == 3 and other.codebook_hash != first.codebook_hash
+    cu.codebook_umap(book, seed=0, cache_dir=tmp_path, use_cache=False)
+    assert len(calls) == 4
+    assert len(list(tmp_path.glob("umap-*.npy"))) == 3
+    with pytest.raises(ValueError, match="K >= 4"):
+        cu.codebook_umap(book[:3], cache_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_small_real_fit_keeps_clusters_apart(tmp_path) -> None:
+    book = clustered_codebook()
+    emb = cu.codebook_umap(book, seed=0, n_neighbors=5, n_epochs=50, cache_dir=tmp_path)
+    assert emb.coords.shape == (60, 2) and np.isfinite(emb.coords).all()
+    labels = np.repeat(np.arange(3), 20)
+    d = np.linalg.norm(emb.coords[:, None] - emb.coords[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    assert (labels[d.argmin(1)] == labels).mean() > 0.95
+    again = cu.codebook_umap(book, seed=0, n_neighbors=5, n_epochs=50, cache_dir=tmp_path)
+    assert again.from_cache

@@ -1,0 +1,1 @@
+"""Literal re-implementations of the official modules, used as the baseline in equivalence tests and benches."""

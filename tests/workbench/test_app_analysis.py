@@ -1,0 +1,185 @@
+"""The Codebook and Information screens: every event endpoint through gradio_client against the real
+app (tiny random model, datasets written into its workspace), and the backend with a teacher."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from core import MaskGITVQGAN, SFTok, create_config, save_pretrained
+from workbench.analysis_jobs import AnalysisService, code_examples, outline_cell, read_samples
+from workbench.models import ModelRegistry
+from workbench.paths import Workspace
+from workbench.render import NEW
+
+CB_OUTPUTS = ("status", "summary", "usage", "heat", "top", "book")
+INFO_OUTPUTS = ("status", "summary", "bars", "grids", "trajectory", "gap")
+
+
+def figure(plot: dict) -> dict:
+    return json.loads(plot["plot"])
+
+
+def table(frame: dict) -> list[dict]:
+    return [dict(zip(frame["headers"], row)) for row in frame["data"]]
+
+
+@pytest.fixture()
+def fresh(served_app) -> Client:
+    return Client(served_app[1], verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def photo_dataset(served_app) -> str:
+    """A folder of five photos in the app's workspace (the 'folder of images' kind of dataset)."""
+    import skimage.data
+
+    folder = served_app[0].workspace.root / "datasets" / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera"):
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+    return "datasets/photos"
+
+
+def test_codebook_usage_map_and_examples(fresh, photo_dataset):
+    choices = fresh.predict(None, api_name="/cb_refresh_datasets")
+    assert {"datasets/small", "datasets/photos"} <= {c[1] for c in choices["choices"]}
+    out = dict(zip(CB_OUTPUTS, fresh.predict("default", "datasets/small", "val", 12, "sftok", api_name="/codebook_usage")))
+    (row,) = table(out["summary"])  # no teacher in this app: one codebook
+    assert row["images"] == 12 and row["tokens"] == 12 * 64 and row["size"] == 1024
+    assert 0 < row["utilisation"] <= 1 and row["used"] + row["dead"] == 1024
+    assert math.isclose(row["perplexity"], 2 ** row["entropy_bits"], rel_tol=1e-3)
+    assert "12 images" in out["status"] and "Teacher codebook not measured" in out["status"]
+    usage = figure(out["usage"])
+    assert len(usage["data"][1]["y"]) == 64  # entropy per position
+    heat = figure(out["heat"])
+    assert np.asarray(heat["data"][0]["z"]).shape[0] == 64
+
+    umap = figure(fresh.predict("sftok", api_name="/codebook_map"))
+    points = umap["data"][0]
+    assert points["type"] == "scatter" and len(points["x"]) == 1024
+    codes, counts = np.asarray(points["customdata"]).T
+    assert codes.tolist() == list(range(1024)) and counts.sum() == 12 * 64
+    assert "count %{customdata[1]}" in points["hovertemplate"]
+
+    top = table(out["top"])
+    code, count = top[0]["code"], top[0]["count"]
+    assert count == counts[code] == max(counts)
+    gallery, info = fresh.predict(code, "sftok", api_name="/codebook_examples")
+    assert len(gallery) == min(count, 12) and f"used {count} times" in info
+    assert all(item["caption"].startswith("token ") and " · val-000000.tar/" in item["caption"] for item in gallery)
+    dead = int(np.flatnonzero(counts == 0)[0])
+    assert fresh.predict(dead, "sftok", api_name="/codebook_examples")[0] == []
+    with pytest.raises(AppError, match=r"code: must be in 0\.\.1023"):
+        fresh.predict(1024, "sftok", api_name="/codebook_examples")
+    with pytest.raises(AppError, match="no 'teacher' numbers in this run"):
+        fresh.predict("teacher", api_name="/codebook_view")
+    view = fresh.predict("sftok", api_name="/codebook_view")
+    assert table(view[2])[0]["code"] == code
+
+    # a folder of images: keys are file names and examples are re-read from the folder
+    out = dict(zip(CB_OUTPUTS, fresh.predict("default", photo_dataset, "val", 100, "sftok", api_name="/codebook_usage")))
+    (row,) = table(out["summary"])
+    assert row["images"] == 5 and row["tokens"] == 5 * 64
+    top = table(out["top"])
+    gallery, _ = fresh.predict(top[0]["code"], "sftok", api_name="/codebook_examples")
+    assert gallery and all(item["caption"].split(" · ")[1].endswith(".png") for item in gallery)
+
+
+def test_codebook_rejects_bad_input(fresh):
+    with pytest.raises(AppError, match="outside the workspace"):
+        fresh.predict("default", "/etc", "val", 4, "sftok", api_name="/codebook_usage")
+    with pytest.raises(AppError, match="less than minimum value 1"):
+        fresh.predict("default", "datasets/small", "val", 0, "sftok", api_name="/codebook_usage")
+    with pytest.raises(AppError, match="not a dataset"):
+        fresh.predict("default", "checkpoints", "val", 4, "sftok", api_name="/codebook_usage")
+    with pytest.raises(AppError, match="no longer cached"):
+        fresh.predict(0, "sftok", api_name="/codebook_examples")  # nothing run in this session
+
+
+def test_information_one_and_two_models(fresh, served_app):
+    out = dict(zip(INFO_OUTPUTS, fresh.predict("default", "", "datasets/small", "val", 4, 12, 4, 1.0, 0, 2,
+                                               api_name="/information")))
+    (row,) = table(out["summary"])
+    assert row["model"] == "A: embedded default" and row["targets"] == "own decode (4 steps)"
+    assert row["CI low"] <= row["LOO MI (bits/slot)"] <= row["CI high"]
+    assert "No teacher" in out["status"] and "12 of 256 slots" in out["status"]
+    bars = figure(out["bars"])["data"]
+    assert len(bars) == 1 and len(bars[0]["x"]) == 12 and np.isfinite(bars[0]["y"]).all()
+    assert np.isclose(np.mean(bars[0]["y"]), row["LOO MI (bits/slot)"], atol=1e-4)
+    grid = np.asarray(figure(out["grids"])["data"][0]["z"], dtype=float)  # None (not measured) -> nan
+    assert grid.shape == (16, 16) and np.isfinite(grid).sum() == 12
+    trajectory = figure(out["trajectory"])["data"]
+    assert all(len(t["x"]) == 4 and np.isfinite(t["y"]).all() for t in trajectory)
+    gap = figure(out["gap"])["data"]
+    assert [len(t["y"]) for t in gap] == [4, 4, 4] and gap[0]["y"][0] == 0  # no context yet at step 1
+
+    # a second checkpoint in the workspace appears after a refresh and is measured on the same slots
+    torch.manual_seed(5)
+    save_pretrained(SFTok(create_config("tiny")).eval(), served_app[0].workspace.root / "checkpoints" / "other")
+    choices = fresh.predict("", api_name="/information_refresh_model_b")["choices"]
+    assert ["checkpoints/other", "checkpoints/other"] in choices
+    out = dict(zip(INFO_OUTPUTS, fresh.predict("default", "checkpoints/other", "datasets/small", "val", 4, 12, 4, 1.0,
+                                               0, 2, api_name="/information")))
+    rows = table(out["summary"])
+    assert [r["model"] for r in rows] == ["A: embedded default", "B: checkpoints/other"]
+    assert rows[0]["LOO MI (bits/slot)"] != rows[1]["LOO MI (bits/slot)"]
+    bars = figure(out["bars"])["data"]
+    assert len(bars) == 2 and bars[0]["x"] == bars[1]["x"]
+    with pytest.raises(AppError, match="holds a 'generator' model"):
+        fresh.predict("checkpoints/generator", "", "datasets/small", "val", 4, 8, 4, 1.0, 0, 2, api_name="/information")
+
+
+# -- backend, with a teacher -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher_service(tmp_path_factory, tiny_model_dir) -> AnalysisService:
+    from trainers.data.default_dataset import build_default_dataset
+
+    root = tmp_path_factory.mktemp("analysis")
+    torch.manual_seed(3)
+    teacher = save_pretrained(MaskGITVQGAN(create_config("tiny").teacher).eval(), root / "teacher")
+    workspace = Workspace.create(root / "workspace")
+    build_default_dataset(workspace.root / "datasets" / "default" / "tiny", image_size=64, train_crops=16, val_crops=8)
+    return AnalysisService(ModelRegistry(workspace, tiny_model_dir, teacher), workspace, umap_cache_dir=root / "umap")
+
+
+def test_teacher_codebook_usage_and_examples(teacher_service):
+    _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 6)
+    latent, proxy = report.books["sftok"].stats, report.books["teacher"].stats
+    assert latent.num_tokens == 6 * 64 and proxy.num_tokens == 6 * 256 and proxy.codebook_size == 256
+    assert report.books["teacher"].grid_side == 16 and report.teacher_note == ""
+    assert proxy.position_counts.sum(axis=1).tolist() == [6] * 256  # one code per image at every cell
+    code = proxy.most_used[0][0]
+    examples = code_examples(report, "teacher", code, limit=4)
+    assert len(examples) == min(4, int(proxy.counts[code]))
+    for e in examples:
+        row, col = divmod(e.position, 16)
+        assert e.caption.startswith(f"cell ({row}, {col}) · ") and e.image.shape == (192, 192, 3)
+        assert (e.image[row * 12, col * 12 + 6] == NEW).all()  # the cell's top edge is outlined
+
+
+def test_teacher_information_targets(teacher_service):
+    _, report = teacher_service.information(["default"], "datasets/default/tiny", "val", 3, 8, 3, 0.5, 1, 2)
+    (m,) = report.models
+    assert m.target_source == "teacher" and m.loo.per_image_bits.shape == (3, 8)
+    assert np.isfinite(m.loo.bits).all() and len(m.trajectory.rows) == 3 and len(m.gap.rows) == 3
+    assert sorted(set(report.positions.tolist())) == report.positions.tolist() and report.positions.max() < 256
+
+
+def test_read_samples_and_outline(tmp_path):
+    folder = tmp_path / "imgs" / "sub"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (40, 20), (10, 200, 30)).save(folder / "a.png")
+    found = read_samples([str(tmp_path / "imgs")], ["sub/a.png", "../escape.png", "missing.png"], 16)
+    assert list(found) == ["sub/a.png"] and found["sub/a.png"].shape == (16, 16, 3)
+    assert found["sub/a.png"][8, 8].tolist() == [10, 200, 30]
+    ring = outline_cell(np.zeros((16, 16, 3), np.uint8), position=5, grid_side=4, target=64)
+    assert ring.shape == (64, 64, 3)
+    cell = ring[16:32, 16:32]  # row 1, col 1 at 16 px per cell
+    assert (cell[0] == NEW).all() and (cell[8, 8] == 0).all() and (ring[0, 0] == 0).all()

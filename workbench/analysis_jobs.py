@@ -1,0 +1,411 @@
+"""Codebook and information analyses for the workbench screens: UI choices in, cached reports out.
+
+The :mod:`analysis` package measures (pure functions on models and tensors); this module turns what
+a screen offers (a model choice, a workspace dataset, a bounded number of images) into those calls,
+reports progress, runs one analysis at a time (two CPU cores are shared with decoding and training)
+and keeps the results server-side, so a browser session only holds a key. No Gradio here.
+"""
+from __future__ import annotations
+
+import io
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from analysis import (CodebookEmbedding, CodebookUsage, ImageBatch, LeaveOneOutMI, SelfForcingGap,
+                      TrajectoryInformation, UsageStats, codebook_umap, decode_trajectory, iter_image_batches,
+                      leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information)
+from analysis.data import iter_samples, resize_center_crop
+from core import MaskGITVQGAN, SFTok
+
+from .datasets import list_datasets, resolve_dataset
+from .models import ModelRegistry, ModelUnavailable
+from .paths import PathRefused, Workspace
+from .render import NEW, upscale
+
+ProgressFn = Callable[[float, str], None]
+SPLITS = ("val", "train")
+BATCH_SIZE = 32  # OptVQ's Sinkhorn assignment couples the images of a batch: keep it fixed, as the CLI does
+MAX_USAGE_IMAGES = 20_000
+MAX_MI_IMAGES = 64
+EXAMPLE_SIDE = 192
+T = TypeVar("T")
+
+
+def _no_progress(fraction: float, text: str) -> None:
+    return None
+
+
+class ResultExpired(ValueError):
+    """A session refers to an analysis that was evicted from the cache; it has to be run again."""
+
+
+class ResultCache(Generic[T]):
+    """Bounded LRU of analysis results under random keys; thread-safe (Gradio calls from a pool)."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, value: T) -> str:
+        key = uuid.uuid4().hex
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str, what: str = "analysis") -> T:
+        with self._lock:
+            if key and key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        raise ResultExpired(f"this {what} is no longer cached (or was never run): press Run again")
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def default_dataset(workspace: Workspace) -> str | None:
+    """The dataset a screen starts with: a built default dataset if there is one, else the first found."""
+    found = list_datasets(workspace)
+    preferred = [d for d in found if d.startswith("datasets/default")]
+    return (preferred or found or [None])[0]
+
+
+def dataset_sources(workspace: Workspace, choice: str | None, split: str) -> tuple[str, ...]:
+    """The files or folder holding one split of a workspace dataset (shards, or a folder of images)."""
+    if not choice:
+        raise PathRefused("dataset: none chosen; build the default dataset on the Train screen or put a folder of "
+                          "images in the workspace, then pick it")
+    if split not in SPLITS:
+        raise ValueError(f"split: must be one of {SPLITS}, got {split!r}")
+    data = resolve_dataset(workspace, choice)
+    return data.val_sources if split == "val" else data.train_sources
+
+
+def optional_teacher(registry: ModelRegistry) -> tuple[MaskGITVQGAN | None, str]:
+    """(teacher, '') when the app has one, else (None, why not) for the screens to show."""
+    try:
+        return registry.teacher(), ""
+    except ModelUnavailable:
+        return None, (f"no teacher at {registry.teacher_dir}" if registry.teacher_dir else "the app runs without a teacher")
+
+
+def _bounded(value: float | int | None, name: str, low: int, high: int) -> int:
+    if value is None or not math.isfinite(float(value)) or not low <= int(value) <= high:
+        raise ValueError(f"{name}: must be a whole number in {low}..{high}, got {value!r}")
+    return int(value)
+
+
+def _counted(batches: Iterable[ImageBatch], total: int, progress: ProgressFn, start: float, stop: float,
+             text: str) -> Iterable[ImageBatch]:
+    """Batches, reporting progress in [start, stop] by images seen out of ``total``."""
+    seen = 0
+    for batch in batches:
+        yield batch
+        seen += batch.images.shape[0]
+        progress(start + (stop - start) * min(1.0, seen / total), f"{text}: {seen} / {total} images")
+
+
+# -- codebook usage --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CodebookBook:
+    """One codebook's usage over the images, with the vectors its map is drawn from."""
+
+    name: str  # "sftok" or "teacher"
+    title: str
+    stats: UsageStats
+    vectors: np.ndarray  # (K, D) float32
+    grid_side: int | None  # side of the spatial grid the positions lie on (proxy codes); None for 1-D tokens
+
+
+@dataclass(frozen=True)
+class CodebookReport:
+    model_label: str
+    dataset: str
+    split: str
+    sources: tuple[str, ...]
+    image_size: int
+    books: dict[str, CodebookBook]
+    teacher_note: str  # why the teacher's numbers are missing ('' when present)
+    seconds: float
+
+    def book(self, name: str) -> CodebookBook:
+        if name not in self.books:
+            why = f": {self.teacher_note}" if name == "teacher" and self.teacher_note else ""
+            raise ValueError(f"codebook: no {name!r} numbers in this run{why}")
+        return self.books[name]
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for book in self.books.values():
+            s = book.stats
+            rows.append({"codebook": book.title, "size": s.codebook_size, "positions": s.num_positions,
+                         "images": s.num_samples, "tokens": s.num_tokens, "used": s.used_codes,
+                         "utilisation": s.utilisation, "dead": int(s.dead_codes.size), "entropy_bits": s.entropy_bits,
+                         "perplexity": s.perplexity, "normalized_entropy": s.normalized_entropy})
+        return rows
+
+
+@torch.no_grad()
+def collect_usage(model: SFTok, teacher: MaskGITVQGAN | None, batches: Iterable[ImageBatch], reservoir: int = 16,
+                  seed: int = 0) -> tuple[UsageStats, UsageStats | None]:
+    """Usage of the SFTok codebook (latent tokens) and, with a teacher, of its codebook (proxy codes)."""
+    cfg = model.config
+    usage = CodebookUsage(cfg.codebook_size, cfg.num_latent_tokens, reservoir, seed)
+    proxy = CodebookUsage(teacher.config.codebook_size, cfg.num_proxy_codes, reservoir, seed) if teacher else None
+    for batch in batches:
+        _, info = model.encode(batch.images)
+        usage.update(info["min_encoding_indices"], batch.keys)
+        if proxy is not None:
+            proxy.update(teacher.encode(batch.images), batch.keys)
+    if usage.num_samples == 0:
+        raise ValueError("dataset: holds no images")
+    return usage.result(), (proxy.result() if proxy is not None else None)
+
+
+@dataclass(frozen=True)
+class CodeExample:
+    key: str  # the sample's key in the dataset
+    position: int
+    image: np.ndarray | None  # (H, W, 3) uint8 with the token's cell outlined when it has one; None if unreadable
+    caption: str
+
+
+def read_samples(sources: Sequence[str], keys: Iterable[str], image_size: int) -> dict[str, np.ndarray]:
+    """Re-read images by the keys :func:`analysis.data.iter_image_batches` gave them, preprocessed alike.
+
+    Keys are ``relative/path.png`` inside an image folder or ``shard.tar/key`` for shards; each shard is
+    scanned at most once. Keys that are not found are left out.
+    """
+    wanted = set(keys)
+    found: dict[str, np.ndarray] = {}
+
+    def keep(key: str, data: bytes | Path) -> None:
+        image = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+        found[key] = (resize_center_crop(image, image_size).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+    for source in map(Path, sources):
+        remaining = wanted - found.keys()
+        if not remaining:
+            break
+        if source.is_dir():
+            for key in remaining:
+                path = (source / key).resolve()
+                if source.resolve() in path.parents and path.is_file():
+                    keep(key, path)
+        elif any(k.startswith(f"{source.name}/") for k in remaining) or source.name in remaining:
+            for key, data in iter_samples(str(source)):
+                if key in remaining:
+                    keep(key, data)
+                    if not wanted - found.keys():
+                        break
+    return found
+
+
+def outline_cell(image: np.ndarray, position: int, grid_side: int, target: int = EXAMPLE_SIDE) -> np.ndarray:
+    """The image upscaled to about ``target`` px with grid cell ``position`` (row-major) outlined."""
+    big = upscale(image, target).copy()
+    cell_h, cell_w = big.shape[0] / grid_side, big.shape[1] / grid_side
+    row, col = divmod(position, grid_side)
+    top, left = int(round(row * cell_h)), int(round(col * cell_w))
+    bottom, right = int(round((row + 1) * cell_h)) - 1, int(round((col + 1) * cell_w)) - 1
+    width = max(2, big.shape[0] // 96)
+    for t in range(width):  # a ring, inset so it stays visible at the border
+        big[max(0, top - t), left:right + 1] = NEW
+        big[min(big.shape[0] - 1, bottom + t), left:right + 1] = NEW
+        big[top:bottom + 1, max(0, left - t)] = NEW
+        big[top:bottom + 1, min(big.shape[1] - 1, right + t)] = NEW
+    return big
+
+
+def code_examples(report: CodebookReport, book_name: str, code: int | float | None, limit: int = 12) -> list[CodeExample]:
+    """The kept (image, position) references of ``code``, with their images re-read from the dataset."""
+    book = report.book(book_name)
+    size = book.stats.codebook_size
+    if code is None or not 0 <= int(code) < size:
+        raise ValueError(f"code: must be in 0..{size - 1} for the {book.title}, got {code!r}")
+    refs = list(book.stats.examples.get(int(code), ()))[:limit]
+    images = read_samples(report.sources, {k for k, _ in refs}, report.image_size)
+    out = []
+    for key, pos in refs:
+        image = images.get(key)
+        if image is not None:
+            image = outline_cell(image, pos, book.grid_side) if book.grid_side else upscale(image, EXAMPLE_SIDE)
+        where = f"cell ({pos // book.grid_side}, {pos % book.grid_side})" if book.grid_side else f"token {pos}"
+        out.append(CodeExample(key, pos, image, f"{where} · {key}"))
+    return out
+
+
+# -- information -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInformation:
+    label: str
+    target_source: str
+    loo: LeaveOneOutMI
+    trajectory: TrajectoryInformation
+    gap: SelfForcingGap
+
+    def summary(self) -> dict[str, Any]:
+        rows = self.trajectory.rows
+        final_acc = self.gap.rows[-1].committed_accuracy if self.gap.rows else float("nan")
+        return {"model": self.label, "targets": self.target_source, "images": self.loo.num_images,
+                "slots": int(self.loo.positions.size), "loo_mi_bits": self.loo.mean_bits,
+                "ci_low": self.loo.mean_ci[0], "ci_high": self.loo.mean_ci[1],
+                "ce_all_masked_bits": float(self.loo.ce_all_bits.mean()),
+                "ce_leave_one_out_bits": float(self.loo.ce_loo_bits.mean()),
+                "info_gain_bits_per_image": float(sum(r.info_gain_bits_per_image for r in rows)),
+                "block_tc_bits_per_image": float(sum(r.block_tc_bits for r in rows)),
+                "self_forcing_kl_bits": self.gap.mean_kl_bits, "last_step_accuracy": final_acc}
+
+
+@dataclass(frozen=True)
+class InformationReport:
+    models: tuple[ModelInformation, ...]
+    dataset: str
+    split: str
+    num_images: int
+    positions: np.ndarray  # slots measured by leave-one-out
+    num_slots: int
+    num_steps: int
+    temperature: float
+    seed: int
+    teacher_note: str
+    seconds: float
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        return [m.summary() for m in self.models]
+
+
+def pick_positions(num_slots: int, count: int, seed: int) -> np.ndarray:
+    """``count`` distinct slots in increasing order, a seeded random subset unless all are asked for."""
+    if count >= num_slots:
+        return np.arange(num_slots)
+    return np.sort(np.random.default_rng(seed).choice(num_slots, size=count, replace=False))
+
+
+@torch.no_grad()
+def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher: MaskGITVQGAN | None,
+                        positions: Sequence[int], num_steps: int, temperature: float, seed: int,
+                        max_block_slots: int | None, progress: ProgressFn = _no_progress) -> ModelInformation:
+    """Leave-one-out MI, information along the decode trajectory and the self-forcing gap of one model."""
+    progress(0.0, f"{label}: encoding {images.shape[0]} images")
+    inputs = sftok_mi_inputs(model, images, teacher, num_steps, temperature, seed)
+    progress(0.1, f"{label}: leave-one-out MI ({images.shape[0]} images x {len(positions)} slots)")
+    loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=seed)
+    progress(0.55, f"{label}: decode trajectory ({num_steps} steps)")
+    trajectory = decode_trajectory(inputs.decoder, inputs.z_q, inputs.targets.shape[1], inputs.mask_id, num_steps,
+                                   temperature, seed)
+    info = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, num_steps, temperature,
+                                  seed, trajectory, max_block_slots)
+    progress(0.9, f"{label}: self-forcing gap")
+    gap = self_forcing_gap(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, num_steps, temperature, seed,
+                           trajectory)
+    return ModelInformation(label, inputs.target_source, loo, info, gap)
+
+
+# -- the service the screens call ------------------------------------------------------------------
+@dataclass
+class AnalysisService:
+    """Runs the screens' analyses one at a time and keeps their reports (LRU) under session keys."""
+
+    registry: ModelRegistry
+    workspace: Workspace
+    reservoir: int = 16  # example references kept per code
+    codebooks: ResultCache[CodebookReport] = field(default_factory=ResultCache)
+    informations: ResultCache[InformationReport] = field(default_factory=ResultCache)
+    umap_cache_dir: Path | None = None  # None: analysis' default (shared with ``python -m analysis umap``)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def codebook(self, model_choice: str, dataset: str | None, split: str, max_images: float | int | None,
+                 seed: int = 0, progress: ProgressFn = _no_progress) -> tuple[str, CodebookReport]:
+        """Usage statistics of the model's codebook (and the teacher's) over up to ``max_images`` images."""
+        limit = _bounded(max_images, "images", 1, MAX_USAGE_IMAGES)
+        sources = dataset_sources(self.workspace, dataset, split)
+        loaded = self.registry.get(model_choice)
+        model: SFTok = loaded.model
+        teacher, note = optional_teacher(self.registry)
+        progress(0.0, "waiting for other analyses" if self._lock.locked() else "starting")
+        with self._lock:
+            start = time.perf_counter()
+            batches = iter_image_batches(list(sources), model.config.image_size, BATCH_SIZE, limit)
+            latent, proxy = collect_usage(model, teacher, _counted(batches, limit, progress, 0.0, 0.95, "encoding"),
+                                          self.reservoir, seed)
+        books = {"sftok": CodebookBook("sftok", "SFTok codebook (latent tokens)", latent,
+                                       model.quantize.codebook().detach().float().numpy(), None)}
+        if proxy is not None and teacher is not None:
+            side = int(round(math.sqrt(proxy.num_positions)))
+            books["teacher"] = CodebookBook("teacher", "Teacher codebook (proxy codes)", proxy,
+                                            teacher.quantize.embedding.weight.detach().float().numpy(),
+                                            side if side * side == proxy.num_positions else None)
+        report = CodebookReport(loaded.label, str(dataset), split, tuple(sources), model.config.image_size, books, note,
+                                time.perf_counter() - start)
+        progress(1.0, "done")
+        return self.codebooks.put(report), report
+
+    def codebook_map(self, key: str, book_name: str) -> CodebookEmbedding:
+        """Seeded 2-D UMAP of a run's codebook; cached on disk by the codebook's hash."""
+        book = self.codebooks.get(key, "codebook run").book(book_name)
+        with self._lock:
+            return codebook_umap(book.vectors, seed=0, cache_dir=self.umap_cache_dir)
+
+    def information(self, choices: Sequence[str], dataset: str | None, split: str, num_images: float | int | None,
+                    num_slots: float | int | None, num_steps: float | int | None, temperature: float | None,
+                    seed: float | int | None, max_block_slots: float | int | None = 4,
+                    progress: ProgressFn = _no_progress) -> tuple[str, InformationReport]:
+        """MI measurements of one or two models on the same images, targets and measured slots."""
+        choices = [c for c in choices if c]
+        if not choices:
+            raise ModelUnavailable("model: choose at least one tokenizer")
+        n_images = _bounded(num_images, "images", 2, MAX_MI_IMAGES)
+        steps = _bounded(num_steps, "steps", 1, 32)
+        seed_value = _bounded(seed or 0, "seed", 0, 2**31 - 1)
+        cap = _bounded(max_block_slots, "block slots", 1, 4096) if max_block_slots else None
+        if temperature is None or not math.isfinite(float(temperature)) or float(temperature) < 0:
+            raise ValueError(f"temperature: must be >= 0, got {temperature!r}")
+        sources = dataset_sources(self.workspace, dataset, split)
+        loaded = [self.registry.get(c) for c in choices]
+        labels = [f"{chr(ord('A') + i)}: {m.label}" for i, m in enumerate(loaded)]
+        first = loaded[0].model.config
+        for label, m in zip(labels[1:], loaded[1:]):
+            cfg = m.model.config
+            if (cfg.image_size, cfg.num_proxy_codes) != (first.image_size, first.num_proxy_codes):
+                raise ValueError(f"model {label}: {cfg.image_size} px / {cfg.num_proxy_codes} proxy slots, but model A "
+                                 f"has {first.image_size} px / {first.num_proxy_codes}; compare models of one shape")
+        slots = _bounded(num_slots, "slots", 1, first.num_proxy_codes)
+        teacher, note = optional_teacher(self.registry)
+        progress(0.0, "waiting for other analyses" if self._lock.locked() else "reading images")
+        with self._lock:
+            start = time.perf_counter()
+            batch = next(iter(iter_image_batches(list(sources), first.image_size, n_images, n_images)), None)
+            if batch is None:
+                raise ValueError(f"dataset: {dataset} ({split}) holds no images")
+            positions = pick_positions(first.num_proxy_codes, slots, seed_value)
+            temp = float(temperature)
+            results = []
+            for i, (label, m) in enumerate(zip(labels, loaded)):
+                share = 1.0 / len(loaded)
+                sub = lambda f, text, i=i: progress(0.02 + 0.96 * share * (i + f), text)  # noqa: E731
+                results.append(measure_information(label, m.model, batch.images, teacher, positions, steps, temp,
+                                                   seed_value, cap, sub))
+        report = InformationReport(tuple(results), str(dataset), split, int(batch.images.shape[0]), positions,
+                                   first.num_proxy_codes, steps, temp, seed_value, note, time.perf_counter() - start)
+        progress(1.0, "done")
+        return self.informations.put(report), report
+
+
+__all__ = ["AnalysisService", "CodeExample", "CodebookBook", "CodebookReport", "InformationReport", "ModelInformation",
+           "ResultCache", "ResultExpired", "SPLITS", "code_examples", "collect_usage", "dataset_sources",
+           "default_dataset", "measure_information", "optional_teacher", "outline_cell", "pick_positions",
+           "read_samples"]

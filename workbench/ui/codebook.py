@@ -1,0 +1,186 @@
+"""Codebook screen: how a tokenizer uses its codebook (and the teacher its own) on a workspace dataset.
+
+Run counts every code over up to N images (progress per batch); the summary, usage and per-position
+figures come first, the UMAP map follows (its first fit in a process compiles numba, ~20 s; it is then
+cached on disk by the codebook's hash). A code's examples are picked by id, from the most-used table,
+or by clicking a point on the map, and re-read from the dataset with the token's cell outlined.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ..analysis_jobs import MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport, code_examples
+from .components.analysis_plots import codebook_map, empty_plot, position_heatmap, usage_plot
+from .components.dataset_picker import DatasetPicker
+from .components.errors import user_errors
+from .components.model_picker import ModelPicker
+from .context import AppContext
+
+BOOKS = [("SFTok codebook (latent tokens)", "sftok"), ("Teacher codebook (proxy codes)", "teacher")]
+SUMMARY_COLUMNS = ["codebook", "size", "images", "tokens", "used", "utilisation", "dead", "entropy_bits", "perplexity",
+                   "normalized_entropy"]
+TOP_COLUMNS = ["code", "count", "share"]
+TOP_ROWS = 20
+EXAMPLES = 12
+
+# Clicking a point of the map types its code into the code box and presses "Show examples".
+CLICK_JS = """
+() => {
+  const attach = (tries) => {
+    const gd = document.querySelector('#cb-umap .js-plotly-plot');
+    if (!gd || !gd.on) { if (tries > 0) setTimeout(() => attach(tries - 1), 200); return; }
+    if (gd.dataset.cbClick) return;
+    gd.dataset.cbClick = '1';
+    gd.on('plotly_click', (ev) => {
+      const p = ev && ev.points && ev.points[0];
+      if (!p) return;
+      const code = Array.isArray(p.customdata) ? p.customdata[0] : p.pointNumber;
+      const input = document.querySelector('#cb-code input');
+      input.value = String(code);
+      input.dispatchEvent(new Event('input', {bubbles: true}));
+      setTimeout(() => document.querySelector('#cb-show').click(), 60);
+    });
+  };
+  attach(50);
+}
+"""
+
+
+@dataclass
+class CodebookState:
+    """A browser session's codebook run: the cache key of its report."""
+
+    key: str = ""
+
+
+def summary_frame(report: CodebookReport | None) -> pd.DataFrame:
+    if report is None:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    frame = pd.DataFrame(report.summary_rows(), columns=SUMMARY_COLUMNS)
+    return frame.round({"utilisation": 4, "entropy_bits": 3, "perplexity": 1, "normalized_entropy": 3})
+
+
+def top_frame(book: CodebookBook | None) -> pd.DataFrame:
+    if book is None:
+        return pd.DataFrame(columns=TOP_COLUMNS)
+    total = max(1, book.stats.num_tokens)
+    return pd.DataFrame([(c, n, round(n / total, 4)) for c, n in book.stats.most_used[:TOP_ROWS]], columns=TOP_COLUMNS)
+
+
+def status_text(report: CodebookReport) -> str:
+    lines = [f"**{html.escape(report.model_label)}** on **{html.escape(report.dataset)}** ({report.split}): "
+             f"{report.books['sftok'].stats.num_samples} images in {report.seconds:.1f} s."]
+    for book in report.books.values():
+        s = book.stats
+        dead = ", ".join(str(int(c)) for c in s.dead_codes[:8]) + (" …" if s.dead_codes.size > 8 else "")
+        lines.append(f"{book.title}: {s.used_codes} / {s.codebook_size} codes used (utilisation {s.utilisation:.1%}), "
+                     f"perplexity {s.perplexity:.1f}, {s.dead_codes.size} dead" + (f" ({dead})" if dead else "") + ".")
+    if "teacher" not in report.books:
+        lines.append(f"Teacher codebook not measured: {html.escape(report.teacher_note)}.")
+    return "  \n".join(lines)
+
+
+class CodebookPage:
+    def __init__(self, ctx: AppContext, analyses: AnalysisService) -> None:
+        self.ctx, self.analyses = ctx, analyses
+        self.state = gr.State(CodebookState())
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                self.model = ModelPicker(ctx.registry, "Tokenizer", name="cb-model")
+                self.data = DatasetPicker(ctx.workspace, "cb")
+                self.images = gr.Number(256, precision=0, minimum=1, maximum=MAX_USAGE_IMAGES, label="Images (at most)",
+                                        elem_id="cb-images", info="the first N images of the split, in order")
+                self.run = gr.Button("Run usage statistics", variant="primary", elem_id="cb-run")
+                self.status = gr.Markdown("Pick a dataset and run.", elem_id="cb-status")
+            with gr.Column(scale=2):
+                self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="cb-summary",
+                                            label="Summary (entropy in bits; perplexity = 2^entropy)")
+                self.book = gr.Radio(BOOKS, value="sftok", label="Codebook shown below", elem_id="cb-book")
+                self.usage = gr.Plot(empty_plot("Run usage statistics to see the codebook's usage"), label="Usage",
+                                     elem_id="cb-usage")
+        with gr.Row():
+            self.heat = gr.Plot(label="Per-position usage", elem_id="cb-heat")
+            self.umap = gr.Plot(label="Codebook map: hover for code and count, click a point for its examples",
+                                elem_id="cb-umap")
+        with gr.Accordion("Examples of a code", open=True):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    with gr.Row(equal_height=True):
+                        self.code = gr.Number(0, precision=0, minimum=0, label="Code id", elem_id="cb-code", scale=2)
+                        self.show = gr.Button("Show examples", elem_id="cb-show", scale=1)
+                    self.top = gr.Dataframe(top_frame(None), interactive=False, elem_id="cb-top", max_height=300,
+                                            label="Most used codes (click a row)")
+                with gr.Column(scale=3):
+                    self.gallery = gr.Gallery(label="Images that use this code", columns=6, height=300,
+                                              object_fit="contain", elem_id="cb-examples", allow_preview=True)
+                    self.examples_info = gr.Markdown(elem_id="cb-examples-info")
+        self._wire()
+
+    # -- events -------------------------------------------------------------------------------------
+    def _views(self, report: CodebookReport, book_name: str) -> tuple:
+        book = report.book(book_name)
+        return usage_plot(book), position_heatmap(book), top_frame(book)
+
+    def on_run(self, model: str, dataset: str | None, split: str, images: float | None, book: str,
+               state: CodebookState, progress: gr.Progress = gr.Progress()) -> tuple:
+        key, report = self.analyses.codebook(model, dataset, split, images,
+                                             progress=lambda f, text: progress(f, desc=text))
+        shown = book if book in report.books else "sftok"
+        return (CodebookState(key), status_text(report), summary_frame(report), *self._views(report, shown),
+                gr.Radio(value=shown))
+
+    def on_map(self, book: str, state: CodebookState, progress: gr.Progress = gr.Progress()) -> Any:
+        progress(0.1, desc="codebook map (UMAP; the first fit in a process compiles, then it is cached)")
+        report = self.analyses.codebooks.get(state.key, "codebook run")
+        return codebook_map(self.analyses.codebook_map(state.key, book), report.book(book))
+
+    def on_view(self, book: str, state: CodebookState) -> tuple:
+        report = self.analyses.codebooks.get(state.key, "codebook run")
+        return self._views(report, book)
+
+    def on_examples(self, code: float | None, book: str, state: CodebookState) -> tuple:
+        report = self.analyses.codebooks.get(state.key, "codebook run")
+        found = code_examples(report, book, code, EXAMPLES)
+        stats = report.book(book).stats
+        count = int(stats.counts[int(code)])
+        if not found:
+            return [], f"Code **{int(code)}** was never used on these {stats.num_samples} images (a dead code)."
+        shown = [(e.image, e.caption) for e in found if e.image is not None]
+        listed = "; ".join(html.escape(e.caption) for e in found)
+        return shown, (f"Code **{int(code)}**: used {count} times; {len(found)} of its uses kept at random "
+                       f"(reservoir): {listed}.")
+
+    def on_pick(self, table: pd.DataFrame, evt: gr.SelectData) -> float:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return int(table.iloc[int(row)]["code"])
+
+    def _wire(self) -> None:
+        run = self.run.click(user_errors(self.on_run),
+                             [self.model.dropdown, self.data.dropdown, self.data.split, self.images, self.book,
+                              self.state],
+                             [self.state, self.status, self.summary, self.usage, self.heat, self.top, self.book],
+                             api_name="codebook_usage", show_progress="full")
+        run.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_name="codebook_map",
+                    show_progress="minimal")
+        view = self.book.input(user_errors(self.on_view), [self.book, self.state], [self.usage, self.heat, self.top],
+                               api_name="codebook_view", show_progress="minimal")
+        view.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_visibility="private",
+                     show_progress="minimal")
+        gr.on([self.show.click, self.code.submit], user_errors(self.on_examples), [self.code, self.book, self.state],
+              [self.gallery, self.examples_info], api_name="codebook_examples", show_progress="minimal")
+        pick = self.top.select(self.on_pick, [self.top], [self.code], api_visibility="private", show_progress="hidden")
+        pick.success(user_errors(self.on_examples), [self.code, self.book, self.state],
+                     [self.gallery, self.examples_info], api_visibility="private", show_progress="minimal")
+        self.umap.change(None, js=CLICK_JS, api_visibility="private")
+
+
+def build(ctx: AppContext, analyses: AnalysisService) -> CodebookPage:
+    return CodebookPage(ctx, analyses)
+
+
+__all__ = ["CodebookPage", "CodebookState", "build", "status_text", "summary_frame", "top_frame"]

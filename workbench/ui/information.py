@@ -1,0 +1,124 @@
+"""Information screen: the paper's argument measured on one or two checkpoints side by side.
+
+Per model, on the same images, targets and slots: leave-one-out I(m_i; m_rest | Z_q) per proxy slot
+with bootstrap intervals, the information the revealed codes give along the real decode trajectory,
+and the self-forcing gap (a stage-2 model should show a smaller one than its stage-1 parent).
+The cost is bounded by the image and slot counts: the defaults run in seconds on the tiny preset.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from ..analysis_jobs import MAX_MI_IMAGES, AnalysisService, InformationReport
+from .components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
+from .components.dataset_picker import DatasetPicker
+from .components.errors import user_errors
+from .components.model_picker import ModelPicker
+from .context import AppContext
+
+NO_MODEL = ("— none —", "")
+SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO MI (bits/slot)", "ci_low": "CI low",
+                   "ci_high": "CI high", "ce_all_masked_bits": "CE all masked", "ce_leave_one_out_bits": "CE leave-one-out",
+                   "info_gain_bits_per_image": "info gain (bits/img)", "block_tc_bits_per_image": "block TC (bits/img)",
+                   "self_forcing_kl_bits": "self-forcing KL (bits/slot)", "last_step_accuracy": "last-step accuracy"}
+
+
+@dataclass
+class InformationState:
+    """A browser session's last measurement: the cache key of its report."""
+
+    key: str = ""
+
+
+def summary_frame(report: InformationReport | None) -> pd.DataFrame:
+    if report is None:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS.values()))
+    frame = pd.DataFrame(report.summary_rows())[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
+    return frame.round(4)
+
+
+def status_text(report: InformationReport) -> str:
+    targets = {m.target_source for m in report.models}
+    lines = [f"**{html.escape(report.dataset)}** ({report.split}): {report.num_images} images, "
+             f"{len(report.positions)} of {report.num_slots} slots, {report.num_steps} decode steps, "
+             f"temperature {report.temperature:g}, seed {report.seed}; {report.seconds:.1f} s."]
+    if "teacher" in targets:
+        lines.append("Targets: the teacher's proxy codes of these images.")
+    else:
+        lines.append(f"No teacher ({html.escape(report.teacher_note)}): each model is measured against its own "
+                     "decode, which gauges self-consistency, not the data"
+                     + (", and the two models are not measured against the same codes." if len(report.models) > 1
+                        else "."))
+    return "  \n".join(lines)
+
+
+class InformationPage:
+    def __init__(self, ctx: AppContext, analyses: AnalysisService) -> None:
+        self.ctx, self.analyses = ctx, analyses
+        self.state = gr.State(InformationState())
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                self.model_a = ModelPicker(ctx.registry, "Model A", name="info-a",
+                                           info="e.g. a stage-1 checkpoint folder in the workspace")
+                with gr.Row(equal_height=True):
+                    self.model_b = gr.Dropdown([NO_MODEL, *ctx.registry.choices()], value="", label="Model B (optional)",
+                                               allow_custom_value=True, scale=5, elem_id="info-b-picker",
+                                               info="e.g. the stage-2 model trained from A, to compare")
+                    self.refresh_b = gr.Button("↻", scale=0, min_width=44, elem_id="info-b-refresh")
+                self.data = DatasetPicker(ctx.workspace, "info")
+                self.images = gr.Slider(2, MAX_MI_IMAGES, value=8, step=1, label="Images", elem_id="info-images",
+                                        info="cost grows with images x slots")
+                self.slots = gr.Slider(1, 256, value=32, step=1, label="Slots measured by leave-one-out",
+                                       elem_id="info-slots", info="a seeded random subset of the proxy slots")
+                self.steps = gr.Slider(1, 16, value=8, step=1, label="Decoding steps", elem_id="info-steps")
+                with gr.Accordion("More settings", open=False):
+                    self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature")
+                    self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                    self.block = gr.Slider(1, 64, value=4, step=1, label="Slots per block (total correlation)",
+                                           info="caps the chain-rule block of each step; more = slower")
+                self.run = gr.Button("Measure", variant="primary", elem_id="info-run")
+                self.status = gr.Markdown("Choose one or two models and measure.", elem_id="info-status")
+            with gr.Column(scale=2):
+                self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="info-summary",
+                                            label="Summary (bits; CI = bootstrap over images)")
+                self.bars = gr.Plot(empty_plot("Measure to see the mutual information per slot"),
+                                    label="Leave-one-out MI per slot", elem_id="info-mi")
+                self.grids = gr.Plot(label="On the proxy grid", elem_id="info-grid")
+        with gr.Row():
+            self.trajectory = gr.Plot(label="Information along the decode trajectory", elem_id="info-trajectory")
+        with gr.Row():
+            self.gap = gr.Plot(label="Self-forcing gap", elem_id="info-gap")
+        self._wire()
+
+    def on_run(self, model_a: str, model_b: str | None, dataset: str | None, split: str, images: float, slots: float,
+               steps: float, temperature: float, seed: float | None, block: float, state: InformationState,
+               progress: gr.Progress = gr.Progress()) -> tuple:
+        key, report = self.analyses.information([model_a, model_b or ""], dataset, split, images, slots, steps,
+                                                temperature, seed, block,
+                                                progress=lambda f, text: progress(f, desc=text))
+        return (InformationState(key), status_text(report), summary_frame(report), mi_bars(report), mi_grids(report),
+                trajectory_plot(report), self_forcing_plot(report))
+
+    def on_refresh_b(self, current: str | None) -> gr.Dropdown:
+        choices = [NO_MODEL, *self.ctx.registry.choices()]
+        return gr.Dropdown(choices=choices, value=current if current in [v for _, v in choices] else "")
+
+    def _wire(self) -> None:
+        self.run.click(user_errors(self.on_run),
+                       [self.model_a.dropdown, self.model_b, self.data.dropdown, self.data.split, self.images,
+                        self.slots, self.steps, self.temperature, self.seed, self.block, self.state],
+                       [self.state, self.status, self.summary, self.bars, self.grids, self.trajectory, self.gap],
+                       api_name="information", show_progress="full")
+        self.refresh_b.click(self.on_refresh_b, [self.model_b], [self.model_b], api_name="information_refresh_model_b",
+                             show_progress="hidden")
+
+
+def build(ctx: AppContext, analyses: AnalysisService) -> InformationPage:
+    return InformationPage(ctx, analyses)
+
+
+__all__ = ["InformationPage", "InformationState", "build", "status_text", "summary_frame"]
