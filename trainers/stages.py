@@ -41,14 +41,19 @@ class Stage:
         return [(n, p) for n, p in self.saved_model.named_parameters() if p.requires_grad]
 
 
-def _load_teacher(cfg: TrainConfig, device: torch.device) -> MaskGITVQGAN:
-    teacher = load_pretrained(cfg.teacher_path)
-    if not isinstance(teacher, MaskGITVQGAN):
-        raise CheckpointError(f"teacher_path {cfg.teacher_path}: holds a {type(teacher).__name__}, not a MaskGIT-VQGAN")
-    teacher.to(device).eval()
-    for p in teacher.parameters():
+def _load_frozen(path: str, expected: type, field_name: str, device: torch.device) -> nn.Module:
+    """A saved model that a stage reads but never trains: checked type, eval mode, no gradients."""
+    model = load_pretrained(path)
+    if not isinstance(model, expected):
+        raise CheckpointError(f"{field_name} {path}: holds a {type(model).__name__}, not a {expected.__name__}")
+    model.to(device).eval()
+    for p in model.parameters():
         p.requires_grad_(False)
-    return teacher
+    return model
+
+
+def _load_teacher(cfg: TrainConfig, device: torch.device) -> MaskGITVQGAN:
+    return _load_frozen(cfg.teacher_path, MaskGITVQGAN, "teacher_path", device)
 
 
 def _maybe_lpips(weight: float, path: str, notes: list[str]) -> nn.Module | None:
@@ -220,12 +225,7 @@ def _teacher_stage(cfg: TrainConfig, device: torch.device) -> Stage:
 
 
 def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
-    tok = load_pretrained(cfg.tokenizer_path)
-    if not isinstance(tok, SFTok):
-        raise CheckpointError(f"tokenizer_path {cfg.tokenizer_path}: holds a {type(tok).__name__}, not an SFTok")
-    tok.to(device).eval()
-    for p in tok.parameters():
-        p.requires_grad_(False)
+    tok = _load_frozen(cfg.tokenizer_path, SFTok, "tokenizer_path", device)
     gen_model = MaskGITGenerator(cfg.generator_config(tok.config.codebook_size, tok.config.num_latent_tokens)).to(device)
     objective = GeneratorObjective(gen_model, cfg.generator_train.label_smoothing, cfg.generator_train.unmasked_weight)
     n = gen_model.config.num_tokens

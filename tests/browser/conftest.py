@@ -6,10 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-from PIL import Image
 
-from core import SFTok, create_config, save_pretrained
 
 CHROMIUM = "/usr/bin/chromium"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -19,25 +16,13 @@ SCREENSHOTS = REPO_ROOT / "test-output" / "screenshots"
 @pytest.fixture(scope="session")
 def browser_app(tmp_path_factory: pytest.TempPathFactory):
     """(context, url): tiny random model, skimage samples, a workspace with a small dataset and a generator."""
-    import skimage.data
-
-    from tests.workbench.conftest import free_port, make_workspace
-    from workbench.ui import AppContext, ServeOptions, build_app, launch_app
+    from tests.app_fixtures import save_tiny_model, write_sample_photos
+    from tests.workbench.conftest import launched_app
 
     root = tmp_path_factory.mktemp("browser")
-    torch.manual_seed(0)
-    model_dir = save_pretrained(SFTok(create_config("tiny")).eval(), root / "sftok")
-    samples = root / "samples"
-    samples.mkdir()
-    for name in ("astronaut", "chelsea", "coffee"):
-        Image.fromarray(getattr(skimage.data, name)()).save(samples / f"{name}.png")
-    workspace = make_workspace(root / "workspace")
-    ctx = AppContext.create(workspace, model_dir=model_dir, teacher_dir=None, samples_dir=samples)
-    demo = build_app(ctx)
-    _, url, _ = launch_app(demo, ctx, ServeOptions(port=free_port()), block=False)
-    yield ctx, url
-    demo.close()
-    ctx.close(cancel_running=True)
+    model_dir = save_tiny_model(root / "sftok")
+    with launched_app(root / "workspace", model_dir, write_sample_photos(root / "samples")) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

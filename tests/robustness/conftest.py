@@ -3,13 +3,12 @@ and the tally of what was tried (printed at the end of the run)."""
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 from typing import Callable
 
 import pytest
-import torch
 
+from tests.app_fixtures import free_port, save_tiny_model, write_sample_photos  # noqa: F401
 from tests.robustness.tally import TALLY
 
 
@@ -42,29 +41,17 @@ def peak_rss_delta_mb(action: Callable[[], object]) -> float:
     return (_status_kb("VmHWM") - base) / 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from core import SFTok, create_config, save_pretrained
-
-    torch.manual_seed(0)
-    return save_pretrained(SFTok(create_config("tiny")).eval(), tmp_path_factory.mktemp("models") / "sftok")
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "sftok")
 
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
-    import skimage.data
     from PIL import Image
 
-    folder = tmp_path_factory.mktemp("samples")
-    for name in ("astronaut", "chelsea", "coffee"):
-        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+    folder = write_sample_photos(tmp_path_factory.mktemp("samples"))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "black.png")
     return folder
 

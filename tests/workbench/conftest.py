@@ -2,9 +2,10 @@
 photo samples from scikit-image, and a real Gradio server on a free loopback port."""
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -14,31 +15,20 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from core import GENERATOR_PRESETS, MaskGITGenerator, SFTok, create_config, save_pretrained  # noqa: E402
+from core import GENERATOR_PRESETS, MaskGITGenerator, save_pretrained  # noqa: E402
+from tests.app_fixtures import free_port, save_tiny_model, write_sample_photos  # noqa: E402,F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return save_pretrained(SFTok(create_config("tiny")).eval(), tmp_path_factory.mktemp("models") / "sftok")
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "sftok")
 
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import skimage.data
-
-    folder = tmp_path_factory.mktemp("samples")
-    for name in ("astronaut", "chelsea", "coffee"):
-        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
-    return folder
+    return write_sample_photos(tmp_path_factory.mktemp("samples"))
 
 
 def make_workspace(root: Path) -> Path:
@@ -54,16 +44,24 @@ def make_workspace(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path):
     """(context, url) of a real app on 127.0.0.1 with the real launcher; closed at the end of the session."""
+    with launched_app(tmp_path_factory.mktemp("workspace"), tiny_model_dir, sample_dir) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def launched_app(workspace_root: Path, model_dir: Path, samples: Path) -> Iterator[tuple[object, str]]:
+    """(context, url) of a real app on 127.0.0.1 over a fresh workspace; closed on exit."""
     from workbench.ui import AppContext, ServeOptions, build_app, launch_app
 
-    workspace = make_workspace(tmp_path_factory.mktemp("workspace"))
-    ctx = AppContext.create(workspace, model_dir=tiny_model_dir, teacher_dir=None, samples_dir=sample_dir)
+    ctx = AppContext.create(make_workspace(workspace_root), model_dir=model_dir, teacher_dir=None, samples_dir=samples)
     ctx.default_dataset_crops = 24
     demo = build_app(ctx)
     _, url, _ = launch_app(demo, ctx, ServeOptions(port=free_port()), block=False)
-    yield ctx, url
-    demo.close()
-    ctx.close(cancel_running=True)
+    try:
+        yield ctx, url
+    finally:
+        demo.close()
+        ctx.close(cancel_running=True)
 
 
 @pytest.fixture(scope="session")
