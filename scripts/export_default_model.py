@@ -111,6 +111,15 @@ Teacher proxy codes: {tcb['used_codes']} of {tcb['codebook_size']} used, perplex
    (PSNR@8 SFVR - vanilla = {fmt(sf_gain)} dB): **{claim2}**.
 These are single runs on a tiny model; differences of a few tenths of a dB are within run-to-run noise.
 
+Reading the numbers: this model is far from converged (about an hour of CPU per stage group; stage-1/2 code
+accuracy on held-out crops is around 10%), so reconstructions are blurry colour layouts, not faithful images.
+What the ablation does show is the exposure-bias effect SFVR targets: from 1 to 8 steps the vanilla stage-2 model
+moves by {fmt(vanilla.get('psnr@8', 0) - vanilla.get('psnr@1', 0))} dB and the SFVR model by
+{fmt(sfvr.get('psnr@8', 0) - sfvr.get('psnr@1', 0))} dB, i.e. feeding its own predictions as context during training
+makes later steps hurt less. Stage 3 is below stage 2 rendered through the teacher because its pixel head saw
+only {timing.get('stage3', (0, 0))[0]} steps; training it longer (raise `max_steps` in `configs/default/stage3.yaml`
+and rerun `make default-model`, which resumes) is the first thing to do with more CPU.
+
 ## Shipped samples (`assets/samples`, PSNR in dB at 64 px, stage 3, encoded as one batch, seed 0)
 | sample | 1 step | 8 steps |
 |---|---|---|

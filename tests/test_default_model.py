@@ -1,0 +1,52 @@
+"""The shipped default model: loads strictly offline and reaches the numbers its model card states."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import MaskGITVQGAN, SFTok, load_pretrained
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+TOLERANCE_DB = 0.05  # CPU float differences between machines, far below any claim in the card
+
+
+@pytest.fixture(scope="module")
+def evaluation() -> dict:
+    return json.loads((ASSETS / "default" / "evaluation.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def model() -> SFTok:
+    tok = load_pretrained(ASSETS / "default" / "sftok", strict=True)
+    assert isinstance(tok, SFTok)
+    return tok
+
+
+def test_shipped_files_load_strictly_and_fit_the_budget(model: SFTok) -> None:
+    teacher = load_pretrained(ASSETS / "default" / "teacher", strict=True)
+    assert isinstance(teacher, MaskGITVQGAN)
+    assert model.has_pixel_head and model.config.num_latent_tokens == 64
+    size = sum(p.stat().st_size for p in (ASSETS / "default").rglob("*") if p.is_file())
+    assert size <= 30 * 1024 * 1024
+    assert (ASSETS / "default" / "MODEL_CARD.md").is_file()
+
+
+def test_shipped_samples_reach_the_card_psnr_and_8_steps_beat_1(model: SFTok, evaluation: dict) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_default_model", ROOT / "scripts" / "evaluate_default_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names, images = module.load_sample_batch(ASSETS / "samples", model.config.image_size)
+    stated = evaluation["shipped_samples"]
+    assert names == stated["names"]
+    from analysis.image_metrics import psnr
+
+    measured = {k: psnr(module.reconstruct(model, images, k), images) for k in (1, 8)}
+    for k in (1, 8):
+        assert torch.allclose(measured[k], torch.tensor(stated[f"psnr@{k}"]), atol=TOLERANCE_DB), (k, measured[k])
+    assert float(measured[8].mean()) > float(measured[1].mean())
