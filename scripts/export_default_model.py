@@ -111,7 +111,7 @@ Teacher proxy codes: {tcb['used_codes']} of {tcb['codebook_size']} used, perplex
    (PSNR@8 SFVR - vanilla = {fmt(sf_gain)} dB): **{claim2}**.
 These are single runs on a tiny model; differences of a few tenths of a dB are within run-to-run noise.
 
-Reading the numbers: this model is far from converged (about an hour of CPU per stage group; stage-1/2 code
+Reading the numbers: this model is far from converged (about 80 minutes of shared CPU for all five runs; stage-1/2 code
 accuracy on held-out crops is around 10%), so reconstructions are blurry colour layouts, not faithful images.
 What the ablation does show is the exposure-bias effect SFVR targets: from 1 to 8 steps the vanilla stage-2 model
 moves by {fmt(vanilla.get('psnr@8', 0) - vanilla.get('psnr@1', 0))} dB and the SFVR model by
