@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from workbench.store import StoreLockedError
 from workbench.models import DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable, missing_default_message
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
 from workbench.ui.app import parse_auth
@@ -38,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (model_dir / "config.json").is_file():
         print(f"error: {missing_default_message(model_dir)}", file=sys.stderr)
         return 1
-    ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher)
+    try:
+        ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher)
+    except StoreLockedError as err:  # another app (or store CLI) owns this workspace's database
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     try:
         loaded = ctx.registry.get("default")
     except ModelUnavailable as err:

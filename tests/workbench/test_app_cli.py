@@ -41,3 +41,24 @@ def test_loopback_detection(host, loopback):
         with pytest.raises(UnsafeBind):
             ServeOptions(host).check()
         ServeOptions(host, auth=("a", "b")).check()
+
+
+
+def test_second_app_on_a_held_workspace_gets_a_clear_message(tmp_path, capsys, tiny_model_dir):
+    import subprocess
+    import sys
+
+    from tests.workbench.conftest import REPO_ROOT
+
+    holder = subprocess.Popen(  # another process owns the workspace database, as a running app would
+        [sys.executable, "-c", "import sys, time; from workbench.store import Store; s = Store(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(120)", str(tmp_path / "ws")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert app.main(["--model", str(tiny_model_dir), "--workspace", str(tmp_path / "ws")]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "held by another process" in err and "Traceback" not in err
