@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.perceptual import MissingWeightsError, hub_checkpoint_dir
+from core.perceptual import find_local_weights
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -85,16 +85,8 @@ def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
 
 def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
     """The local Inception weights file, or a MissingWeightsError saying which file goes where."""
-    candidates = [Path(path)] if path else []
-    candidates.append(hub_checkpoint_dir() / INCEPTION_WEIGHTS_FILE)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    where = " or ".join(str(c) for c in candidates)
-    raise MissingWeightsError(
-        f"rFID needs torch-fidelity's Inception weights file {INCEPTION_WEIGHTS_FILE!r}, not found at {where}. "
-        f"Copy it to {hub_checkpoint_dir() / INCEPTION_WEIGHTS_FILE} or pass its path "
-        f"(it is published at {INCEPTION_WEIGHTS_URL}); nothing is downloaded.")
+    return find_local_weights(INCEPTION_WEIGHTS_FILE, path, "rFID",
+                              f"torch-fidelity's Inception, published at {INCEPTION_WEIGHTS_URL}")
 
 
 def build_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FeatureFn:

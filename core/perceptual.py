@@ -24,20 +24,27 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def find_backbone_weights(net: str, path: str | os.PathLike | None = None) -> Path:
-    """The local backbone file for ``net`` ('vgg' or 'alex'), or a MissingWeightsError naming it."""
-    if net not in BACKBONE_FILES:
-        raise ValueError(f"lpips net: {net!r} is not one of {sorted(BACKBONE_FILES)}")
+def find_local_weights(filename: str, path: str | os.PathLike | None, needed_by: str, what: str) -> Path:
+    """``path`` if given and present, else ``filename`` in the torch hub cache; otherwise a
+    MissingWeightsError saying which file ``needed_by`` wants, what it is, and where to put it."""
     candidates = [Path(path)] if path else []
-    candidates.append(hub_checkpoint_dir() / BACKBONE_FILES[net])
+    candidates.append(hub_checkpoint_dir() / filename)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     where = " or ".join(str(c) for c in candidates)
     raise MissingWeightsError(
-        f"LPIPS ({net}) needs the torchvision ImageNet backbone file {BACKBONE_FILES[net]!r}, not found at {where}. "
-        f"Copy it there (it is torchvision's {'vgg16' if net == 'vgg' else 'alexnet'} IMAGENET1K_V1 weights) "
-        "or pass its path; nothing is downloaded.")
+        f"{needed_by} needs the weights file {filename!r}, not found at {where}. Copy it to "
+        f"{hub_checkpoint_dir() / filename} or pass its path ({what}); nothing is downloaded.")
+
+
+def find_backbone_weights(net: str, path: str | os.PathLike | None = None) -> Path:
+    """The local backbone file for ``net`` ('vgg' or 'alex'), or a MissingWeightsError naming it."""
+    if net not in BACKBONE_FILES:
+        raise ValueError(f"lpips net: {net!r} is not one of {sorted(BACKBONE_FILES)}")
+    model = "vgg16" if net == "vgg" else "alexnet"
+    return find_local_weights(BACKBONE_FILES[net], path, f"LPIPS ({net})",
+                              f"it is torchvision's {model} IMAGENET1K_V1 ImageNet backbone")
 
 
 def build_lpips(net: str = "vgg", weights_path: str | os.PathLike | None = None) -> nn.Module:
