@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core import SFTok, create_config  # noqa: E402
-from tests.reference.official_modules import OfficialSFTok  # noqa: E402
+from tests.reference.official_modules import OfficialSFTok, official_twin as _official_twin  # noqa: E402
 
 
 # -- timing helpers --------------------------------------------------------------------------------
@@ -81,17 +81,7 @@ def executed_gflop(fn) -> float:
 
 # -- the two implementations behind one interface --------------------------------------------------
 def official_twin(model: SFTok) -> OfficialSFTok:
-    cfg, t = model.config, model.config.teacher
-    with torch.device("meta"):
-        ref = OfficialSFTok(
-            encoder=(cfg.encoder.width, cfg.encoder.depth, cfg.encoder.heads),
-            decoder=(cfg.decoder.width, cfg.decoder.depth, cfg.decoder.heads),
-            image_size=cfg.image_size, patch_size=cfg.patch_size, num_latent_tokens=cfg.num_latent_tokens,
-            token_size=cfg.token_size, codebook_size=cfg.codebook_size, pixel_head=cfg.has_pixel_head,
-            teacher=dict(hidden_channels=t.hidden_channels, channel_mult=t.channel_mult, num_res_blocks=t.num_res_blocks,
-                         z_channels=t.z_channels, codebook_size=t.codebook_size, num_groups=t.num_groups))
-    ref.load_state_dict(model.state_dict(), strict=True, assign=True)  # shares our tensors
-    return ref.eval()
+    return _official_twin(model, share=True)  # shares our tensors
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 
 from core import SFTok, VitConfig, create_config
 from core.config import SFTokConfig
-from tests.reference.official_modules import OfficialSFTok
+from tests.reference.official_modules import OfficialSFTok, official_twin  # noqa: F401
 
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "official-state-dicts.json"
 
@@ -27,21 +27,6 @@ def perturbed(model: torch.nn.Module, seed: int = 0, scale: float = 0.02) -> tor
 def build_sftok(cfg: SFTokConfig, seed: int = 0) -> SFTok:
     torch.manual_seed(seed)
     return perturbed(SFTok(cfg), seed)
-
-
-def official_twin(model: SFTok) -> OfficialSFTok:
-    """The literal official-layout model holding exactly ``model``'s weights (strict load)."""
-    cfg, t = model.config, model.config.teacher
-    ref = OfficialSFTok(
-        encoder=(cfg.encoder.width, cfg.encoder.depth, cfg.encoder.heads),
-        decoder=(cfg.decoder.width, cfg.decoder.depth, cfg.decoder.heads),
-        image_size=cfg.image_size, patch_size=cfg.patch_size, num_latent_tokens=cfg.num_latent_tokens,
-        token_size=cfg.token_size, codebook_size=cfg.codebook_size, pixel_head=cfg.has_pixel_head,
-        teacher=dict(hidden_channels=t.hidden_channels, channel_mult=t.channel_mult, num_res_blocks=t.num_res_blocks,
-                     z_channels=t.z_channels, codebook_size=t.codebook_size, num_groups=t.num_groups),
-    )
-    ref.load_state_dict(model.state_dict(), strict=True)
-    return ref.eval()
 
 
 def b_width(depth: int = 2, decoder: VitConfig | None = None, pixel_head: bool = False) -> SFTokConfig:

@@ -418,3 +418,21 @@ class OfficialSFTok(nn.Module):
         z_q = self.z_from_ids(ids)
         _, logits = self.decoder.generate(z_q, num_steps, randomize_temperature, record=record)
         return self.soft_decode(logits)
+
+
+def official_twin(model: nn.Module, share: bool = False) -> "OfficialSFTok":
+    """The literal official-layout model holding exactly ``model``'s weights (strict load).
+
+    ``share=True`` builds it on the meta device and assigns ``model``'s tensors (no copy; for benchmarks).
+    """
+    cfg, t = model.config, model.config.teacher
+    with torch.device("meta" if share else "cpu"):
+        ref = OfficialSFTok(
+            encoder=(cfg.encoder.width, cfg.encoder.depth, cfg.encoder.heads),
+            decoder=(cfg.decoder.width, cfg.decoder.depth, cfg.decoder.heads),
+            image_size=cfg.image_size, patch_size=cfg.patch_size, num_latent_tokens=cfg.num_latent_tokens,
+            token_size=cfg.token_size, codebook_size=cfg.codebook_size, pixel_head=cfg.has_pixel_head,
+            teacher=dict(hidden_channels=t.hidden_channels, channel_mult=t.channel_mult, num_res_blocks=t.num_res_blocks,
+                         z_channels=t.z_channels, codebook_size=t.codebook_size, num_groups=t.num_groups))
+    ref.load_state_dict(model.state_dict(), strict=True, assign=share)
+    return ref.eval()
