@@ -1,11 +1,14 @@
 """Encode + multi-step decode speed: core.SFTok against the literal official-style modules.
 
 Both models hold the same random weights and run in this process, interleaved, best of
-``--repeats``. Printed per preset and batch size: encode time, decode time split into decoder
-passes / sampling / pixel head, the official/ours ratio, and the efficiency against a physical
-floor = (matmul + conv + attention FLOPs actually executed, counted by torch's FlopCounterMode)
-/ (fp32 matmul rate measured in this run). A second table breaks the decoder passes down by step.
-Also checks that both produce the same proxy ids under the same seed.
+``--repeats``. Rows: ``ours`` (default fp32 path), ``ours-blas`` (ours with the oneDNN linears of
+core.kernels switched off, i.e. torch's BLAS as the official code uses), ``ours-bf16`` (the opt-in
+bf16 mode, compared with our fp32 output) and ``official``. Printed per preset and batch size:
+encode time, decode time split into decoder passes / sampling / pixel head, the official/ours
+ratio, and the efficiency against a physical floor = (matmul + conv + attention FLOPs actually
+executed, counted by torch's FlopCounterMode) / (the best fp32 product rate measured in this run,
+torch's BLAS or oneDNN). A second table breaks the decoder passes down by step. Also checks that
+the implementations produce the same token and proxy ids under the same seed.
 
 Usage: python bench/decode.py [--presets B tiny] [--batches-b 1,2] [--batches-tiny 1,8] [--repeats 3]
 On CPU the B preset defaults to batch 1 and 2 (batch 8 takes minutes per decode on 2 cores).
@@ -26,6 +29,8 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core import SFTok, create_config  # noqa: E402
+from core.kernels import linear, onednn_available, use_onednn  # noqa: E402
+from core.sftok import precision_context  # noqa: E402
 from tests.reference.official_modules import OfficialSFTok, official_twin as _official_twin  # noqa: E402
 
 
@@ -60,21 +65,31 @@ class CallTimer:
         self.spans = {}
 
 
-def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an n x n x n matmul."""
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best fp32 GFLOP/s of an n x n x n product through torch's BLAS (``a @ b``) and, on CPU, through
+    oneDNN (``core.kernels.linear``); the faster one is the machine's floor."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    ways = {"blas": lambda: a @ b}
+    if device.type == "cpu" and onednn_available():
+        ways["onednn"] = lambda: linear(a, b)
+    rates = {}
+    with torch.no_grad():
+        for name, fn in ways.items():
+            best = float("inf")
+            for _ in range(repeats):
+                sync(device)
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                best = min(best, time.perf_counter() - start)
+            rates[name] = 2 * n ** 3 / best / 1e9
+    return rates
 
 
 def executed_gflop(fn) -> float:
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs the call executes. oneDNN's fused linears are invisible to FlopCounterMode, so they are
+    counted on the BLAS route (same products, same count)."""
+    with use_onednn(False), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9
 
@@ -93,17 +108,30 @@ class Impl:
 
 
 def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.device) -> list[Impl]:
-    ours_timer, ref_timer = CallTimer(device), CallTimer(device)
-    ours_timer.attach(model.decoder, "pass")
-    ours_timer.attach(model.pixel_decoder, "pixel")
+    """ours (the default fp32 path), ours-blas (ours with oneDNN linears off: torch's BLAS, as the
+    official code uses), ours-bf16 (the opt-in bf16 mode) and the official-style modules."""
+
+    def ours_impl(name: str, precision: str = "fp32", onednn: bool = True) -> Impl:
+        timer = CallTimer(device)  # hooks of every impl fire on the shared modules; each resets its own
+        timer.attach(model.decoder, "pass")
+        timer.attach(model.pixel_decoder, "pixel")
+
+        def decode(ids: torch.Tensor, seed: int):
+            gen = torch.Generator(device=device).manual_seed(seed)
+            with torch.no_grad(), use_onednn(onednn):  # what decode_tokens runs, keeping the proxy ids
+                proxy, logits = model.decode_ids(ids, steps, 1.0, gen, precision=precision)
+                with precision_context(precision, device):
+                    return proxy, model.render_soft(logits).float()
+
+        def encode(images):
+            with torch.no_grad(), use_onednn(onednn):
+                return model.encode(images)[1]["min_encoding_indices"]
+
+        return Impl(name, encode, decode, timer)
+
+    ref_timer = CallTimer(device)
     ref_timer.attach(ref.decoder, "pass")
     ref_timer.attach(ref.pixel_decoder, "pixel")
-
-    def ours_decode(ids: torch.Tensor, seed: int):
-        gen = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad():  # what decode_tokens runs, keeping the proxy ids for the comparison
-            proxy, logits = model.decode_ids(ids, steps, 1.0, gen)
-            return proxy, model.render_soft(logits)
 
     def ref_decode(ids: torch.Tensor, seed: int):
         torch.manual_seed(seed)  # upstream draws from the global RNG
@@ -111,14 +139,14 @@ def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.devic
             proxy, logits = ref.decoder.generate(ref.z_from_ids(ids), steps, 1.0)
             return proxy, ref.soft_decode(logits).clamp(0, 1)
 
-    def ours_encode(images):
-        with torch.no_grad():
-            return model.encode(images)[1]["min_encoding_indices"]
-
     def ref_encode(images):
         return ref.encode(images)[1]["min_encoding_indices"]
 
-    return [Impl("ours", ours_encode, ours_decode, ours_timer), Impl("official", ref_encode, ref_decode, ref_timer)]
+    impls = [ours_impl("ours")]
+    if device.type == "cpu" and onednn_available():
+        impls.append(ours_impl("ours-blas", onednn=False))
+    impls.append(ours_impl("ours-bf16", precision="bf16"))
+    return impls + [Impl("official", ref_encode, ref_decode, ref_timer)]
 
 
 def timed(fn, device: torch.device) -> tuple[float, float, object]:
@@ -154,27 +182,32 @@ def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.de
             if t_dec < rec["decode"]:
                 spans = impl.timer.spans
                 rec.update(decode=t_dec, passes=sum(spans["pass"]), per_pass=list(spans["pass"]), pixel=sum(spans["pixel"]))
-    same_tokens = torch.equal(outputs["ours"][0], outputs["official"][0])
-    same_ids = torch.equal(outputs["ours"][1], outputs["official"][1])
-    pixel_diff = float((outputs["ours"][2] - outputs["official"][2]).abs().max())
     ids = outputs["ours"][0]
     rows = []
     for impl in impls:
         rec = best[impl.name]
         gflop = executed_gflop(lambda: impl.decode(ids, 1234))
         floor = gflop / rate
+        other = "ours" if impl.name == "ours-bf16" else "official"  # bf16 is judged against our fp32
         rows.append(dict(preset=preset, batch=batch, impl=impl.name, encode=rec["encode"], decode=rec["decode"],
                          passes=rec["passes"], sampling=rec["decode"] - rec["passes"] - rec["pixel"], pixel=rec["pixel"],
                          gflop=gflop, floor=floor, eff=floor / rec["decode"],
                          ratio=best["official"]["decode"] / rec["decode"], cpu=rec["cpu"],
                          cpu_ratio=best["official"]["cpu"] / rec["cpu"],
                          enc_ratio=best["official"]["encode"] / rec["encode"],
-                         same=f"tokens {'=' if same_tokens else '!='}, ids {'=' if same_ids else '!='}, "
-                              f"max |dpx| {pixel_diff:.1e}"))
+                         same="" if impl.name == "official" else compare(outputs[impl.name], outputs[other], other)))
     masked = masked_counts(cfg.num_proxy_codes, steps)
     step_rows = [dict(preset=preset, batch=batch, step=s, masked=masked[s], ours=best["ours"]["per_pass"][s],
                       official=best["official"]["per_pass"][s]) for s in range(steps)]
     return rows, step_rows
+
+
+def compare(out: tuple, base: tuple, base_name: str) -> str:
+    """Agreement of (token ids, proxy ids, images) with another implementation's."""
+    tokens = float((out[0] == base[0]).float().mean())
+    proxy = float((out[1] == base[1]).float().mean())
+    return (f"vs {base_name}: tokens {tokens:.1%} equal, proxy ids {proxy:.1%} equal, "
+            f"max |dpx| {float((out[2] - base[2]).abs().max()):.1e}")
 
 
 def masked_counts(slots: int, steps: int) -> list[int]:
@@ -190,21 +223,21 @@ def masked_counts(slots: int, steps: int) -> list[int]:
 
 # -- printing ----------------------------------------------------------------------------------------
 def print_tables(rows: list[dict], step_rows: list[dict], rate: float, device: torch.device) -> None:
-    head = (f"{'preset':<6} {'batch':>5} {'impl':<8} {'encode s':>9} {'decode s':>9} {'passes s':>9} {'sample s':>9} "
+    head = (f"{'preset':<6} {'batch':>5} {'impl':<10} {'encode s':>9} {'decode s':>9} {'passes s':>9} {'sample s':>9} "
             f"{'pixel s':>8} {'off/ours':>8} {'cpu s':>8} {'(cpu)':>7} {'GFLOP':>7} {'floor s':>8} {'eff':>5}  outputs")
     print(head)
     print("-" * len(head))
     for r in rows:
-        ours = r["impl"] == "ours"
+        ours = r["impl"] != "official"
         ratio = f"{r['ratio']:.3f}x" if ours else ""
         cpu_ratio = f"{r['cpu_ratio']:.3f}x" if ours else ""
-        same = r["same"] if ours else ""
-        print(f"{r['preset']:<6} {r['batch']:>5} {r['impl']:<8} {r['encode']:>9.3f} {r['decode']:>9.3f} {r['passes']:>9.3f} "
+        same = r["same"]
+        print(f"{r['preset']:<6} {r['batch']:>5} {r['impl']:<10} {r['encode']:>9.3f} {r['decode']:>9.3f} {r['passes']:>9.3f} "
               f"{r['sampling']:>9.3f} {r['pixel']:>8.3f} {ratio:>8} {r['cpu']:>8.3f} {cpu_ratio:>7} {r['gflop']:>7.1f} "
               f"{r['floor']:>8.3f} {r['eff']:>5.0%}  {same}")
     print(f"\nencode ratio official/ours: " + ", ".join(
         f"{r['preset']} b{r['batch']}: {r['enc_ratio']:.3f}x" for r in rows if r["impl"] == "ours"))
-    print(f"floor = executed matmul/conv/attention GFLOP / {rate:.1f} GFLOP/s (fp32 2048^3 matmul, {device}); "
+    print(f"floor = executed matmul/conv/attention GFLOP / {rate:.1f} GFLOP/s (best fp32 2048^3 product, {device}); "
           "eff = floor / decode time. decode = 8 decoder passes + sampling + pixel head (soft render);\n"
           "cpu s = process CPU time of the decode, (cpu) = its official/ours ratio.")
     print("\nper-step decoder pass time (ms), batch 1 where run")
@@ -231,7 +264,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}; {args.steps} steps, temperature 1, best of {args.repeats}")
-    rate = matmul_rate(device)
+    rates = matmul_rate(device)
+    rate = max(rates.values())
     rows, step_rows = [], []
     for preset in args.presets:
         batches = batches_b if preset in ("B", "L") else args.batches_tiny
@@ -241,11 +275,13 @@ def main() -> None:
             if batch == 1:
                 step_rows += case_steps
             print(f"  done {preset} batch {batch}", file=sys.stderr, flush=True)
-    rate_end = matmul_rate(device)
+    rates_end = matmul_rate(device)
     print()
-    print_tables(rows, step_rows, max(rate, rate_end), device)
+    print_tables(rows, step_rows, max(rate, *rates_end.values()), device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nmatmul rate start/end: {rate:.1f}/{rate_end:.1f} GFLOP/s; load average at end {load:.2f}")
+    for name in rates:
+        print(f"fp32 {name} product rate start/end: {rates[name]:.1f}/{rates_end[name]:.1f} GFLOP/s")
+    print(f"load average at end {load:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ raster order. Slot id V is the learned mask embedding. Official key names throug
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import SFTokConfig
+from .kernels import linear
 from .vit import build_transformer
 
 
@@ -54,8 +54,8 @@ class MultiStepDecoder(nn.Module):
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """The 1x1-conv head as matmuls on (..., W) -> (..., V); identical to the conv on a grid."""
         fc1, fc2 = self.ffn[0], self.ffn[2]
-        h = torch.tanh(F.linear(hidden, fc1.weight.flatten(1), fc1.bias))
-        return F.linear(h, fc2.weight.flatten(1), fc2.bias)
+        h = linear(hidden, fc1.weight.flatten(1), fc1.bias, "tanh")
+        return linear(h, fc2.weight.flatten(1), fc2.bias)
 
     def forward(self, proxy_ids: torch.Tensor, z_q: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, S, V) for proxy ids (B, S) (mask id allowed) given z_q (B, C, 1, N).

@@ -5,8 +5,9 @@ keys); ``decode_steps`` additionally exposes every decoding step for inspection.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
@@ -21,6 +22,20 @@ from .sampling import masked_decode_step
 
 class InputError(ValueError):
     """An input tensor has the wrong shape, dtype or range; the message says what was expected."""
+
+
+Precision = Literal["fp32", "bf16"]
+
+
+def precision_context(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager:
+    """fp32: nothing. bf16: autocast the decoder passes and pixel head to bfloat16 (opt-in; faster on
+    GPUs and on CPUs with AVX512-BF16/AMX, at the cost of some token disagreement with fp32, which
+    ``bench/decode.py`` reports). Sampling always runs in fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise InputError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
 
 
 @dataclass
@@ -143,7 +158,8 @@ class SFTok(nn.Module):
 
     @torch.no_grad()
     def decode_steps(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
-                     generator: torch.Generator | None = None, previews: bool | Sequence[int] = False) -> list[DecodeStep]:
+                     generator: torch.Generator | None = None, previews: bool | Sequence[int] = False,
+                     precision: Precision = "fp32") -> list[DecodeStep]:
         """Run the multi-step decoder on token ids and return one :class:`DecodeStep` per pass.
 
         Every record holds full (B, S, V) logits and per-slot confidence/entropy, committed slots
@@ -151,12 +167,15 @@ class SFTok(nn.Module):
         list of step indices, to add the soft pixel render (one batched pixel-head pass over the
         chosen steps; consumes no random numbers). Random draws follow the official order, so the
         final ids equal :meth:`decode_ids` and the official decoder under the same seed.
+        ``precision="bf16"`` runs the passes and previews under bf16 autocast (see :func:`precision_context`).
         """
         cfg = self.config
         z_q, num_steps, temperature, proxy = self._decode_inputs(ids, num_steps, temperature)
+        autocast = precision_context(precision, z_q.device)
         records: list[DecodeStep] = []
         for step in range(num_steps):
-            logits = self.decoder(proxy, z_q)
+            with autocast:
+                logits = self.decoder(proxy, z_q).float()
             out = masked_decode_step(logits, proxy, cfg.mask_id, step, num_steps, temperature, generator,
                                      codes_major_noise=True)
             records.append(DecodeStep(
@@ -168,14 +187,16 @@ class SFTok(nn.Module):
         wanted = range(num_steps) if previews is True else ([] if previews is False else list(previews))
         wanted = sorted({s % num_steps for s in wanted})
         if wanted:
-            images = self.render_soft(torch.cat([records[s].logits for s in wanted]))
+            with autocast:
+                images = self.render_soft(torch.cat([records[s].logits for s in wanted])).float()
             for i, s in enumerate(images.split(ids.shape[0])):
                 records[wanted[i]].preview = s
         return records
 
     @torch.no_grad()
     def decode_ids(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
-                   generator: torch.Generator | None = None, last_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   generator: torch.Generator | None = None, last_logits: bool = True,
+                   precision: Precision = "fp32") -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fast multi-step decoding: (final proxy ids (B, S), logits of the last pass (B, S, V) or None).
 
         Same random draws and the same ids as :meth:`decode_steps`, without the records. A pass only
@@ -217,20 +238,23 @@ class SFTok(nn.Module):
 
     @torch.no_grad()
     def decode_tokens(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, precision: Precision = "fp32") -> torch.Tensor:
         """Token ids (B, 1, N) or (B, N) -> images (B, 3, H, W) in [0, 1]: the last step of ``decode_steps``.
 
         Stage-3 models render the soft last-step distribution (official path); stage-1/2 models
         render the hard final ids through the attached teacher, as the official training eval does.
-        Runs :meth:`decode_ids` (no per-step records), so it is the fast path.
+        Runs :meth:`decode_ids` (no per-step records), so it is the fast path. ``precision``: see
+        :func:`precision_context`; the returned images are float32 either way.
         """
-        proxy, logits = self.decode_ids(ids, num_steps, temperature, generator, last_logits=self.has_pixel_head)
-        if self.has_pixel_head:
-            return self.render_soft(logits)
-        return self.render_codes(proxy)
+        proxy, logits = self.decode_ids(ids, num_steps, temperature, generator, last_logits=self.has_pixel_head,
+                                        precision=precision)
+        with precision_context(precision, proxy.device):
+            images = self.render_soft(logits) if self.has_pixel_head else self.render_codes(proxy)
+        return images.float()
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, precision: Precision = "fp32") -> torch.Tensor:
+        """Encode (always fp32: token ids decide everything downstream) and decode."""
         _, info = self.encode(images)
-        return self.decode_tokens(info["min_encoding_indices"], num_steps, temperature, generator)
+        return self.decode_tokens(info["min_encoding_indices"], num_steps, temperature, generator, precision)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import VitConfig
+from .kernels import linear
 
 
 class PackedSelfAttention(nn.Module):
@@ -32,14 +33,14 @@ class PackedSelfAttention(nn.Module):
         b, l, w = x.shape
         h, d = self.heads, w // self.heads
         if queries is None:
-            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, 3W)
+            qkv = linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, 3W)
             q, k, v = qkv.view(b, l, 3, h, d).permute(2, 0, 3, 1, 4)
         else:
-            q = F.linear(queries, self.in_proj_weight[:w], self.in_proj_bias[:w]).view(b, -1, h, d).transpose(1, 2)
-            kv = F.linear(x, self.in_proj_weight[w:], self.in_proj_bias[w:])  # (B, L, 2W)
+            q = linear(queries, self.in_proj_weight[:w], self.in_proj_bias[:w]).view(b, -1, h, d).transpose(1, 2)
+            kv = linear(x, self.in_proj_weight[w:], self.in_proj_bias[w:])  # (B, L, 2W)
             k, v = kv.view(b, l, 2, h, d).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, H, M, W/H)
-        return self.out_proj(out.transpose(1, 2).reshape(b, q.shape[2], w))
+        return linear(out.transpose(1, 2).reshape(b, q.shape[2], w), self.out_proj.weight, self.out_proj.bias)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -70,7 +71,8 @@ class ResidualAttentionBlock(nn.Module):
                 index = rows.unsqueeze(-1).expand(-1, -1, x.shape[-1])
                 x_rows, y_rows = x.gather(1, index), y.gather(1, index)
             x = x_rows + self.attn(y, queries=y_rows)
-        return x + self.mlp(self.ln_2(x))
+        fc, proj = self.mlp.c_fc, self.mlp.c_proj  # self.mlp, unrolled so c_fc + GELU run as one call
+        return x + linear(linear(self.ln_2(x), fc.weight, fc.bias, "gelu"), proj.weight, proj.bias)
 
 
 def build_transformer(cfg: VitConfig) -> nn.ModuleList:
