@@ -87,9 +87,8 @@ def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> dict[s
 
 
 def executed_gflop(fn) -> float:
-    """FLOPs the call executes. oneDNN's fused linears are invisible to FlopCounterMode, so they are
-    counted on the BLAS route (same products, same count)."""
-    with use_onednn(False), FlopCounterMode(display=False) as counter:
+    """FLOPs the call executes (run oneDNN linears on the BLAS route: same products, same count)."""
+    with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9
 
@@ -105,6 +104,7 @@ class Impl:
     encode: callable
     decode: callable  # (ids, seed) -> (final proxy ids, images)
     timer: CallTimer
+    count: callable = None  # what FlopCounterMode runs (oneDNN's fused linears are invisible to it)
 
 
 def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.device) -> list[Impl]:
@@ -116,7 +116,7 @@ def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.devic
         timer.attach(model.decoder, "pass")
         timer.attach(model.pixel_decoder, "pixel")
 
-        def decode(ids: torch.Tensor, seed: int):
+        def decode(ids: torch.Tensor, seed: int, onednn: bool = onednn):
             gen = torch.Generator(device=device).manual_seed(seed)
             with torch.no_grad(), use_onednn(onednn):  # what decode_tokens runs, keeping the proxy ids
                 proxy, logits = model.decode_ids(ids, steps, 1.0, gen, precision=precision)
@@ -127,7 +127,7 @@ def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.devic
             with torch.no_grad(), use_onednn(onednn):
                 return model.encode(images)[1]["min_encoding_indices"]
 
-        return Impl(name, encode, decode, timer)
+        return Impl(name, encode, decode, timer, count=lambda ids, seed: decode(ids, seed, onednn=False))
 
     ref_timer = CallTimer(device)
     ref_timer.attach(ref.decoder, "pass")
@@ -186,7 +186,7 @@ def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.de
     rows = []
     for impl in impls:
         rec = best[impl.name]
-        gflop = executed_gflop(lambda: impl.decode(ids, 1234))
+        gflop = executed_gflop(lambda: (impl.count or impl.decode)(ids, 1234))
         floor = gflop / rate
         other = "ours" if impl.name == "ours-bf16" else "official"  # bf16 is judged against our fp32
         rows.append(dict(preset=preset, batch=batch, impl=impl.name, encode=rec["encode"], decode=rec["decode"],

@@ -29,13 +29,26 @@ def test_linear_matches_torch_for_3d_strided_and_sliced_inputs(activation: str, 
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_linear_keeps_autograd_and_autocast_on_the_torch_route() -> None:
-    x = torch.randn(4, 8, requires_grad=True)
-    weight = torch.randn(3, 8, requires_grad=True)
-    linear(x, weight, activation="gelu").sum().backward()  # grad enabled: must be differentiable
-    assert x.grad is not None and weight.grad is not None and x.grad.abs().sum() > 0
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_linear_gradients_match_torch(activation: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    x0, w0, b0 = torch.randn(2, 9, 12, generator=gen), torch.randn(5, 12, generator=gen), torch.randn(5, generator=gen)
+    upstream = torch.randn(2, 9, 5, generator=gen)
+    grads = {}
+    for route in (True, False):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        with use_onednn(route):
+            (linear(x, w, b, activation) * upstream).sum().backward()
+        grads[route] = (x.grad, w.grad, b.grad)
+    for fast, reference in zip(grads[True], grads[False]):
+        assert fast is not None and float(fast.abs().sum()) > 0
+        torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_leaves_autocast_to_torch() -> None:
+    x, weight = torch.randn(4, 8), torch.randn(3, 8)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert linear(x.detach(), weight.detach()).dtype == torch.bfloat16
+        assert linear(x, weight).dtype == torch.bfloat16
 
 
 @pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN linear")
