@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-dir", help="where checkpoints, metrics and images go (default runs/<stage>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, then exit")
+    parser.add_argument("--skip-path-check", action="store_true",
+                        help="with --dry-run: judge the config alone, not whether its shard/weight paths exist here")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar (for log files)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sfvr.replace_prob=0.8 max_steps=2000")
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config(args.stage, args.config, args.overrides)
+        if not (args.dry_run and args.skip_path_check):
+            cfg.check_paths()
     except ConfigError as err:
         print(f"invalid config: {err}", file=sys.stderr)
         return EXIT_INVALID_CONFIG

@@ -206,6 +206,30 @@ class TrainConfig:
             raise ConfigError("data.use_proxy_cache: cached teacher codes require data.random_crop=false")
         return self
 
+    def check_paths(self) -> "TrainConfig":
+        """Raise ConfigError naming every path field that points at nothing (relative paths resolve
+        against the working directory). Separate from :meth:`validate`, which judges the config alone,
+        so a config written for another machine can still be checked for consistency."""
+        from .data.shards import expand_shards
+
+        problems = []
+        for name in ("data.train_shards", "data.eval_shards"):
+            value = _lookup(self, name)
+            if value:
+                try:
+                    expand_shards(value)
+                except (FileNotFoundError, ValueError) as err:
+                    problems.append(f"{name}: {str(err).removeprefix('shards: ')}")
+        needed = {"teacher_path": self.stage in ("1", "2", "3"), "init_weights": True,
+                  "tokenizer_path": self.stage == "generator", "lpips_weights": True}
+        for name, used in needed.items():
+            value = getattr(self, name)
+            if used and value and not Path(value).exists():
+                problems.append(f"{name}: {value!r} does not exist")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):

@@ -206,10 +206,15 @@ def test_invalid_configs_are_refused_before_anything_is_queued(tmp_path, tally):
     from workbench.jobs import InvalidConfigError, JobManager
 
     manager = JobManager(tmp_path / "ws", start=False)
+    data = tmp_path / "data"  # the launcher checks that paths exist, so the good point gets real ones
+    (data / "teacher").mkdir(parents=True)
+    for i in range(2):
+        (data / f"train-{i}.tar").write_bytes(b"")
+    paths = [f"data.train_shards={data}/train-{{0..1}}.tar", f"teacher_path={data}/teacher"]
     try:
         grid = {"seed": [5, -1]}  # one good point, one bad: the sweep is all or nothing
         with pytest.raises(InvalidConfigError) as err:
-            manager.submit_sweep("2", None, grid, base_overrides("2"))
+            manager.submit_sweep("2", None, grid, paths)
         tally.input("configs (job manager)")
         message = str(err.value)
         assert "[1] (" in message and "seed=-1" in message and "seed: must be in [0, 2**32 - 1], got -1" in message

@@ -88,8 +88,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_dry_run_prints_the_resolved_config_and_starts_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = launch("--stage", "2", "--dry-run", "--run-dir", str(run_dir), "data.train_shards=x-{000..003}.tar",
-                  "teacher_path=teacher", "sfvr.replace_prob=0.5", "max_steps=123")
+    proc = launch("--stage", "2", "--dry-run", "--skip-path-check", "--run-dir", str(run_dir),
+                  "data.train_shards=x-{000..003}.tar", "teacher_path=teacher", "sfvr.replace_prob=0.5", "max_steps=123")
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["stage"] == "2" and cfg["max_steps"] == 123
@@ -97,6 +97,18 @@ def test_dry_run_prints_the_resolved_config_and_starts_nothing(tmp_path: Path) -
                            "mask_schedule": "arccos"}
     assert cfg["data"]["train_shards"] == "x-{000..003}.tar" and cfg["optim"]["lr"] == 1e-4
     assert not run_dir.exists()
+
+
+def test_missing_paths_are_rejected_before_anything_starts(tmp_path: Path, shards: str) -> None:
+    run_dir = tmp_path / "run"
+    for extra in ((), ("--dry-run",)):
+        proc = launch("--stage", "2", *extra, "--run-dir", str(run_dir), f"data.train_shards={shards}",
+                      f"data.eval_shards={tmp_path}/val-{{0..1}}.tar", f"teacher_path={tmp_path}/no-teacher")
+        assert proc.returncode == 2, proc.stderr
+        assert "data.eval_shards: 2 of 2 shard files do not exist" in proc.stderr
+        assert f"teacher_path: '{tmp_path}/no-teacher' does not exist" in proc.stderr
+        assert "data.train_shards" not in proc.stderr  # the existing shards pass
+        assert not run_dir.exists()
 
 
 def test_invalid_override_exits_2_naming_the_field(tmp_path: Path) -> None:
@@ -110,7 +122,7 @@ def test_invalid_override_exits_2_naming_the_field(tmp_path: Path) -> None:
 def test_official_stage_yaml_is_mapped(tmp_path: Path) -> None:
     config = tmp_path / "stage2.yaml"
     config.write_text(OFFICIAL_STAGE2_YAML)
-    proc = launch("--stage", "2", "--config", str(config), "--dry-run", "teacher_path=teacher")
+    proc = launch("--stage", "2", "--config", str(config), "--dry-run", "--skip-path-check", "teacher_path=teacher")
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["model_preset"] == "L"  # vit_dec_model_size: large
@@ -121,7 +133,8 @@ def test_official_stage_yaml_is_mapped(tmp_path: Path) -> None:
     assert cfg["data"]["batch_size"] == 32 and cfg["data"]["num_workers"] == 12
     assert cfg["data"]["train_shards"] == "imagenet-train-{000000..000320}.tar"
     # run_stage2.sh overrides the yaml on the command line; so do we
-    proc = launch("--stage", "2", "--config", str(config), "--dry-run", "teacher_path=teacher", "sfvr.replace_prob=1.0")
+    proc = launch("--stage", "2", "--config", str(config), "--dry-run", "--skip-path-check", "teacher_path=teacher",
+                  "sfvr.replace_prob=1.0")
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load(proc.stdout)["sfvr"]["replace_prob"] == 1.0
 
