@@ -114,11 +114,15 @@ def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
         return im.convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in im.info)
     if has_alpha:
-        rgba = im.convert("RGBA")
-        if rgba.getextrema()[3][0] < 255:
+        # Paste onto white through the alpha mask: one RGB canvas and one alpha plane, instead of
+        # full-size RGBA copies for a composite (a 36 MP upload peaked at ~690 MB that way).
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema()[0] < 255:
             notes.append("transparent areas composited onto white")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=alpha)
+        return canvas
     return im.convert("RGB")
 
 

@@ -23,6 +23,7 @@ ACCEPTED = [c for c in CORPUS if not c.refusal]
 # Bounds for the memory tests (MB of peak resident memory above the level before the call).
 HEADER_BOMB_MB = 16  # refused from the header: no pixel buffer may be allocated
 ACCEPTED_BOMB_MB = 300  # a 6000 x 6000 image in 4 kB (36 MP: 1-bit decode, RGB convert, resize); measured ~140
+RGBA_36MP_MB = 400  # a 6000 x 6000 RGBA upload; measured 309 (690 before compositing through a mask)
 
 
 def _write(case: Case, folder) -> str:
@@ -83,6 +84,22 @@ def test_largest_accepted_bomb_stays_within_its_memory_bound(tally):
     tally.input("images (memory)")
     assert np.asarray(result["img"].image).max() == 0  # all black, decoded fully
     assert used < ACCEPTED_BOMB_MB, f"a 6000x6000 bomb peaked at {used:.0f} MB"
+
+
+def test_large_transparent_upload_is_composited_within_its_memory_bound(tally):
+    """36 MP RGBA: the decoded RGBA (144 MB) + an RGB canvas + the alpha plane, nothing more."""
+    pixels = np.zeros((6000, 6000, 4), np.uint8)
+    pixels[..., 0], pixels[..., 3] = 200, 128  # half-transparent dark red over white
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=1)
+    del pixels
+    result = {}
+    used = peak_rss_delta_mb(lambda: result.setdefault("img", prepare_image(buffer.getvalue(), 64, "big.png")))
+    tally.input("images (memory)")
+    # 200 * 128/255 + 255 * 127/255 = 227.4; 0 * 128/255 + 255 * 127/255 = 127
+    assert tuple(np.asarray(result["img"].image)[32, 32]) == (227, 127, 127)
+    assert result["img"].notes == ["transparent areas composited onto white"]
+    assert used < RGBA_36MP_MB, f"a 6000x6000 RGBA upload peaked at {used:.0f} MB"
 
 
 def test_header_claiming_one_pixel_more_than_the_limit_is_refused(tally):
