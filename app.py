@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from workbench.store import StoreLockedError
-from workbench.models import DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable, missing_default_message
+from workbench.models import (DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable,
+                              missing_default_message)
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
 from workbench.ui.app import parse_auth
 
@@ -18,6 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the tokenizer the app starts with: a saved model folder (default: %(default)s)")
     p.add_argument("--teacher", default=str(DEFAULT_TEACHER_DIR),
                    help="the teacher that renders pixels for stage-1/2 models (default: %(default)s)")
+    p.add_argument("--generator", default=str(DEFAULT_GENERATOR_DIR),
+                   help="the generator the Generate screen offers first, if that folder exists (default: %(default)s)")
     p.add_argument("--workspace", default="workspace",
                    help="jobs, metrics and exports live here; the only folder the app's file pickers see")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {missing_default_message(model_dir)}", file=sys.stderr)
         return 1
     try:
-        ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher)
+        ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher,
+                                generator_dir=args.generator)
     except StoreLockedError as err:  # another app (or store CLI) owns this workspace's database
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ pass on load because the first CPU forward is several times slower than the rest
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -26,6 +27,8 @@ DEFAULT_CHOICE = "default"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "default" / "sftok"
 DEFAULT_TEACHER_DIR = REPO_ROOT / "assets" / "default" / "teacher"
+DEFAULT_GENERATOR_DIR = REPO_ROOT / "assets" / "default" / "generator"
+CLASS_NAMES_FILE = "classes.json"  # optional, next to a generator's config.json: ["name of class 0", ...]
 BUILD_HINT = "build it with `make default-model`, or start the app with --model PATH"
 
 
@@ -53,6 +56,15 @@ def _looks_like_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
 
 
+def class_names(folder: Path) -> list[str]:
+    """A generator folder's class names (``classes.json``), or [] when it has none or it is unreadable."""
+    try:
+        names = json.loads((folder / CLASS_NAMES_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
 def _weights_mtime(folder: Path) -> int:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
@@ -76,9 +88,11 @@ class ModelRegistry:
     """Resolves UI model choices to loaded models; thread-safe, bounded."""
 
     def __init__(self, workspace: Workspace, default_model: Path = DEFAULT_MODEL_DIR,
-                 teacher: Path | None = DEFAULT_TEACHER_DIR, capacity: int = 3) -> None:
+                 teacher: Path | None = DEFAULT_TEACHER_DIR, capacity: int = 3,
+                 default_generator: Path | None = DEFAULT_GENERATOR_DIR) -> None:
         self.workspace = workspace
         self.default_model = Path(default_model)
+        self.default_generator = Path(default_generator) if default_generator is not None else None
         self.teacher_dir = Path(teacher) if teacher is not None else None
         self.capacity = capacity
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -91,14 +105,32 @@ class ModelRegistry:
         out: list[tuple[str, str]] = []
         if model_type == "sftok":
             out.append((f"embedded default ({self.default_model.name})", DEFAULT_CHOICE))
+        elif model_type == "generator" and self._default_generator_present():
+            out.append(("embedded default generator", DEFAULT_CHOICE))
         for folder in self.workspace.model_folders((model_type,)):
             shown = self.workspace.display(folder)
             out.append((shown, shown))
         return out
 
-    def _locate(self, choice: str) -> tuple[str, Path | str]:
+    def _default_generator_present(self) -> bool:
+        return self.default_generator is not None and (self.default_generator / "config.json").is_file()
+
+    def class_names(self, choice: str) -> list[str]:
+        """Class names of a generator choice ([] when unknown); never raises."""
+        try:
+            location = self._locate(choice, "generator")[1]
+        except ModelUnavailable:
+            return []
+        return class_names(location) if isinstance(location, Path) else []
+
+    def _locate(self, choice: str, model_type: str = "sftok") -> tuple[str, Path | str]:
         """(label, folder or hub id) for a choice, or :class:`ModelUnavailable`."""
         text = (choice or "").strip()
+        if text in ("", DEFAULT_CHOICE) and model_type == "generator":
+            if not self._default_generator_present():
+                raise ModelUnavailable("generator: no embedded default generator; train one on the Train screen "
+                                       "(stage 'generator') or copy a saved generator folder into the workspace")
+            return "embedded default generator", self.default_generator
         if text in ("", DEFAULT_CHOICE):
             if not (self.default_model / "config.json").is_file():
                 raise ModelUnavailable(missing_default_message(self.default_model))
@@ -116,7 +148,7 @@ class ModelRegistry:
 
     # -- loading ------------------------------------------------------------------------------------
     def get(self, choice: str, model_type: str = "sftok") -> LoadedModel:
-        label, location = self._locate(choice)
+        label, location = self._locate(choice, model_type)
         if isinstance(location, Path):
             declared = model_type_of(location)
             if declared is None:

@@ -53,7 +53,8 @@ def launched_app(workspace_root: Path, model_dir: Path, samples: Path) -> Iterat
     """(context, url) of a real app on 127.0.0.1 over a fresh workspace; closed on exit."""
     from workbench.ui import AppContext, ServeOptions, build_app, launch_app
 
-    ctx = AppContext.create(make_workspace(workspace_root), model_dir=model_dir, teacher_dir=None, samples_dir=samples)
+    ctx = AppContext.create(make_workspace(workspace_root), model_dir=model_dir, teacher_dir=None, samples_dir=samples,
+                            generator_dir=None)
     ctx.default_dataset_crops = 24
     demo = build_app(ctx)
     _, url, _ = launch_app(demo, ctx, ServeOptions(port=free_port()), block=False)

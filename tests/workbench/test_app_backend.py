@@ -26,7 +26,7 @@ def workspace(tmp_path):
 
 @pytest.fixture()
 def service(workspace, tiny_model_dir):
-    return DecodeService(ModelRegistry(workspace, tiny_model_dir, teacher=None))
+    return DecodeService(ModelRegistry(workspace, tiny_model_dir, teacher=None, default_generator=None))
 
 
 # -- workspace guard ---------------------------------------------------------------------------------
@@ -156,8 +156,11 @@ def test_generation_trace(service, tmp_path):
     assert trace.metrics["committed fraction"][-1] == 1.0
     with pytest.raises(SettingsError, match="class"):
         service.generate("gen", "default", 16, DecodeSettings(), 1.0)
-    with pytest.raises(ModelUnavailable, match="'generator' model"):
+    with pytest.raises(ModelUnavailable, match="no embedded default generator"):
         service.generate("default", "default", 0, DecodeSettings(), 1.0)
+    shutil.copytree(service.registry.default_model, service.registry.workspace.root / "tok")
+    with pytest.raises(ModelUnavailable, match="holds a 'sftok' model, this screen needs a 'generator' model"):
+        service.generate("tok", "default", 0, DecodeSettings(), 1.0)
 
 
 # -- renders -----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from ..decoding import DecodeService
 from ..jobs import JobManager
-from ..models import DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, REPO_ROOT, ModelRegistry
+from ..models import DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, REPO_ROOT, ModelRegistry
 from ..paths import Workspace
 
 DEFAULT_SAMPLES_DIR = REPO_ROOT / "assets" / "samples"
@@ -27,10 +27,13 @@ class AppContext:
     def create(cls, workspace_dir: str | Path, model_dir: str | Path = DEFAULT_MODEL_DIR,
                teacher_dir: str | Path | None = DEFAULT_TEACHER_DIR,
                samples_dir: str | Path = DEFAULT_SAMPLES_DIR, with_jobs: bool = True,
-               launcher: Sequence[str] | None = None) -> "AppContext":
-        """``launcher`` replaces ``[python, launch_training.py]`` (tests use a fast stand-in)."""
+               launcher: Sequence[str] | None = None,
+               generator_dir: str | Path | None = DEFAULT_GENERATOR_DIR) -> "AppContext":
+        """``launcher`` replaces ``[python, launch_training.py]`` (tests use a fast stand-in);
+        ``generator_dir`` is the embedded default generator (None: only workspace generators)."""
         workspace = Workspace.create(workspace_dir)
-        registry = ModelRegistry(workspace, Path(model_dir), Path(teacher_dir) if teacher_dir else None)
+        registry = ModelRegistry(workspace, Path(model_dir), Path(teacher_dir) if teacher_dir else None,
+                                 default_generator=Path(generator_dir) if generator_dir else None)
         jobs = JobManager(workspace.root, launcher=launcher) if with_jobs else None
         return cls(workspace, registry, DecodeService(registry), Path(samples_dir), jobs)
 

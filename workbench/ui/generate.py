@@ -22,6 +22,7 @@ class GeneratePage:
                                              name="gen-model", info="a saved generator folder in the workspace")
                 self.tokenizer = ModelPicker(ctx.registry, "Tokenizer (decodes the generated tokens)", name="gen-tok")
                 self.class_id = gr.Number(value=0, precision=0, minimum=0, label="Class id", elem_id="gen-class")
+                self.classes = gr.Markdown(self._classes_text(self.generator.dropdown.value), elem_id="gen-classes")
                 self.steps = gr.Slider(1, 32, value=8, step=1, label="Generation steps")
                 self.guidance = gr.Slider(0, 10, value=4.5, step=0.5, label="Guidance scale",
                                           info="logits = cond + s (cond - uncond), as upstream")
@@ -39,6 +40,14 @@ class GeneratePage:
                         self.temperature, self.seed, self.scrubber.heat_kind],
                        [self.image, self.status, *self.scrubber.outputs], api_name="generate", show_progress="minimal")
         self.scrubber.wire()
+        self.generator.dropdown.change(self._classes_text, [self.generator.dropdown], [self.classes],
+                                       api_name="gen_classes", show_progress="hidden")
+
+    def _classes_text(self, generator: str | None) -> str:
+        names = self.ctx.registry.class_names(generator) if generator else []
+        if not names:
+            return ""
+        return "Classes: " + ", ".join(f"{i} {html.escape(n)}" for i, n in enumerate(names))
 
     def on_generate(self, generator: str | None, tokenizer: str, class_id: float | None, steps: float, guidance: float,
                     temperature: float, seed: float | None, heat: str, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -48,7 +57,10 @@ class GeneratePage:
         settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
         progress(0.1, desc="generating")
         key, trace = self.ctx.service.generate(generator, tokenizer, int(class_id or 0), settings, float(guidance))
-        status = (f"**{html.escape(generator)}**, class {int(class_id or 0)}, {settings.num_steps} steps, "
+        names = self.ctx.registry.class_names(generator)
+        cls = int(class_id or 0)
+        shown = f"class {cls}" + (f" ({html.escape(names[cls])})" if cls < len(names) else "")
+        status = (f"**{html.escape(generator)}**, {shown}, {settings.num_steps} steps, "
                   f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
         return (upscale(trace.final), status, *self.scrubber.show(key, heat))
 
