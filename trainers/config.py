@@ -54,6 +54,7 @@ class OptimConfig:
     warmup_steps: int = 10_000
     end_lr: float = 1e-5
     max_grad_norm: float = 1.0
+    schedule_steps: int = 0  # length of the warm-up + cosine schedule; 0 = max_steps (>0: stop early on a longer one)
 
 
 @dataclass
@@ -149,6 +150,11 @@ class TrainConfig:
         except ConfigError as err:
             raise ConfigError(f"generator.{err}") from err
 
+    @property
+    def schedule_length(self) -> int:
+        """Steps the learning-rate schedule spans (``optim.schedule_steps``, else ``max_steps``)."""
+        return self.optim.schedule_steps or self.max_steps
+
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
@@ -165,7 +171,7 @@ class TrainConfig:
             if value <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {value}")
         non_negative = ["data.num_workers", "optim.lr", "optim.weight_decay", "optim.warmup_steps", "optim.end_lr",
-                        "optim.max_grad_norm", "loss.unmasked_weight", "loss.quantizer_weight", "stage3.l2_weight",
+                        "optim.max_grad_norm", "optim.schedule_steps", "loss.unmasked_weight", "loss.quantizer_weight", "stage3.l2_weight",
                         "stage3.lpips_weight", "stage3.gan_weight", "stage3.disc_start", "stage3.disc_lr",
                         "teacher_train.restart_dead_codes_every", "teacher_train.perceptual_weight",
                         "generator_train.unmasked_weight"]

@@ -180,7 +180,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
         if should_stop is not None and should_stop():
             interrupted = True
             break
-        lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.max_steps, cfg.optim.end_lr)
+        lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.schedule_length, cfg.optim.end_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = next(batches)

@@ -184,6 +184,27 @@ def test_resume_replays_the_uninterrupted_run(shards: dict[str, str], chain: dic
     assert [v for _, v in part.losses + rest.losses] == [v for _, v in full.losses]
 
 
+def test_stopping_early_on_a_longer_schedule_replays_its_first_steps(shards: dict[str, str], chain: dict,
+                                                                      tmp_path: Path) -> None:
+    base = [f"teacher_path={chain['teacher'] / 'model'}", "save_every=100", "log_every=1", "eval_every=100"]
+    full_sink, early_sink, short_sink = MemorySink(), MemorySink(), MemorySink()
+    full = train(load_config("1", None, overrides(shards, *base, "max_steps=8")), tmp_path / "full", sink=full_sink,
+                 progress=False)
+    early = train(load_config("1", None, overrides(shards, *base, "max_steps=4", "optim.schedule_steps=8")),
+                  tmp_path / "early", sink=early_sink, progress=False)
+    short = train(load_config("1", None, overrides(shards, *base, "max_steps=4")), tmp_path / "short", sink=short_sink,
+                  progress=False)
+
+    def lrs(sink: MemorySink) -> list[float]:
+        return [m["lr"] for _, m in sink.metrics if "lr" in m]
+
+    assert early.final_step == 4 and early.losses == full.losses[:4]
+    assert lrs(early_sink) == lrs(full_sink)[:4]
+    assert lrs(short_sink)[-1] < lrs(early_sink)[-1]  # a 4-step schedule has decayed further by step 4
+    with pytest.raises(ConfigError, match=r"optim\.schedule_steps"):
+        load_config("1", None, overrides(shards, *base, "optim.schedule_steps=-1"))
+
+
 def test_failed_checkpoint_write_keeps_the_previous_one(shards: dict[str, str], chain: dict, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import trainers.checkpointing as ckpt
