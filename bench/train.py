@@ -50,6 +50,9 @@ class StepClock:
         self.marks: list[tuple[int, float, float]] = []
         self.warnings: list[str] = []
 
+    def rewind(self, step: int) -> None:
+        self.marks = [m for m in self.marks if m[0] < step]
+
     def log(self, step: int, metrics: dict) -> None:
         if "train/loss" in metrics:
             self.marks.append((step, time.perf_counter(), time.process_time()))

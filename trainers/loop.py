@@ -126,6 +126,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
             disc_opt.load_state_dict(state["disc_optimizer"])
         start = int(ckpt["metadata"]["global_step"])
         sink.event(f"resumed from {ckpt_path.name} at step {start}")
+        sink.rewind(start + 1)
 
     objective, optimizer = accelerator.prepare(stage.objective, optimizer)
     batches = _batches(cfg, skip=start)

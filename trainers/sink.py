@@ -5,7 +5,9 @@ flushes them often; the workbench's store ingests them (one owner process per Du
 number of runs and a live reader can coexist without lock errors.
 
 Files in a run directory:
-- ``metrics.jsonl``: one line per log call: ``{"step": int, "wall": float, "metrics": {key: float}}``
+- ``metrics.jsonl``: one line per log call: ``{"step": int, "wall": float, "metrics": {key: float}}``;
+  a resumed run first writes ``{"step": s, "wall": float, "metrics": {}, "rewind": true}``: rows at step >= s
+  from before are superseded (a step number alone cannot say so when the last one logged was s itself)
 - ``events.jsonl``: ``{"wall": float, "level": "info"|"warning"|"error", "message": str}``
 - ``artifacts.jsonl``: ``{"step": int, "wall": float, "kind": "image"|"checkpoint"|..., "path": str}``
 """
@@ -25,6 +27,7 @@ ARTIFACTS_FILE = "artifacts.jsonl"
 
 class MetricSink(Protocol):
     def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
+    def rewind(self, step: int) -> None: ...
     def event(self, message: str, level: str = "info") -> None: ...
     def artifact(self, step: int, kind: str, path: str) -> None: ...
     def close(self) -> None: ...
@@ -55,6 +58,10 @@ class JsonlSink:
         if clean:
             self._write(METRICS_FILE, {"step": int(step), "wall": time.time(), "metrics": clean})
 
+    def rewind(self, step: int) -> None:
+        """Declare that logging restarts at ``step`` (a resume): earlier rows at ``step`` or later are stale."""
+        self._write(METRICS_FILE, {"step": int(step), "wall": time.time(), "metrics": {}, "rewind": True})
+
     def event(self, message: str, level: str = "info") -> None:
         self._write(EVENTS_FILE, {"wall": time.time(), "level": level, "message": str(message)})
 
@@ -79,6 +86,9 @@ class MemorySink:
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         self.metrics.append((int(step), {k: float(v) for k, v in metrics.items()}))
+
+    def rewind(self, step: int) -> None:
+        self.metrics = [(s, m) for s, m in self.metrics if s < step]
 
     def event(self, message: str, level: str = "info") -> None:
         self.events.append((level, message))

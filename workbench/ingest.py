@@ -10,7 +10,9 @@ is still writing (or was killed while writing) waits.
 
 Resume rewinds time: a run killed at step 1234 and resumed from ``checkpoint-1000`` logs steps
 1001.. again. Like TensorBoard's purge, a step lower than one already seen drops the stored rows at
-and after that step, so a curve shows the trajectory that the checkpoints actually continue.
+and after that step, so a curve shows the trajectory that the checkpoints actually continue. A
+resumed run also writes an explicit rewind line (``"rewind": true``), which purges even when its
+step equals the highest one seen (killed right after logging the first step past a checkpoint).
 """
 from __future__ import annotations
 
@@ -88,24 +90,26 @@ def read_chunk(path: str | os.PathLike, offset: int, max_bytes: int = DEFAULT_CH
     return Chunk(offset, offset + cut + 1, lines)
 
 
-def plan_rewinds(steps: np.ndarray, prior_max_step: int | None) -> RewindPlan:
+def plan_rewinds(steps: np.ndarray, prior_max_step: int | None, explicit: np.ndarray | None = None) -> RewindPlan:
     """Apply resume semantics to the steps of a chunk's lines (in file order).
 
     A line whose step is lower than the highest surviving step so far is a rewind to that step: every
     earlier row at that step or later is dropped (stored ones via ``purge_from``, earlier lines of
-    this chunk via ``keep``). Equal steps are no rewind (several log calls per step are normal).
+    this chunk via ``keep``). Equal steps are no rewind (several log calls per step are normal),
+    unless the line is an ``explicit`` rewind (a resumed run's first line).
     """
     steps = np.asarray(steps, dtype=np.int64)
+    explicit = np.zeros(steps.size, dtype=bool) if explicit is None else np.asarray(explicit, dtype=bool)
     if steps.size == 0:
         return RewindPlan(None, None, prior_max_step)
     floor = np.iinfo(np.int64).min if prior_max_step is None else prior_max_step
     high_before = np.maximum.accumulate(np.r_[floor, steps[:-1]])
-    if not np.any(steps < high_before):  # the usual case: steps never go back
+    if not np.any(steps < high_before) and not explicit.any():  # the usual case: steps never go back
         return RewindPlan(None, None, int(max(steps.max(), floor)))
     high, purge_from = prior_max_step, None
     rewind_at = np.full(steps.size, np.iinfo(np.int64).max)
     for i, step in enumerate(steps.tolist()):
-        if high is not None and step < high:
+        if explicit[i] or (high is not None and step < high):
             rewind_at[i] = step
             purge_from = step if purge_from is None else min(purge_from, step)
             high = step

@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS ingest_offsets (
     run_id VARCHAR NOT NULL, file VARCHAR NOT NULL, byte_offset BIGINT NOT NULL, PRIMARY KEY (run_id, file));
 """
 
-_METRIC_LINE_SCHEMA = '{"step": "BIGINT", "wall": "DOUBLE", "metrics": "MAP(VARCHAR, DOUBLE)"}'
+_METRIC_LINE_SCHEMA = '{"step": "BIGINT", "wall": "DOUBLE", "metrics": "MAP(VARCHAR, DOUBLE)", "rewind": "BOOLEAN"}'
 _RUN_COLUMNS = tuple(f.name for f in fields(RunRecord))
 _JSON_RUN_COLUMNS = {"config", "overrides", "command"}
 _RUN_TABLE_COLUMNS = ("id", "name", "stage", "status", "device", "sweep_id", "seed", "git_commit",
@@ -304,14 +304,15 @@ class Store:
             cur.register("_metric_lines", lines)
             try:
                 cur.execute(f"""CREATE OR REPLACE TEMP TABLE _metric_rows AS
-                    SELECT line_no, j.step AS step, j.wall AS wall, j.metrics AS metrics FROM (
+                    SELECT line_no, j.step AS step, j.wall AS wall, j.metrics AS metrics,
+                           coalesce(j.rewind, false) AS rewind FROM (
                         SELECT line_no, json_transform(CASE WHEN json_valid(line) THEN line END,
                                                        '{_METRIC_LINE_SCHEMA}') AS j FROM _metric_lines)
                     WHERE j.step IS NOT NULL AND j.wall IS NOT NULL AND j.metrics IS NOT NULL""")
             finally:
                 cur.unregister("_metric_lines")
-            parsed = cur.execute("SELECT line_no, step FROM _metric_rows ORDER BY line_no").fetchnumpy()
-            plan = plan_rewinds(parsed["step"], self._max_step(run_id))
+            parsed = cur.execute("SELECT line_no, step, rewind FROM _metric_rows ORDER BY line_no").fetchnumpy()
+            plan = plan_rewinds(parsed["step"], self._max_step(run_id), parsed["rewind"])
             if plan.purge_from is not None:
                 cur.execute("DELETE FROM metrics WHERE run_id = ? AND step >= ?", [run_id, plan.purge_from])
             dropped = None if plan.keep is None else parsed["line_no"][~plan.keep].tolist()

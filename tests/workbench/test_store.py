@@ -290,3 +290,24 @@ def test_rewind_plan_handles_several_resumes_inside_one_chunk():
     assert plan.keep.tolist() == [True, True, True] and (plan.purge_from, plan.max_step) == (5, 7)
     plan = plan_rewinds(np.array([3, 3, 4]), 3)                         # equal steps: no rewind
     assert (plan.keep, plan.purge_from, plan.max_step) == (None, None, 4)
+    # killed right after logging step 26 (checkpoint 25), resumed at 26: only the explicit marker can tell
+    plan = plan_rewinds(np.array([25, 26, 26, 26, 27]), None, np.array([False, False, True, False, False]))
+    assert plan.keep.tolist() == [True, False, True, True, True] and (plan.purge_from, plan.max_step) == (26, 27)
+
+
+def test_resume_at_the_last_logged_step_replaces_its_rows(tmp_path):
+    """The race seen under load: the run dies right after logging the step after its checkpoint."""
+    store = Store(tmp_path)
+    run = _run(store, "r")
+    sink = JsonlSink(run.run_dir)
+    for step in (1, 2, 3):
+        sink.log(step, {"loss": float(step)})
+    store.ingest()
+    sink.rewind(3)  # resumed from checkpoint 2
+    sink.log(3, {"loss": 30.0})
+    sink.log(4, {"loss": 40.0})
+    sink.close()
+    store.ingest()
+    frame = store.metrics_frame(run.id)
+    store.close()
+    assert frame[["step", "value"]].values.tolist() == [[1, 1.0], [2, 2.0], [3, 30.0], [4, 40.0]]

@@ -104,6 +104,8 @@ def main() -> int:
     start = newest_checkpoint(run_dir) + 1 if args.resume else 1
     keys = metric_keys(config["num_keys"])
     sink.event(f"stage {args.stage} starting at step {start}")
+    if args.resume:
+        sink.rewind(start)  # as trainers.loop does
     print(f"starting at step {start}", flush=True)
     for step in range(start, config["max_steps"] + 1):
         if step == config["fail_at_step"]:
