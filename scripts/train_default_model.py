@@ -3,7 +3,8 @@
 
 Steps (each skipped when its output exists, resumed from its newest checkpoint when interrupted):
   1. the default dataset (crops of photos shipped by scikit-image / scikit-learn) -> workspace/data/default
-  2. teacher -> stage 1 -> {stage 2 with SFVR, stage 2 vanilla} (in parallel) -> stage 3 (from SFVR)
+  2. teacher -> stage 1 -> {stage 2 with SFVR, stage 2 vanilla} (in parallel) -> {stage 3 (from SFVR),
+     class-conditional generator over the SFVR model's tokens} (in parallel)
      each as `launch_training.py --stage S --config configs/default/<name>.yaml --run-dir workspace/default-model/<name>`
   3. evaluation on held-out images (workspace/default-model/evaluation.json) and export: assets/default/{teacher,sftok}, assets/samples/*.png, the numbers for the model card
 
@@ -24,7 +25,7 @@ PLAN: list[list[tuple[str, str]]] = [  # groups run one after another; runs insi
     [("teacher", "teacher")],
     [("1", "stage1")],
     [("2", "stage2_sfvr"), ("2", "stage2_vanilla")],
-    [("3", "stage3")],
+    [("3", "stage3"), ("generator", "generator")],  # the generator models the (frozen) stage-2 encoder's tokens
 ]
 
 

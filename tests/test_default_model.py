@@ -35,7 +35,7 @@ def test_shipped_files_load_strictly_and_fit_the_budget(model: SFTok) -> None:
     assert (ASSETS / "default" / "MODEL_CARD.md").is_file()
 
 
-def test_shipped_samples_reach_the_card_psnr_and_8_steps_beat_1(model: SFTok, evaluation: dict) -> None:
+def test_shipped_samples_reach_the_card_psnr(model: SFTok, evaluation: dict) -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("evaluate_default_model", ROOT / "scripts" / "evaluate_default_model.py")
@@ -49,4 +49,32 @@ def test_shipped_samples_reach_the_card_psnr_and_8_steps_beat_1(model: SFTok, ev
     measured = {k: psnr(module.reconstruct(model, images, k), images) for k in (1, 8)}
     for k in (1, 8):
         assert torch.allclose(measured[k], torch.tensor(stated[f"psnr@{k}"]), atol=TOLERANCE_DB), (k, measured[k])
-    assert float(measured[8].mean()) > float(measured[1].mean())
+
+
+def test_shipped_generator_samples_match_their_classes_as_the_card_states(model: SFTok) -> None:
+    """Regenerate the card's samples and re-score them against the stored class centroids."""
+    import importlib.util
+
+    from analysis.class_match import class_match, colour_histograms
+    from core import MaskGITGenerator
+    from workbench.models import class_names
+
+    folder = ASSETS / "default" / "generator"
+    generator = load_pretrained(folder, strict=True)
+    assert isinstance(generator, MaskGITGenerator)
+    report = json.loads((ASSETS / "default" / "generator_evaluation.json").read_text())
+    names = class_names(folder)
+    assert names == report["class_names"] and len(names) <= generator.config.num_classes
+    assert (generator.config.codebook_size, generator.config.num_tokens) == (model.config.codebook_size, 64)
+    spec = importlib.util.spec_from_file_location("evaluate_default_generator",
+                                                  ROOT / "scripts" / "evaluate_default_generator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = report["settings"]
+    classes = torch.arange(len(names)).repeat_interleave(settings["samples_per_class"])
+    samples = module.sample_images(generator.eval(), model, classes, settings)
+    result = class_match(colour_histograms(samples), classes,
+                         torch.tensor(report["centroids"], dtype=torch.float64))
+    stated = report["generated"]["accuracy"]
+    assert abs(result.accuracy - stated) <= 2 / len(classes), (result.accuracy, stated)  # CPU float noise: 2 samples
+    assert stated > 3 * report["chance"]  # the generator follows its class label, well above chance
