@@ -56,11 +56,13 @@ def screenshot(page):
 
 
 def save_screenshot(page, name: str) -> Path:
-    """Full-page PNG under test-output/screenshots/, copied to docs/screenshots/ for the README."""
+    """Full-page PNG under test-output/screenshots/ (random-weight models). The Train screenshot is also
+    copied to docs/screenshots/; the others there come from scripts/take_screenshots.py (default model)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    docs = REPO_ROOT / "docs" / "screenshots"
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, docs / path.name)
+    if name == "train":
+        docs = REPO_ROOT / "docs" / "screenshots"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, docs / path.name)
     return path
