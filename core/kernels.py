@@ -43,7 +43,7 @@ def onednn_enabled() -> bool:
 
 @contextmanager
 def use_onednn(enabled: bool) -> Iterator[None]:
-    """Temporarily route CPU inference linears through oneDNN (True) or torch's BLAS (False)."""
+    """Temporarily route CPU linears (inference and training) through oneDNN (True) or torch's BLAS (False)."""
     previous = _state["enabled"]
     _state["enabled"] = enabled
     try:

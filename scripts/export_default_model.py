@@ -219,6 +219,7 @@ class fidelity (lower it on the Generate screen to see more variety).
 
 def main() -> int:
     from trainers.data.default_dataset import export_samples
+    from trainers.data.labels import write_class_names
 
     (ASSETS / "default").mkdir(parents=True, exist_ok=True)
     samples = ASSETS / "samples"
@@ -232,7 +233,7 @@ def main() -> int:
     trained = set(json.loads((DATA / "dataset.json").read_text())["train_sources"])
     names = [name for name, _ in sorted(labels.items(), key=lambda item: item[1]) if name in trained]
     assert [labels[n] for n in names] == list(range(len(names))), "training classes must be 0..n-1"
-    (ASSETS / "default" / "generator" / "classes.json").write_text(json.dumps(names, indent=1) + "\n")
+    write_class_names(ASSETS / "default" / "generator", names)  # training photos only, not the held-out ones
     import subprocess  # evaluation needs the samples in place (it measures them too)
 
     subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate_default_model.py")], cwd=ROOT, check=True)

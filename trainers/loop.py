@@ -240,6 +240,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
         if ema is not None:
             ema.copy_to(model)
         model_dir = save_pretrained(model, run_dir / "model", stage=cfg.stage, steps=step, git_commit=commit)
+        if stage.export_extras is not None:
+            stage.export_extras(model_dir)
         sink.artifact(step, "model", str(model_dir))
         sink.event(f"finished at step {step}; EMA weights in {model_dir}")
     else:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -18,6 +19,7 @@ from core.pretrained import load_pretrained
 from core.sftok import SFTok
 
 from .config import TrainConfig
+from .data.labels import class_names_for_shards, write_class_names
 from .discriminator import PatchDiscriminator
 from .losses import psnr
 from .masking import random_masks
@@ -36,6 +38,7 @@ class Stage:
     after_step: Callable[[int, dict[str, Any]], dict[str, float]] | None = None
     discriminator: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
+    export_extras: Callable[[Path], None] | None = None  # writes extra files beside the exported weights
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.saved_model.named_parameters() if p.requires_grad]
@@ -254,7 +257,12 @@ def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
             acc = GeneratorObjective(model, 0.0, 1.0)(**prepared)["accuracy_masked"]
         return {"eval/accuracy_masked": float(acc)}, images
 
-    return Stage("generator", objective, gen_model, prepare, evaluate)
+    def export_extras(model_dir: Path) -> None:
+        names = class_names_for_shards(cfg.data.train_shards, gen_model.config.num_classes)
+        if names:
+            write_class_names(model_dir, names)
+
+    return Stage("generator", objective, gen_model, prepare, evaluate, export_extras=export_extras)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

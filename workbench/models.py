@@ -21,6 +21,8 @@ from torch import nn
 from core import MaskGITGenerator, MaskGITVQGAN, SFTok, load_pretrained
 from core.checkpoint import WEIGHT_FILES, CheckpointError
 
+from trainers.data.labels import CLASS_NAMES_FILE  # optional beside a generator's weights: names by class id
+
 from .paths import PathRefused, Workspace, model_type_of
 
 DEFAULT_CHOICE = "default"
@@ -28,7 +30,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "default" / "sftok"
 DEFAULT_TEACHER_DIR = REPO_ROOT / "assets" / "default" / "teacher"
 DEFAULT_GENERATOR_DIR = REPO_ROOT / "assets" / "default" / "generator"
-CLASS_NAMES_FILE = "classes.json"  # optional, next to a generator's config.json: ["name of class 0", ...]
 BUILD_HINT = "build it with `make default-model`, or start the app with --model PATH"
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ SMALL = [
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("shards")
+    (root / "labels.json").write_text('{"zero": 0, "one": 1, "three": 3}')  # id 2 unnamed on purpose
     return {"train": write_shards(root, "train", 64, seed=0), "eval": write_shards(root, "val", 8, seed=1)}
 
 
@@ -73,6 +75,10 @@ def test_every_stage_runs_20_steps_and_exports_a_model(chain: dict, stage: str) 
         assert isinstance(model, expected)
     if stage == "3":
         assert model.has_pixel_head
+    classes = result.model_dir / "classes.json"
+    assert classes.is_file() == (stage == "generator")  # the dataset's labels.json travels with the generator
+    if stage == "generator":
+        assert json.loads(classes.read_text()) == ["zero", "one", "class 2", "three"]
 
 
 def test_eval_reports_per_step_psnr(chain: dict) -> None:

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from .shards import encode_label, existing_shards, shard_writer
 from .transforms import resize_shorter
+from .labels import LABELS_FILE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # stored byte-for-byte when not resized
-LABELS_FILE = "labels.json"
 
 
 @dataclass

@@ -31,9 +31,9 @@ from tqdm import tqdm
 
 from .photos import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
 from .shards import encode_label, shard_writer
+from .labels import LABELS_FILE
 
 MANIFEST = "dataset.json"
-LABELS_FILE = "labels.json"
 FORMAT_VERSION = 1
 SAMPLES_PER_SHARD = 2000
 DEFAULT_TRAIN_CROPS = 20_000
