@@ -12,7 +12,7 @@ from PIL import Image
 from core import SFTok, create_config, load_pretrained, save_pretrained
 from workbench.decoding import DecodeService, DecodeSettings, SettingsError, TraceExpired
 from workbench.images import image_to_tensor, prepare_image, tensor_to_uint8
-from workbench.models import ModelRegistry, ModelUnavailable
+from workbench.models import DEFAULT_GENERATOR_DIR, ModelRegistry, ModelUnavailable
 from workbench.paths import PathRefused, Workspace
 from workbench.render import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
 from workbench.session import edit_token, nearest_codes, reconstruct_file
@@ -161,6 +161,16 @@ def test_generation_trace(service, tmp_path):
     shutil.copytree(service.registry.default_model, service.registry.workspace.root / "tok")
     with pytest.raises(ModelUnavailable, match="holds a 'sftok' model, this screen needs a 'generator' model"):
         service.generate("tok", "default", 0, DecodeSettings(), 1.0)
+
+
+def test_embedded_default_generator_is_offered_first_with_its_class_names(workspace, tiny_model_dir):
+    registry = ModelRegistry(workspace, tiny_model_dir, teacher=None, default_generator=DEFAULT_GENERATOR_DIR)
+    assert registry.choices("generator")[0] == ("embedded default generator", "default")
+    names = registry.class_names("default")
+    assert len(names) == 15 and names[9] == "brick"
+    assert registry.class_names("nowhere/at-all") == []  # unknown choices never raise here
+    _, trace = DecodeService(registry).generate("default", "default", 9, DecodeSettings(8, 1.0, 0), 4.5)
+    assert trace.num_steps == 8 and trace.final.shape == (64, 64, 3)
 
 
 # -- renders -----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import html
 import gradio as gr
 
 from ..decoding import DecodeSettings
+from ..models import DEFAULT_CHOICE
 from ..render import upscale
 from .components.errors import user_errors
 from .components.model_picker import ModelPicker
@@ -60,7 +61,8 @@ class GeneratePage:
         names = self.ctx.registry.class_names(generator)
         cls = int(class_id or 0)
         shown = f"class {cls}" + (f" ({html.escape(names[cls])})" if cls < len(names) else "")
-        status = (f"**{html.escape(generator)}**, {shown}, {settings.num_steps} steps, "
+        label = "embedded default generator" if generator == DEFAULT_CHOICE else generator
+        status = (f"**{html.escape(label)}**, {shown}, {settings.num_steps} steps, "
                   f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
         return (upscale(trace.final), status, *self.scrubber.show(key, heat))
 
