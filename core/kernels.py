@@ -53,7 +53,7 @@ def use_onednn(enabled: bool) -> Iterator[None]:
 
 
 def _eligible(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (_state["enabled"] and _ONEDNN_LINEAR is not None and x.device.type == "cpu"
+    return (onednn_enabled() and x.device.type == "cpu"
             and x.dtype == torch.float32 and weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and x.numel() > 0)
 

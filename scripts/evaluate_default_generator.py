@@ -52,12 +52,6 @@ def sample_images(generator: MaskGITGenerator, tokenizer: SFTok, classes: torch.
                                        temperature=settings["tokenizer_temperature"])
 
 
-def reconstructions(tokenizer: SFTok, images: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        ids = tokenizer.encode(images)[1]["min_encoding_indices"]
-        return tokenizer.decode_tokens(ids, num_steps=8, temperature=0.0)
-
-
 def grid(images: torch.Tensor, rows: int, cols: int, scale: int = 2) -> Image.Image:
     """Images ordered class-major (cols classes x rows samples) -> one PNG, a column per class."""
     arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
@@ -85,7 +79,8 @@ def main() -> int:
                            n_cls, s["centroid_crops"] + s["ceiling_crops"])
     centroids, ceiling_hists = [], []
     for c in range(n_cls):
-        hists = colour_histograms(reconstructions(tokenizer, real[c]))
+        with torch.inference_mode():
+            hists = colour_histograms(tokenizer.reconstruct(real[c], num_steps=8, temperature=0.0))
         centroids.append(hists[:s["centroid_crops"]].mean(0))
         ceiling_hists.append(hists[s["centroid_crops"]:])
     centroids = torch.stack(centroids)

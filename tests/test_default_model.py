@@ -1,6 +1,7 @@
 """The shipped default model: loads strictly offline and reaches the numbers its model card states."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +13,14 @@ from core import MaskGITVQGAN, SFTok, load_pretrained
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 TOLERANCE_DB = 0.05  # CPU float differences between machines, far below any claim in the card
+
+
+def load_script(name: str):
+    """A module from scripts/ (not a package): the tests reuse the evaluation scripts' own protocol."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +45,7 @@ def test_shipped_files_load_strictly_and_fit_the_budget(model: SFTok) -> None:
 
 
 def test_shipped_samples_reach_the_card_psnr(model: SFTok, evaluation: dict) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("evaluate_default_model", ROOT / "scripts" / "evaluate_default_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("evaluate_default_model")
     names, images = module.load_sample_batch(ASSETS / "samples", model.config.image_size)
     stated = evaluation["shipped_samples"]
     assert names == stated["names"]
@@ -53,8 +58,6 @@ def test_shipped_samples_reach_the_card_psnr(model: SFTok, evaluation: dict) -> 
 
 def test_shipped_generator_samples_match_their_classes_as_the_card_states(model: SFTok) -> None:
     """Regenerate the card's samples and re-score them against the stored class centroids."""
-    import importlib.util
-
     from analysis.class_match import class_match, colour_histograms
     from core import MaskGITGenerator
     from workbench.models import class_names
@@ -66,10 +69,7 @@ def test_shipped_generator_samples_match_their_classes_as_the_card_states(model:
     names = class_names(folder)
     assert names == report["class_names"] and len(names) <= generator.config.num_classes
     assert (generator.config.codebook_size, generator.config.num_tokens) == (model.config.codebook_size, 64)
-    spec = importlib.util.spec_from_file_location("evaluate_default_generator",
-                                                  ROOT / "scripts" / "evaluate_default_generator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("evaluate_default_generator")
     settings = report["settings"]
     classes = torch.arange(len(names)).repeat_interleave(settings["samples_per_class"])
     samples = module.sample_images(generator.eval(), model, classes, settings)

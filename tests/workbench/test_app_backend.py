@@ -158,6 +158,8 @@ def test_generation_trace(service, tmp_path):
         service.generate("gen", "default", 16, DecodeSettings(), 1.0)
     with pytest.raises(ModelUnavailable, match="no embedded default generator"):
         service.generate("default", "default", 0, DecodeSettings(), 1.0)
+    with pytest.raises(ModelUnavailable, match="no embedded default generator"):  # nothing picked in the UI
+        service.generate("", "default", 0, DecodeSettings(), 1.0)
     shutil.copytree(service.registry.default_model, service.registry.workspace.root / "tok")
     with pytest.raises(ModelUnavailable, match="holds a 'sftok' model, this screen needs a 'generator' model"):
         service.generate("tok", "default", 0, DecodeSettings(), 1.0)

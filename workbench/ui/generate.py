@@ -52,16 +52,13 @@ class GeneratePage:
 
     def on_generate(self, generator: str | None, tokenizer: str, class_id: float | None, steps: float, guidance: float,
                     temperature: float, seed: float | None, heat: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        if not generator:
-            raise ValueError("generator: no generator checkpoint in the workspace yet; train one on the Train "
-                             "screen (stage 'generator') or copy a saved generator folder into the workspace")
         settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
         progress(0.1, desc="generating")
         key, trace = self.ctx.service.generate(generator, tokenizer, int(class_id or 0), settings, float(guidance))
         names = self.ctx.registry.class_names(generator)
         cls = int(class_id or 0)
         shown = f"class {cls}" + (f" ({html.escape(names[cls])})" if cls < len(names) else "")
-        label = "embedded default generator" if generator == DEFAULT_CHOICE else generator
+        label = "embedded default generator" if generator in (None, "", DEFAULT_CHOICE) else generator
         status = (f"**{html.escape(label)}**, {shown}, {settings.num_steps} steps, "
                   f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
         return (upscale(trace.final), status, *self.scrubber.show(key, heat))
