@@ -1,19 +1,23 @@
 # Two entry points: `make run` (the app on the embedded default model) and `make test` (the suite).
-# Both create .venv and install everything they need on first use.
+# Both create .venv and install everything they need on first use, at the exact versions in requirements.lock
+# (what CI tested); `make lock` re-resolves pyproject.toml's ranges into a new lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install browser bench default-model clean
+.PHONY: run test lint lock install browser bench default-model clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch/torchvision: the releases that lie on this machine's disk and run on CPU (see README).
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	# Every dependency at its locked version (torch/torchvision: the releases on this machine's disk, see README),
+	# then the project itself without re-resolving anything.
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,8 +31,21 @@ browser:
 run: $(STAMP)
 	$(BIN)/python app.py
 
-test: $(STAMP) browser
+test: lint browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Resolve pyproject.toml's ranges afresh in a throw-away venv and write the exact versions to requirements.lock.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q --upgrade pip
+	.lockenv/bin/pip install -q $(TORCH_PINS)
+	.lockenv/bin/pip install -q '.[test]'
+	{ echo "# Exact versions for make run / make test. Regenerate with: make lock"; \
+	  .lockenv/bin/pip freeze --exclude-editable | grep -v '^sftok-workbench'; } > $(LOCK)
+	rm -rf .lockenv build *.egg-info
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
@@ -37,4 +54,4 @@ default-model: $(STAMP)
 	$(BIN)/python scripts/train_default_model.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .lockenv

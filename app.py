@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from workbench.store import StoreLockedError
-from workbench.models import (DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable,
+from workbench.runs.store import StoreLockedError
+from workbench.services.model_registry import (DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable,
                               missing_default_message)
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
 from workbench.ui.app import parse_auth

@@ -47,8 +47,8 @@ def main() -> int:
     import plotly.graph_objects as go
 
     from core import SFTok, create_config, save_pretrained
-    from workbench.decoding import DecodeSettings
-    from workbench.images import image_to_tensor, prepare_image
+    from workbench.services.decoding import DecodeSettings
+    from workbench.io.images import image_to_tensor, prepare_image
     from workbench.ui.components.step_scrubber import StepScrubber
     from workbench.ui.context import AppContext
 
@@ -63,7 +63,7 @@ def main() -> int:
         images.append(path)
     ctx = AppContext.create(tmp / "ws", model_dir=model_dir, teacher_dir=None, with_jobs=False)
     model = ctx.registry.get("default").model  # loads and warms up
-    from workbench.session import reconstruct_file
+    from workbench.services.reconstruction import reconstruct_file
 
     settings = DecodeSettings(8, 1.0, 0)
     reconstruct_file(ctx.service, "default", images[-1], settings)

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.curves import minmax_downsample  # noqa: E402
-from workbench.records import RunRecord  # noqa: E402
-from workbench.store import Store  # noqa: E402
+from workbench.runs.curves import minmax_downsample  # noqa: E402
+from workbench.runs.records import RunRecord  # noqa: E402
+from workbench.runs.store import Store  # noqa: E402
 
 
 def write_run(store: Store, run_id: str, num_lines: int, keys: list[str], rng: np.random.Generator) -> int:

@@ -88,7 +88,7 @@ def stage_table(root: Path, steps: int, warmup: int, batch: int, dino_steps: int
     save_pretrained(teacher, root / "teacher")
     save_pretrained(SFTok(model_cfg), root / "stage2")
     save_pretrained(SFTok(model_cfg.replace(has_pixel_head=True)), root / "stage3")
-    cached = cache_proxy_codes(teacher.eval(), train_shards, root / "cached", image_size=model_cfg.image_size)
+    cache_proxy_codes(teacher.eval(), train_shards, root / "cached", image_size=model_cfg.image_size)
     cached_pattern = str(root / "cached" / Path(train_shards).name)
     dino = root / "dino_random.pth"
     from trainers.dino_discriminator import DinoViTSmall

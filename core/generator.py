@@ -97,7 +97,7 @@ class _Attention(nn.Module):
         self.output = _DenseNorm(cfg.hidden_size, cfg.hidden_size, cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(getattr(self, "self")(x), x)
+        return self.output(self.self(x), x)
 
 
 class _Intermediate(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 
 from .checkpoint import (CheckpointError, compare_state_dict, load_weights, official_to_ours, read_model_dir,
                          read_state_dict, save_model)
-from .config import ConfigError, SFTokConfig, TeacherConfig, resolve_config
+from .config import ConfigError, TeacherConfig, resolve_config
 from .generator import GeneratorConfig, MaskGITGenerator
 from .maskgit_vqgan import MaskGITVQGAN
 from .sftok import SFTok

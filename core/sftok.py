@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import nn
 
-from .config import SFTokConfig, resolve_config
+from .config import resolve_config
 from .decoder import MultiStepDecoder
 from .encoder import TiTokEncoder
 from .maskgit_vqgan import MaskGITVQGAN, VectorQuantizer, VQGANDecoder

@@ -60,7 +60,7 @@ def test_shipped_generator_samples_match_their_classes_as_the_card_states(model:
     """Regenerate the card's samples and re-score them against the stored class centroids."""
     from analysis.class_match import class_match, colour_histograms
     from core import MaskGITGenerator
-    from workbench.models import class_names
+    from workbench.services.model_registry import class_names
 
     folder = ASSETS / "default" / "generator"
     generator = load_pretrained(folder, strict=True)

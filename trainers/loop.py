@@ -15,18 +15,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from torch import nn
 
 from core.pretrained import save_pretrained
 
-from .checkpointing import load_latest_checkpoint, save_checkpoint
+from .training_state import load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data.loaders import make_eval_loader, make_train_loader
 from .ema import EMA
 from .losses import hinge_d_loss
 from .schedules import lr_at
 from .sink import JsonlSink, MetricSink
-from .stages import Stage, build_stage, param_groups
+from .stages import build_stage, param_groups
 
 
 @dataclass

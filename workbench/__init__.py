@@ -1,7 +1,13 @@
-"""SFTok Workbench backend: the DuckDB metrics store (``store``), background training jobs (``jobs``)
-and the record types they share (``records``). The Gradio UI lives in ``workbench.ui``.
+"""SFTok Workbench: the app around the library. The folders tell the architecture:
 
-Names are imported lazily so that light entry points (``python -m workbench.runner``, which wraps
+- ``workbench.runs``     run tracking: DuckDB metrics store, job manager, executors, run folders;
+- ``workbench.services`` what the screens call (decoding, reconstruction, analyses, training form);
+- ``workbench.io``       the workspace on disk: guarded paths, uploaded images, datasets;
+- ``workbench.ui``       the Gradio screens (``ui.pages``, one module per screen) and their widgets.
+
+The most used backend names are re-exported here.
+
+Names are imported lazily so that light entry points (``python -m workbench.runs.runner``, which wraps
 every training process) do not pay for DuckDB and pandas.
 """
 from __future__ import annotations
@@ -10,16 +16,16 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Store": "workbench.store",
-    "StoreLockedError": "workbench.store",
-    "JobManager": "workbench.jobs",
-    "InvalidConfigError": "workbench.jobs",
-    "DryRunValidator": "workbench.jobs",
-    "RunRecord": "workbench.records",
-    "RunStatus": "workbench.records",
-    "SweepRecord": "workbench.records",
-    "ConfigDiff": "workbench.records",
-    "Progress": "workbench.records",
+    "Store": "workbench.runs.store",
+    "StoreLockedError": "workbench.runs.store",
+    "JobManager": "workbench.runs.manager",
+    "InvalidConfigError": "workbench.runs.manager",
+    "DryRunValidator": "workbench.runs.manager",
+    "RunRecord": "workbench.runs.records",
+    "RunStatus": "workbench.runs.records",
+    "SweepRecord": "workbench.runs.records",
+    "ConfigDiff": "workbench.runs.records",
+    "Progress": "workbench.runs.records",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -44,7 +44,7 @@ def test_streamed_feature_statistics_equal_numpy() -> None:
     with pytest.raises(ValueError, match=r"expected \(B, 6\)"):
         stats.update(np.zeros((2, 5)))
     with pytest.raises(ValueError, match="at least 2"):
-        FeatureStats(3).covariance
+        _ = FeatureStats(3).covariance
 
 
 def test_uint8_quantisation_rounds_and_clamps() -> None:

@@ -13,7 +13,7 @@ import torch
 from gradio_client.exceptions import AppError
 from safetensors.torch import save_file
 
-from core import SFTok, create_config, load_pretrained, save_pretrained
+from core import load_pretrained, save_pretrained
 from core.checkpoint import CheckpointError, read_state_dict
 from core.pretrained import from_pretrained
 from tests.robustness.conftest import peak_rss_delta_mb
@@ -74,7 +74,7 @@ def test_pickles_that_would_run_code_are_refused_and_never_run(tmp_path, tally):
 
 
 def test_code_running_pickle_inside_a_model_folder_and_a_training_checkpoint(tmp_path, tiny_model_dir, tally):
-    from trainers.checkpointing import load_checkpoint, save_checkpoint
+    from trainers.training_state import load_checkpoint, save_checkpoint
 
     marker = tmp_path / "code_ran"
     folder = tmp_path / "model"

@@ -203,7 +203,7 @@ def test_structural_mistakes_are_named(text, field, tally):
 
 def test_invalid_configs_are_refused_before_anything_is_queued(tmp_path, tally):
     """Through the job manager and the real launcher's --dry-run: no run row, no run folder."""
-    from workbench.jobs import InvalidConfigError, JobManager
+    from workbench.runs.manager import InvalidConfigError, JobManager
 
     manager = JobManager(tmp_path / "ws", start=False)
     data = tmp_path / "data"  # the launcher checks that paths exist, so the good point gets real ones

@@ -14,7 +14,7 @@ from gradio_client.exceptions import AppError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.paths import PathRefused, Workspace
+from workbench.io.workspace import PathRefused, Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-import trainers.checkpointing as ckpt
+import trainers.training_state as ckpt
 from core import SFTok, create_config, load_pretrained, save_pretrained
 from tests.workbench.helpers.fake_runs import make_manager, write_config
-from workbench.records import RunStatus
-from workbench.store import Store
+from workbench.runs.records import RunStatus
+from workbench.runs.store import Store
 
 
 def _state(seed: int) -> dict[str, torch.Tensor]:
@@ -177,7 +177,7 @@ def test_job_flood_from_many_threads_is_queued_not_dropped(tmp_path, tally):
 def test_eight_users_decoding_at_once_get_the_single_user_answer(served_app, tally):
     from gradio_client import Client
 
-    from workbench.decoding import TraceCache
+    from workbench.services.decoding import TraceCache
 
     ctx, url = served_app
     requests = [("chelsea", 3), ("coffee", 5), ("astronaut", 7), ("chelsea", 11),

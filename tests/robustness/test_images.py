@@ -1,4 +1,4 @@
-"""Hostile image files through the library (``workbench.images``) and through the running app.
+"""Hostile image files through the library (``workbench.io.images``) and through the running app.
 
 Each file is either decoded to the right pixels or refused with a message that says why; memory
 stays bounded for decompression bombs; the server keeps serving afterwards.
@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.robustness.conftest import peak_rss_delta_mb
 from tests.robustness.hostile_images import Case, bomb_within_limits, build_corpus, png_with_header
-from workbench.images import ImageInputError, image_digest, image_to_tensor, load_image, prepare_image
+from workbench.io.images import ImageInputError, image_digest, image_to_tensor, load_image, prepare_image
 
 CORPUS = build_corpus()
 REFUSED = [c for c in CORPUS if c.refusal]
@@ -103,7 +103,7 @@ def test_large_transparent_upload_is_composited_within_its_memory_bound(tally):
 
 
 def test_header_claiming_one_pixel_more_than_the_limit_is_refused(tally):
-    from workbench.images import MAX_PIXELS
+    from workbench.io.images import MAX_PIXELS
 
     side = int(MAX_PIXELS ** 0.5) + 1
     tally.input("images (library)")

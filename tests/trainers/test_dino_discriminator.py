@@ -221,7 +221,7 @@ def test_config_rejects_dino_without_weights(tmp_path: Path, dino_file: Path) ->
 
 
 def test_stage3_trains_with_the_dino_discriminator(tmp_path: Path, dino_file: Path) -> None:
-    from trainers.checkpointing import latest_checkpoint, load_checkpoint
+    from trainers.training_state import latest_checkpoint, load_checkpoint
     from trainers.loop import train
     from trainers.sink import MemorySink
 

@@ -198,8 +198,8 @@ def test_stopping_early_on_a_longer_schedule_replays_its_first_steps(shards: dic
                  progress=False)
     early = train(load_config("1", None, overrides(shards, *base, "max_steps=4", "optim.schedule_steps=8")),
                   tmp_path / "early", sink=early_sink, progress=False)
-    short = train(load_config("1", None, overrides(shards, *base, "max_steps=4")), tmp_path / "short", sink=short_sink,
-                  progress=False)
+    train(load_config("1", None, overrides(shards, *base, "max_steps=4")), tmp_path / "short", sink=short_sink,
+          progress=False)
 
     def lrs(sink: MemorySink) -> list[float]:
         return [m["lr"] for _, m in sink.metrics if "lr" in m]
@@ -213,7 +213,7 @@ def test_stopping_early_on_a_longer_schedule_replays_its_first_steps(shards: dic
 
 def test_failed_checkpoint_write_keeps_the_previous_one(shards: dict[str, str], chain: dict, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainers.checkpointing as ckpt
+    import trainers.training_state as ckpt
 
     cfg = load_config("1", None, overrides(shards, f"teacher_path={chain['teacher'] / 'model'}", "max_steps=10", "save_every=5"))
     real_save = ckpt.torch.save

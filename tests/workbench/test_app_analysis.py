@@ -13,10 +13,10 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from core import MaskGITVQGAN, SFTok, create_config, save_pretrained
-from workbench.analysis_jobs import AnalysisService, code_examples, outline_cell, read_samples
-from workbench.models import ModelRegistry
-from workbench.paths import Workspace
-from workbench.render import NEW
+from workbench.services.analyses import AnalysisService, code_examples, outline_cell, read_samples
+from workbench.services.model_registry import ModelRegistry
+from workbench.io.workspace import Workspace
+from workbench.services.step_pictures import NEW
 
 CB_OUTPUTS = ("status", "summary", "usage", "heat", "top", "book")
 INFO_OUTPUTS = ("status", "summary", "bars", "grids", "trajectory", "gap")

@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 
 from core import SFTok, create_config, load_pretrained, save_pretrained
-from workbench.decoding import DecodeService, DecodeSettings, SettingsError, TraceExpired
-from workbench.images import image_to_tensor, prepare_image, tensor_to_uint8
-from workbench.models import DEFAULT_GENERATOR_DIR, ModelRegistry, ModelUnavailable
-from workbench.paths import PathRefused, Workspace
-from workbench.render import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
-from workbench.session import edit_token, nearest_codes, reconstruct_file
-from workbench.training_form import FormError, LaunchForm, parse_extra, parse_grid, shard_spec
+from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError, TraceExpired
+from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
+from workbench.services.model_registry import DEFAULT_GENERATOR_DIR, ModelRegistry, ModelUnavailable
+from workbench.io.workspace import PathRefused, Workspace
+from workbench.services.step_pictures import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
+from workbench.services.reconstruction import edit_token, nearest_codes, reconstruct_file
+from workbench.services.training_form import FormError, LaunchForm, parse_extra, parse_grid, shard_spec
 
 
 @pytest.fixture()

@@ -51,7 +51,7 @@ def test_second_app_on_a_held_workspace_gets_a_clear_message(tmp_path, capsys, t
     from tests.workbench.conftest import REPO_ROOT
 
     holder = subprocess.Popen(  # another process owns the workspace database, as a running app would
-        [sys.executable, "-c", "import sys, time; from workbench.store import Store; s = Store(sys.argv[1]); "
+        [sys.executable, "-c", "import sys, time; from workbench.runs.store import Store; s = Store(sys.argv[1]); "
          "print('held', flush=True); time.sleep(120)", str(tmp_path / "ws")],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workbench.images import (ImageInputError, center_crop_resize, image_digest, image_to_tensor, load_image,
+from workbench.io.images import (ImageInputError, center_crop_resize, image_digest, image_to_tensor, load_image,
                               prepare_image, tensor_to_uint8)
 
 
@@ -70,7 +70,7 @@ def test_exif_rotation_is_applied(tmp_path):
 
 
 def test_oversized_byte_count_is_refused(monkeypatch, tmp_path):
-    import workbench.images as images
+    import workbench.io.images as images
 
     monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
     Image.new("RGB", (64, 64)).save(tmp_path / "a.bmp")

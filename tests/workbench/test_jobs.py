@@ -12,10 +12,10 @@ import pytest
 
 from tests.workbench.helpers.fake_runs import FAKE_LAUNCHER, make_manager, wait_until, write_config
 from tests.workbench.helpers.fake_trainer import metric_keys, metric_value
-from workbench.jobs import (ACCELERATE_LAUNCH, InvalidConfigError, LaunchSpec, build_command, device_env,
+from workbench.runs.manager import (ACCELERATE_LAUNCH, InvalidConfigError, LaunchSpec, build_command, device_env,
                             parse_devices)
-from workbench.records import RunStatus
-from workbench.store import Store
+from workbench.runs.records import RunStatus
+from workbench.runs.store import Store
 
 
 def _assert_exact_rows(store: Store, run_id: str, max_steps: int, num_keys: int) -> None:

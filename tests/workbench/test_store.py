@@ -17,10 +17,10 @@ import pytest
 from tests.workbench.helpers.fake_runs import REPO_ROOT, fake_env, start_fake_trainer
 from tests.workbench.helpers.fake_trainer import metric_keys, metric_value
 from trainers.sink import JsonlSink
-from workbench.curves import ema_debiased, minmax_downsample
-from workbench.ingest import plan_rewinds
-from workbench.records import RunRecord, RunStatus, diff_configs
-from workbench.store import Store, StoreLockedError
+from workbench.runs.curves import ema_debiased, minmax_downsample
+from workbench.runs.ingest import plan_rewinds
+from workbench.runs.records import RunRecord, RunStatus, diff_configs
+from workbench.runs.store import Store, StoreLockedError
 
 
 def _run(store: Store, run_id: str, **fields) -> RunRecord:
@@ -217,7 +217,7 @@ def test_run_started_by_hand_is_registered_and_ingested_when_an_owner_opens(tmp_
 
 def test_second_owner_gets_a_clear_error(tmp_path):
     store = Store(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "workbench.store", str(tmp_path), "runs"], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "workbench.runs.store", str(tmp_path), "runs"], cwd=REPO_ROOT,
                           env=fake_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "held by another process" in done.stderr
@@ -237,7 +237,7 @@ def test_second_owner_gets_a_clear_error(tmp_path):
 def test_owner_killed_mid_ingest_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path):
     writers = [start_fake_trainer(tmp_path / "runs" / f"w{i}", "max_steps=3000", "num_keys=2",
                                   "step_sleep=0.0002", "checkpoint_every=1000") for i in range(3)]
-    owner = subprocess.Popen([sys.executable, "-m", "workbench.store", str(tmp_path), "ingest", "--follow",
+    owner = subprocess.Popen([sys.executable, "-m", "workbench.runs.store", str(tmp_path), "ingest", "--follow",
                               "--interval", "0.01", "--batch-lines", "50", "--verbose"],
                              cwd=REPO_ROOT, env=fake_env(), stdout=subprocess.PIPE, text=True)
     acknowledged = 0
@@ -272,7 +272,7 @@ def test_cli_lists_runs_and_exports(tmp_path):
     sink.close()
     store.ingest()
     store.close()
-    cli = [sys.executable, "-m", "workbench.store", str(tmp_path)]
+    cli = [sys.executable, "-m", "workbench.runs.store", str(tmp_path)]
     listed = subprocess.run([*cli, "runs"], cwd=REPO_ROOT, env=fake_env(), capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and "done" in listed.stdout and " r " in f" {listed.stdout} "
     out = tmp_path / "r.parquet"

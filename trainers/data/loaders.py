@@ -120,7 +120,7 @@ class BatchStream(IterableDataset):
                 consecutive_skips += 1
                 if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                     raise DataError(f"{consecutive_skips} samples in a row were skipped: {stats.summary()}; "
-                                    f"examples: {stats.examples}")
+                                    f"examples: {stats.examples}") from skip
                 continue
             consecutive_skips = 0
             batch.append(self._transform(sample, item["__url__"], rng))

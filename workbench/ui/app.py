@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..analysis_jobs import AnalysisService
-from . import codebook, generate, information, reconstruct, train
-from .context import AppContext
+from workbench.services.analyses import AnalysisService
+from workbench.ui.pages import codebook, generate, information, reconstruct, train
+from workbench.ui.context import AppContext
 
 MAX_UPLOAD = "25mb"
 CSS = """

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..decoding import DecodeService
-from ..jobs import JobManager
-from ..models import DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, REPO_ROOT, ModelRegistry
-from ..paths import Workspace
+from workbench.services.decoding import DecodeService
+from workbench.runs.manager import JobManager
+from workbench.services.model_registry import DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, REPO_ROOT, ModelRegistry
+from workbench.io.workspace import Workspace
 
 DEFAULT_SAMPLES_DIR = REPO_ROOT / "assets" / "samples"
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..models import DEFAULT_CHOICE
+from workbench.services.model_registry import DEFAULT_CHOICE
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import yaml
 
-from workbench.jobs import JobManager
+from workbench.runs.manager import JobManager
 
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import math
+from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from gradio.components.plot import PlotData
@@ -16,8 +17,8 @@ from plotly.subplots import make_subplots
 from analysis import CodebookEmbedding
 from analysis.render import self_forcing_figure, umap_figure, usage_figure
 
-from ...analysis_jobs import CodebookBook, InformationReport
-from .plots import COLORS, as_plot
+from workbench.services.analyses import CodebookBook, InformationReport
+from workbench.ui.components.plots import COLORS, as_plot
 
 MARGIN = dict(l=55, r=25, t=70, b=45)
 

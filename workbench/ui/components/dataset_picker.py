@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ...analysis_jobs import SPLITS, default_dataset
-from ...datasets import list_datasets
-from ...paths import Workspace
+from workbench.services.analyses import SPLITS, default_dataset
+from workbench.io.datasets import list_datasets
+from workbench.io.workspace import Workspace
 
 
 class DatasetPicker:

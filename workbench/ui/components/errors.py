@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ...decoding import SettingsError, TraceExpired
-from ...images import ImageInputError
-from ...models import ModelUnavailable
-from ...paths import PathRefused
+from workbench.services.decoding import SettingsError, TraceExpired
+from workbench.io.images import ImageInputError
+from workbench.services.model_registry import ModelUnavailable
+from workbench.io.workspace import PathRefused
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ImageInputError, SettingsError, ModelUnavailable, PathRefused,
                                                 TraceExpired, ValueError, FileNotFoundError)

@@ -1,13 +1,13 @@
 """A model dropdown listing the embedded default and saved folders inside the workspace.
 
 Typed values are allowed (a workspace path or, online, a hub id); they are checked when used, by
-:class:`workbench.models.ModelRegistry`, never trusted here.
+:class:`workbench.services.model_registry.ModelRegistry`, never trusted here.
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from ...models import DEFAULT_CHOICE, ModelRegistry
+from workbench.services.model_registry import DEFAULT_CHOICE, ModelRegistry
 
 
 class ModelPicker:

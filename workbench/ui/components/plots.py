@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from gradio.components.plot import PlotData
 
-from ...traces import StepTrace
+from workbench.services.traces import StepTrace
 
 COLORS = ("#3b6ea8", "#e8912d", "#4f9d69", "#b5477a", "#7a6bb0", "#8c8c8c")
 BASE_LAYOUT: dict[str, Any] = {

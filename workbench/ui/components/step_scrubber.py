@@ -15,10 +15,10 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from ...decoding import DecodeService, TraceExpired
-from ...render import HEAT_KINDS, MASKED, COMMITTED, NEW, grid_image, heat_image, upscale, write_gif
-from ...traces import StepTrace
-from .plots import mark_step, step_curve
+from workbench.services.decoding import DecodeService, TraceExpired
+from workbench.services.step_pictures import HEAT_KINDS, MASKED, COMMITTED, NEW, grid_image, heat_image, upscale, write_gif
+from workbench.services.traces import StepTrace
+from workbench.ui.components.plots import mark_step, step_curve
 
 PLAY_FRAME_SECONDS = 0.45
 

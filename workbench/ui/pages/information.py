@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from ..analysis_jobs import MAX_MI_IMAGES, AnalysisService, InformationReport
-from .components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
-from .components.dataset_picker import DatasetPicker
-from .components.errors import user_errors
-from .components.model_picker import ModelPicker
-from .context import AppContext
+from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport
+from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
+from workbench.ui.components.dataset_picker import DatasetPicker
+from workbench.ui.components.errors import user_errors
+from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.context import AppContext
 
 NO_MODEL = ("— none —", "")
 SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO MI (bits/slot)", "ci_low": "CI low",

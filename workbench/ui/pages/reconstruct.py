@@ -1,6 +1,6 @@
 """Reconstruct screen: upload or pick an image, decode it step by step, edit its tokens.
 
-Callbacks translate widgets to :mod:`workbench.session` calls and results back to widgets; every
+Callbacks translate widgets to :mod:`workbench.services.reconstruction` calls and results back to widgets; every
 expected failure (bad upload, bad setting, missing model) becomes a ``gr.Error`` with its message.
 """
 from __future__ import annotations
@@ -10,14 +10,14 @@ from typing import Any, Sequence
 
 import gradio as gr
 
-from ..decoding import DecodeSettings, SettingsError
-from ..render import upscale
-from ..session import Reconstruction, edit_token, nearest_codes, reconstruct_file
-from .components.errors import user_errors
-from .components.model_picker import ModelPicker
-from .components.step_scrubber import StepScrubber
-from .context import AppContext
-from .state import ReconstructState
+from workbench.services.decoding import DecodeSettings, SettingsError
+from workbench.services.step_pictures import upscale
+from workbench.services.reconstruction import Reconstruction, edit_token, nearest_codes, reconstruct_file
+from workbench.ui.components.errors import user_errors
+from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.components.step_scrubber import StepScrubber
+from workbench.ui.context import AppContext
+from workbench.ui.state import ReconstructState
 
 TOKENS_PER_ROW = 8
 

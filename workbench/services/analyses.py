@@ -27,10 +27,10 @@ from analysis import (CodebookEmbedding, CodebookUsage, ImageBatch, LeaveOneOutM
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
-from .datasets import list_datasets, resolve_dataset
-from .models import ModelRegistry, ModelUnavailable
-from .paths import PathRefused, Workspace
-from .render import NEW, upscale
+from workbench.io.datasets import list_datasets, resolve_dataset
+from workbench.services.model_registry import ModelRegistry, ModelUnavailable
+from workbench.io.workspace import PathRefused, Workspace
+from workbench.services.step_pictures import NEW, upscale
 
 ProgressFn = Callable[[float, str], None]
 SPLITS = ("val", "train")
@@ -396,7 +396,7 @@ class AnalysisService:
             results = []
             for i, (label, m) in enumerate(zip(labels, loaded)):
                 share = 1.0 / len(loaded)
-                sub = lambda f, text, i=i: progress(0.02 + 0.96 * share * (i + f), text)  # noqa: E731
+                sub = lambda f, text, i=i, share=share: progress(0.02 + 0.96 * share * (i + f), text)  # noqa: E731
                 results.append(measure_information(label, m.model, batch.images, teacher, positions, steps, temp,
                                                    seed_value, cap, sub))
         report = InformationReport(tuple(results), str(dataset), split, int(batch.images.shape[0]), positions,

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from .datasets import resolve_dataset
-from .paths import Workspace
+from workbench.io.datasets import resolve_dataset
+from workbench.io.workspace import Workspace
 
 
 class FormError(ValueError):

@@ -2,7 +2,7 @@
 
 A pid alone cannot identify a run's process after the owner restarts: the run may be gone and the
 pid reused. A pid together with the process start time (from ``/proc/PID/stat`` via psutil) can.
-Each run is its own session and process group, led by ``workbench.runner``; signals go to the group
+Each run is its own session and process group, led by ``workbench.runs.runner``; signals go to the group
 so the trainer and any workers it spawned (``accelerate launch``) all receive them.
 """
 from __future__ import annotations

@@ -19,9 +19,9 @@ from PIL import Image
 from analysis.image_metrics import psnr, ssim
 from core import MaskGITGenerator, SFTok
 
-from .images import image_digest, image_to_tensor, tensor_to_uint8
-from .models import ModelRegistry
-from .traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
+from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
+from workbench.services.model_registry import ModelRegistry
+from workbench.services.traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
 
 MAX_TEMPERATURE = 10.0
 StepMetricFn = Callable[[torch.Tensor, torch.Tensor], dict[str, np.ndarray]]

@@ -1,4 +1,4 @@
-"""``python -m workbench.runner --run-dir DIR -- COMMAND...``: start a trainer and record how it ends.
+"""``python -m workbench.runs.runner --run-dir DIR -- COMMAND...``: start a trainer and record how it ends.
 
 The job manager starts every run through this small wrapper, as the leader of a new session. It
 writes ``process.json`` (its pid and start time, so a later owner can re-attach), sends the trainer's
@@ -21,17 +21,17 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.procs import process_start_time
-from workbench.rundir import LOG_FILE, ExitInfo, ProcessInfo, write_exit_info, write_process_info
+from workbench.runs.procs import process_start_time
+from workbench.runs.rundir import LOG_FILE, ExitInfo, ProcessInfo, write_exit_info, write_process_info
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
-        print("usage: python -m workbench.runner --run-dir DIR -- COMMAND...", file=sys.stderr)
+        print("usage: python -m workbench.runs.runner --run-dir DIR -- COMMAND...", file=sys.stderr)
         return 2
     split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="workbench.runner")
+    parser = argparse.ArgumentParser(prog="workbench.runs.runner")
     parser.add_argument("--run-dir", required=True)
     args = parser.parse_args(argv[:split])
     command = argv[split + 1:]
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         except OSError as exc:
-            log.write(f"workbench.runner: cannot start {command!r}: {exc}\n".encode())
+            log.write(f"workbench.runs.runner: cannot start {command!r}: {exc}\n".encode())
             write_exit_info(run_dir, ExitInfo(127, time.time()))
             return 127
         write_process_info(run_dir, ProcessInfo(pid, process_start_time(pid), child.pid))

@@ -23,10 +23,10 @@ from core.checkpoint import WEIGHT_FILES, CheckpointError
 
 from trainers.data.labels import CLASS_NAMES_FILE  # optional beside a generator's weights: names by class id
 
-from .paths import PathRefused, Workspace, model_type_of
+from workbench.io.workspace import PathRefused, Workspace, model_type_of
 
 DEFAULT_CHOICE = "default"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "default" / "sftok"
 DEFAULT_TEACHER_DIR = REPO_ROOT / "assets" / "default" / "teacher"
 DEFAULT_GENERATOR_DIR = REPO_ROOT / "assets" / "default" / "generator"

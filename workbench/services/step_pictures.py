@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .traces import StepTrace
+from workbench.services.traces import StepTrace
 
 MASKED = np.array([216, 216, 222], dtype=np.uint8)
 COMMITTED = np.array([70, 110, 170], dtype=np.uint8)

@@ -1,7 +1,7 @@
 """Background training jobs: validate, queue per device, start, watch, cancel, resume, sweep.
 
 Each run is ``launch_training.py --stage S --config C --run-dir RUN_DIR [overrides] [--resume]`` in
-its own OS process group (session), wrapped by ``workbench.runner`` which records its pid and, at the
+its own OS process group (session), wrapped by ``workbench.runs.runner`` which records its pid and, at the
 end, its exit code in the run directory; stdout and stderr go to ``RUN_DIR/train.log``. Runs report
 only through JSONL files; the ``JobManager`` lives in the process that owns the ``Store`` and ingests
 them. Nothing here knows about Gradio.
@@ -36,15 +36,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from workbench.procs import describe_exit, is_same_process_alive, process_start_time, signal_group
-from workbench.records import (STAGES, RunRecord, RunStatus, SweepRecord, find_config_value,
+from workbench.runs.procs import describe_exit, is_same_process_alive, process_start_time, signal_group
+from workbench.runs.records import (STAGES, RunRecord, RunStatus, SweepRecord, find_config_value,
                                status_for_exit)
-from workbench.rundir import (EXIT_FILE, LOG_FILE, MANIFEST_FILE, PROCESS_FILE, read_exit_info,
+from workbench.runs.rundir import (EXIT_FILE, LOG_FILE, MANIFEST_FILE, PROCESS_FILE, read_exit_info,
                               read_log_tail, read_process_info, terminate_partial_line, write_json_atomic)
-from workbench.store import RUN_FILES, Store
-from workbench.sweeps import expand_grid, point_overrides
+from workbench.runs.store import RUN_FILES, Store
+from workbench.runs.sweeps import expand_grid, point_overrides
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LAUNCHER = (sys.executable, str(REPO_ROOT / "launch_training.py"))
 DEFAULT_LAUNCHER_ARGS = ("--no-progress",)  # a tqdm bar in a log file is noise
 ACCELERATE_LAUNCH = (sys.executable, "-m", "accelerate.commands.launch")
@@ -238,7 +238,7 @@ class JobManager:
             try:
                 self.tick()
             except Exception as exc:  # keep watching: one bad tick must not orphan every run
-                print(f"workbench.jobs: tick failed: {exc!r}", file=sys.stderr)
+                print(f"workbench.runs.manager: tick failed: {exc!r}", file=sys.stderr)
             self._stop.wait(self.poll_interval)
 
     # ------------------------------------------------------------------ submitting
@@ -432,7 +432,7 @@ class JobManager:
             (run_dir / name).unlink(missing_ok=True)
         with open(run_dir / LOG_FILE, "ab") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "workbench.runner", "--run-dir", str(run_dir), "--", *run.command],
+                [sys.executable, "-m", "workbench.runs.runner", "--run-dir", str(run_dir), "--", *run.command],
                 cwd=self.cwd, env={**self._base_env(), **device_env(devices)}, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid_start = process_start_time(popen.pid)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trainers.data.default_dataset import MANIFEST, DefaultDataset, build_default_dataset
 
-from .paths import PathRefused, Workspace
+from workbench.io.workspace import PathRefused, Workspace
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_DATASET_DIR = "datasets/default"

@@ -7,9 +7,9 @@ They let a run be understood from disk alone, without the database or the proces
                    without one (a ``launch_training.py`` started by hand) is still registered by the
                    store, named after its folder; ``config.json``/``config.yaml``/``resolved_config.yaml``
                    are read for its config when present.
-- ``process.json`` (written by ``workbench.runner`` at start): pid and start time of the process
+- ``process.json`` (written by ``workbench.runs.runner`` at start): pid and start time of the process
                    group leader, so an owner restarted later can re-attach or declare the run lost.
-- ``exit.json``    (written by ``workbench.runner`` when the trainer ends): exit code or signal.
+- ``exit.json``    (written by ``workbench.runs.runner`` when the trainer ends): exit code or signal.
 - ``train.log``    stdout and stderr of the trainer.
 
 Writes are atomic (temp file + rename): a reader never sees half a file.

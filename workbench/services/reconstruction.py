@@ -1,6 +1,6 @@
 """What the Reconstruct screen does, without Gradio: load a picture, decode it, edit its tokens.
 
-Callbacks in ``workbench.ui.reconstruct`` only translate widget values to these calls and the
+Callbacks in ``workbench.ui.pages.reconstruct`` only translate widget values to these calls and the
 results back to widgets, so everything here can be tested directly.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 
 from core import SFTok
 
-from .decoding import DecodeService, DecodeSettings, SettingsError
-from .images import ImageInputError, prepare_image
-from .traces import StepTrace
+from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError
+from workbench.io.images import ImageInputError, prepare_image
+from workbench.services.traces import StepTrace
 
 
 @dataclass

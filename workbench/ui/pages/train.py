@@ -1,7 +1,7 @@
 """Train screen: launch a stage or a sweep, watch jobs, overlay live curves, diff configs.
 
-The job manager (``workbench.jobs``) does the work and owns the metrics store; this screen maps the
-form to overrides (``workbench.training_form``), polls with a ``gr.Timer`` and draws.
+The job manager (``workbench.runs.manager``) does the work and owns the metrics store; this screen maps the
+form to overrides (``workbench.services.training_form``), polls with a ``gr.Timer`` and draws.
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..datasets import build_workspace_default_dataset, list_datasets
-from ..jobs import InvalidConfigError
-from ..records import STAGES, RunRecord
-from ..training_form import LaunchForm, parse_grid
-from .components.errors import user_errors
-from .components.plots import as_plot, training_curves
-from .context import AppContext
+from workbench.io.datasets import build_workspace_default_dataset, list_datasets
+from workbench.runs.manager import InvalidConfigError
+from workbench.runs.records import STAGES, RunRecord
+from workbench.services.training_form import LaunchForm, parse_grid
+from workbench.ui.components.errors import user_errors
+from workbench.ui.components.plots import as_plot, training_curves
+from workbench.ui.context import AppContext
 
 REFRESH_SECONDS = 2.0
 DEFAULT_TEACHER = "embedded default teacher"

@@ -14,12 +14,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..analysis_jobs import MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport, code_examples
-from .components.analysis_plots import codebook_map, empty_plot, position_heatmap, usage_plot
-from .components.dataset_picker import DatasetPicker
-from .components.errors import user_errors
-from .components.model_picker import ModelPicker
-from .context import AppContext
+from workbench.services.analyses import MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport, code_examples
+from workbench.ui.components.analysis_plots import codebook_map, empty_plot, position_heatmap, usage_plot
+from workbench.ui.components.dataset_picker import DatasetPicker
+from workbench.ui.components.errors import user_errors
+from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.context import AppContext
 
 BOOKS = [("SFTok codebook (latent tokens)", "sftok"), ("Teacher codebook (proxy codes)", "teacher")]
 SUMMARY_COLUMNS = ["codebook", "size", "images", "tokens", "used", "utilisation", "dead", "entropy_bits", "perplexity",

@@ -2,18 +2,18 @@
 
 DuckDB lets one process open a file read-write and then no other process may open it at all. So
 training runs never touch the database: they append JSON lines to their run directory
-(``trainers.sink``), and the one owner (the app, or ``python -m workbench.store WORKSPACE ingest``)
+(``trainers.sink``), and the one owner (the app, or ``python -m workbench.runs.store WORKSPACE ingest``)
 tails those files into the database. Per run and file the store keeps the byte offset up to which
-lines are committed, in the same transaction as the rows (see ``workbench.ingest``): every line
+lines are committed, in the same transaction as the rows (see ``workbench.runs.ingest``): every line
 arrives exactly once, whatever process dies when.
 
 All SQL of the workbench lives in this module. Within the owner, each thread reads through its own
 cursor (DuckDB's MVCC gives readers a consistent snapshot while ingestion commits) and writes are
 serialised by one lock.
 
-Layout: ``WORKSPACE/metrics.duckdb`` and ``WORKSPACE/runs/<run id>/`` (see ``workbench.rundir``).
+Layout: ``WORKSPACE/metrics.duckdb`` and ``WORKSPACE/runs/<run id>/`` (see ``workbench.runs.rundir``).
 
-CLI: ``python -m workbench.store WORKSPACE {ingest [--follow],runs,export RUN --format csv|parquet --out FILE}``.
+CLI: ``python -m workbench.runs.store WORKSPACE {ingest [--follow],runs,export RUN --format csv|parquet --out FILE}``.
 """
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ import numpy as np
 import pandas as pd
 
 from trainers.sink import ARTIFACTS_FILE, EVENTS_FILE, METRICS_FILE
-from workbench.curves import ema_debiased, minmax_downsample
-from workbench.eta import estimate_progress
-from workbench.ingest import (DEFAULT_CHUNK_BYTES, Chunk, parse_artifact_lines, parse_event_lines,
+from workbench.runs.curves import ema_debiased, minmax_downsample
+from workbench.runs.eta import estimate_progress
+from workbench.runs.ingest import (DEFAULT_CHUNK_BYTES, Chunk, parse_artifact_lines, parse_event_lines,
                               plan_rewinds, read_chunk)
-from workbench.procs import is_same_process_alive
-from workbench.records import (ArtifactRecord, ConfigDiff, EventRecord, IngestReport, Progress, RunRecord,
+from workbench.runs.procs import is_same_process_alive
+from workbench.runs.records import (ArtifactRecord, ConfigDiff, EventRecord, IngestReport, Progress, RunRecord,
                                RunStatus, SweepRecord, diff_configs, find_config_value, status_for_exit)
-from workbench.rundir import (MANIFEST_FILE, read_config_file, read_exit_info, read_manifest,
+from workbench.runs.rundir import (MANIFEST_FILE, read_config_file, read_exit_info, read_manifest,
                               read_process_info)
 
 DB_FILE = "metrics.duckdb"
@@ -98,7 +98,7 @@ class Store:
             if "lock" in str(exc).lower():
                 raise StoreLockedError(
                     f"{self.path} is held by another process (one owner per workspace: close the app or "
-                    f"the other `workbench.store` command first). DuckDB said: {exc}") from exc
+                    f"the other `workbench.runs.store` command first). DuckDB said: {exc}") from exc
             raise
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -403,7 +403,7 @@ class Store:
         return pd.concat(frames, ignore_index=True)[columns]
 
     def progress(self, run_id: str, window: int = 64) -> Progress:
-        """Step, fraction done, step rate and ETA (see ``workbench.eta`` for what a run must log)."""
+        """Step, fraction done, step rate and ETA (see ``workbench.runs.eta`` for what a run must log)."""
         run = self.get_run(run_id)
         points = self._rows("SELECT step, wall FROM (SELECT step, max(wall) AS wall FROM metrics WHERE run_id = ? "
                             "GROUP BY step ORDER BY step DESC LIMIT ?) ORDER BY step", [run_id, window])
@@ -508,7 +508,7 @@ def _discovered_run(run_dir: Path) -> RunRecord:
 
 # ---------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workbench.store", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workbench.runs.store", description=__doc__.split("\n")[0])
     parser.add_argument("workspace")
     sub = parser.add_subparsers(dest="command", required=True)
     ingest = sub.add_parser("ingest", help="ingest new lines of all runs (scanning for new run dirs)")

@@ -5,13 +5,13 @@ import html
 
 import gradio as gr
 
-from ..decoding import DecodeSettings
-from ..models import DEFAULT_CHOICE
-from ..render import upscale
-from .components.errors import user_errors
-from .components.model_picker import ModelPicker
-from .components.step_scrubber import StepScrubber
-from .context import AppContext
+from workbench.services.decoding import DecodeSettings
+from workbench.services.model_registry import DEFAULT_CHOICE
+from workbench.services.step_pictures import upscale
+from workbench.ui.components.errors import user_errors
+from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.components.step_scrubber import StepScrubber
+from workbench.ui.context import AppContext
 
 
 class GeneratePage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from workbench.records import Progress
+from workbench.runs.records import Progress
 
 
 def estimate_progress(points: Sequence[tuple[float, float]], max_steps: int | None,

@@ -1,0 +1,1 @@
+"""One module per screen: Reconstruct, Codebook, Information, Train, Generate."""
