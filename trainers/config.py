@@ -44,6 +44,7 @@ class DataConfig:
     random_crop: bool = True
     flip: bool = True
     use_proxy_cache: bool = False  # read teacher codes stored in the shards instead of running the teacher
+    shuffle: bool = True  # False: each rank reads its shards in order, cyclically (reproducible known-answer runs)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     mixed_precision: str = "no"  # fp16/bf16 apply on GPU only; CPU runs in fp32
+    dist_timeout_s: int = 1800  # multi-process runs: a collective waiting longer than this fails (a dead/stuck rank)
     log_every: int = 10
     eval_every: int = 500
     save_every: int = 500
@@ -164,7 +166,7 @@ class TrainConfig:
             value = _lookup(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}: {value!r} is not one of {list(allowed)}")
-        positive = ["max_steps", "log_every", "eval_every", "save_every", "keep_last", "data.batch_size",
+        positive = ["max_steps", "log_every", "eval_every", "save_every", "keep_last", "data.batch_size", "dist_timeout_s",
                     "data.eval_batch_size", "sfvr.context_steps"]
         for name in positive:
             value = _lookup(self, name)
