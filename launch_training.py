@@ -40,13 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import ConfigError
     from trainers.config import load_config
 
+    notes: list[str] = []  # e.g. the official keys that mean nothing here: said once, at start
     try:
-        cfg = load_config(args.stage, args.config, args.overrides)
-        if not (args.dry_run and args.skip_path_check):
-            cfg.check_paths()
+        cfg = load_config(args.stage, args.config, args.overrides, notes=notes,
+                          check_paths=not (args.dry_run and args.skip_path_check))
     except ConfigError as err:
         print(f"invalid config: {err}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
+    for note in notes:
+        print(note, file=sys.stderr)
     if args.dry_run:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0

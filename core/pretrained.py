@@ -1,6 +1,7 @@
 """Build models from saved folders, weight files or (online) Hugging Face hub ids."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,16 @@ from .config import ConfigError, TeacherConfig, resolve_config
 from .generator import GeneratorConfig, MaskGITGenerator
 from .maskgit_vqgan import MaskGITVQGAN
 from .sftok import SFTok
+
+
+TEACHER_PREFIXES = ("encoder.", "decoder.", "quantize.")
+
+
+def is_teacher_weights(state: dict[str, torch.Tensor]) -> bool:
+    """The released MaskGIT-VQGAN file (``maskgit-vqgan-imagenet-f16-256.bin``, HF ``fun-research/TiTok``):
+    a bare state dict of encoder, decoder and one quantiser codebook, the official teacher's key names."""
+    keys = official_to_ours(state).keys()
+    return {"encoder.conv_in.weight", "quantize.embedding.weight"} <= keys and all(k.startswith(TEACHER_PREFIXES) for k in keys)
 
 
 def _teacher_config(data: dict[str, Any]) -> TeacherConfig:
@@ -31,8 +42,6 @@ def model_config_dict(model: nn.Module) -> tuple[str, dict[str, Any]]:
     if isinstance(model, SFTok):
         return "sftok", model.config.to_dict()
     if isinstance(model, MaskGITVQGAN):
-        import dataclasses
-
         return "maskgit_vqgan", dataclasses.asdict(model.config)
     if isinstance(model, MaskGITGenerator):
         return "generator", model.config.to_dict()
@@ -60,7 +69,8 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
     """A model from a saved folder, a bare weights file plus ``config``, or a hub id (online only).
 
     Folders written by the official code (config.json holding the training config) are accepted:
-    their config is read in the official layout.
+    their config is read in the official layout. The official MaskGIT-VQGAN teacher file needs no
+    config: it is recognised by its keys and loaded (strictly) as the official-size teacher.
     """
     path_str = str(path)
     p = Path(path_str)
@@ -73,9 +83,13 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
         meta, state = read_model_dir(p)
         model_type = meta.get("model_type", "sftok")
         cfg = meta.get("config", meta)
+    elif config is None:
+        state = read_state_dict(p)
+        if not is_teacher_weights(state):
+            raise CheckpointError(f"{p}: a bare weights file needs a config (preset name, dict or SFTokConfig); "
+                                  "only the MaskGIT-VQGAN teacher file (maskgit-vqgan-imagenet-f16-256.bin) loads without one")
+        model_type, cfg = "maskgit_vqgan", dataclasses.asdict(TeacherConfig())  # the released teacher's shape
     else:
-        if config is None:
-            raise CheckpointError(f"{p}: a bare weights file needs a config (preset name, dict or SFTokConfig)")
         state, model_type, cfg = read_state_dict(p), "sftok", config
     if not isinstance(model_type, str) or model_type not in BUILDERS:
         raise CheckpointError(f"{p}: unknown model_type {model_type!r}; allowed: {sorted(BUILDERS)}")

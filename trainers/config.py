@@ -2,14 +2,16 @@
 
 A run file (YAML) is a small diff over ``default_config(stage)``; ``key.sub=value`` overrides go on
 top. Any invalid value is rejected before a model is built, with the dotted field name and what is
-allowed. The official stage YAMLs (``training.*``, ``optimizer.params.*``, ``model.vq_model.*``) are
-translated by :func:`from_official_yaml`.
+allowed (an unknown name gets the nearest valid one suggested). Official YAMLs (``training.*``,
+``optimizer.params.*``, ``model.vq_model.*``, ...) and official-layout overrides on top of them are
+translated by :mod:`trainers.official_config`; errors then name the official key that was written.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,10 @@ import yaml
 from core.config import ConfigError, SFTokConfig
 from core.generator import GENERATOR_PRESETS, GeneratorConfig
 from core.presets import PRESETS
+
+from .official_config import is_official_layout, translate_official
+from .official_schema import OFFICIAL_KEYS, Maps, is_official_path
+from .suggest import unknown_key
 
 STAGES = ("teacher", "1", "2", "3", "generator")
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -132,16 +138,23 @@ class TrainConfig:
 
     # -- derived ----------------------------------------------------------------------------------
     def model_config(self) -> SFTokConfig:
+        """The preset with ``model.*`` on top (nested sections such as ``model.decoder.width`` merge)."""
+        check_fields(self.model, SFTokConfig, "model.")
         base = PRESETS[self.model_preset].to_dict()
-        base.update(self.model)
+        for key, value in self.model.items():
+            nested = isinstance(value, Mapping) and isinstance(base.get(key), Mapping)
+            base[key] = {**base[key], **value} if nested else value
         base["has_pixel_head"] = self.stage == "3"
         try:
             return SFTokConfig.from_dict(base)
         except ConfigError as err:
             raise ConfigError(f"model.{err}") from err
+        except TypeError as err:  # a wrong value type inside a nested section
+            raise ConfigError(f"model: {err}") from err
 
     def generator_config(self, codebook_size: int, num_tokens: int) -> GeneratorConfig:
         """The generator's vocabulary and length follow the tokenizer it models."""
+        check_fields(self.generator, GeneratorConfig, "generator.")
         base = GENERATOR_PRESETS[self.generator_preset].to_dict()
         base.update(self.generator)
         base["codebook_size"] = codebook_size
@@ -150,7 +163,7 @@ class TrainConfig:
         try:
             return GeneratorConfig.from_dict(base)
         except ConfigError as err:
-            raise ConfigError(f"generator.{err}") from err
+            raise ConfigError(str(err) if str(err).startswith("generator") else f"generator.{err}") from err
 
     @property
     def schedule_length(self) -> int:
@@ -189,7 +202,7 @@ class TrainConfig:
             raise ConfigError(f"seed: must be in [0, 2**32 - 1], got {self.seed}")
         for i, beta in enumerate(self.optim.betas):
             if not 0 <= beta < 1:
-                raise ConfigError(f"optim.betas: entry {i} must be in [0, 1), got {beta}")
+                raise ConfigError(f"optim.betas[{i}]: must be in [0, 1), got {beta}")
         if len(self.optim.betas) != 2:
             raise ConfigError(f"optim.betas: expected 2 values, got {len(self.optim.betas)}")
         if not self.eval_num_steps or any(not 1 <= s <= 32 for s in self.eval_num_steps):
@@ -292,12 +305,42 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     raise ConfigError(f"{name}: unsupported type")  # pragma: no cover
 
 
+def _unknown_field(name: str, allowed: Sequence[str]) -> ConfigError:
+    """Names the nearest valid field; for an official-layout key, its name in our layout."""
+    official = OFFICIAL_KEYS.get(name)
+    if official is None:
+        return ConfigError(unknown_key(name, allowed))
+    rule = official.rule
+    here = f"did you mean {rule.target!r}? " if isinstance(rule, Maps) else ""
+    return ConfigError(f"{name}: unknown field; {here}({name} is an official-layout key: those apply on top of "
+                       "an official YAML given with --config)")
+
+
+def _first_leaf(name: str, value: Any) -> str:
+    """``training`` + {"per_gpu_batch_size": 32} -> "training.per_gpu_batch_size" (what the user typed)."""
+    while isinstance(value, Mapping) and len(value) == 1:
+        key, value = next(iter(value.items()))
+        name = f"{name}.{key}"
+    return name
+
+
+def check_fields(data: Mapping[str, Any], cls: type, prefix: str) -> None:
+    """Refuse keys of ``data`` that are not fields of the dataclass ``cls`` (nested dataclass fields too)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_field(_first_leaf(f"{prefix}{key}", value), [f"{prefix}{n}" for n in names])
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
+            check_fields(value, hints[key], f"{prefix}{key}.")
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown field; allowed: {sorted(names)}")
+    for key in data:
+        if key not in names:
+            raise _unknown_field(_first_leaf(f"{prefix}{key}", data[key]), [f"{prefix}{n}" for n in names])
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -346,89 +389,87 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {part} is not a section")
-        node[path[-1]] = value
+        _set(data, *parse_override(text), text)
     return data
 
 
-def from_official_yaml(doc: Mapping[str, Any], stage: str) -> dict[str, Any]:
-    """Translate the official stage YAML layout into our fields (only what has a meaning here)."""
-    def get(path: str, default: Any = None) -> Any:
-        node: Any = doc
-        for part in path.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-    out: dict[str, Any] = {"stage": stage, "model_preset": "B"}
-    dec_size = get("model.decoder.vit_dec_model_size") or get("model.vq_model.vit_dec_model_size")
-    if dec_size == "large":
-        out["model_preset"] = "L"
-    optim = {k: v for k, v in {
-        "lr": get("optimizer.params.learning_rate"), "weight_decay": get("optimizer.params.weight_decay"),
-        "betas": [get("optimizer.params.beta1"), get("optimizer.params.beta2")] if get("optimizer.params.beta1") is not None else None,
-        "warmup_steps": get("lr_scheduler.params.warmup_steps"), "end_lr": get("lr_scheduler.params.end_lr"),
-    }.items() if v is not None}
-    training = {k: v for k, v in {
-        "max_steps": get("training.max_train_steps"), "seed": get("training.seed"),
-        "save_every": get("experiment.save_every"), "eval_every": get("experiment.eval_every"),
-        "log_every": get("experiment.log_every"),
-    }.items() if v is not None}
-    out.update(training)
-    if optim:
-        out["optim"] = optim
-    if get("training.max_grad_norm") is not None:
-        out.setdefault("optim", {})["max_grad_norm"] = get("training.max_grad_norm")
-    data = {k: v for k, v in {
-        "train_shards": get("dataset.params.train_shards_path_or_url"),
-        "eval_shards": get("dataset.params.eval_shards_path_or_url"),
-        "batch_size": get("training.per_gpu_batch_size"), "num_workers": get("dataset.params.num_workers_per_gpu"),
-        "random_crop": get("dataset.preprocessing.random_crop"), "flip": get("dataset.preprocessing.random_flip"),
-    }.items() if v is not None}
-    if data:
-        out["data"] = data
-    if stage == "2":
-        out["sfvr"] = {"enabled": bool(get("training.guided_mask", True))}
-        if get("model.decoder.replace_prob") is not None:
-            out["sfvr"]["replace_prob"] = get("model.decoder.replace_prob")
-    loss = {k: v for k, v in {"unmasked_weight": get("losses.loss_weight_unmasked_token"),
-                              "label_smoothing": get("losses.label_smoothing"),
-                              "quantizer_weight": get("losses.quantizer_weight")}.items() if v is not None}
-    if loss and stage != "3":
-        out["loss"] = loss
-    if get("experiment.init_weight"):
-        out["init_weights"] = get("experiment.init_weight")
-    if stage == "3":
-        out["stage3"] = {k: v for k, v in {"l2_weight": get("losses.reconstruction_weight"),
-                                           "lpips_weight": get("losses.perceptual_weight"),
-                                           "gan_weight": get("losses.discriminator_weight"),
-                                           "disc_start": get("losses.discriminator_start")}.items() if v is not None}
-    return out
+def _set(data: dict[str, Any], path: list[str], value: Any, text: str) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {text!r}: {part} is not a section")
+    node[path[-1]] = value
 
 
-def load_config(stage: str, path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Defaults for ``stage`` <- YAML file (ours or official) <- overrides; validated."""
+def _assign(data: dict[str, Any], target: str, value: Any) -> None:
+    """Set our dotted field ``target``; ``name[i]`` sets one entry of a list field (the rest kept)."""
+    indexed = re.fullmatch(r"(.+)\[(\d+)\]", target)
+    name = indexed.group(1) if indexed else target
+    path = name.split(".")
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    if indexed:
+        current = node.get(path[-1], _lookup(TrainConfig(), name))
+        value = [value if i == int(indexed.group(2)) else v for i, v in enumerate(current)]
+    node[path[-1]] = value
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {path}: {err}") from err
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return dict(doc)
+
+
+def _as_written(err: ConfigError, origins: Mapping[str, str]) -> ConfigError:
+    """Report a field that came from an official key under that key (ours in brackets)."""
+    parts = []
+    for part in str(err).split("; "):
+        name, sep, rest = part.partition(": ")
+        official = origins.get(name) or origins.get(re.sub(r"\[\d+\]$", "", name))
+        parts.append(f"{official} ({name} here): {rest}" if sep and official else part)
+    return ConfigError("; ".join(parts))
+
+
+def load_config(stage: str, path: str | Path | None = None, overrides: Sequence[str] = (), *,
+                check_paths: bool = False, notes: list[str] | None = None) -> TrainConfig:
+    """Defaults for ``stage`` <- YAML file (ours or official) <- overrides; validated.
+
+    On top of an official YAML, official-layout overrides (``training.per_gpu_batch_size=32``) apply to
+    the official document before it is translated; ours apply after. ``check_paths`` also checks that
+    path fields exist. Translation notes (the official keys ignored) are appended to ``notes``.
+    """
     if stage not in STAGES:
         raise ConfigError(f"stage: {stage!r} is not one of {list(STAGES)}")
     data: dict[str, Any] = _merge({"stage": stage}, copy.deepcopy(STAGE_DEFAULTS[stage]))
-    if path:
-        try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"config file {path}: {err}") from err
-        if not isinstance(doc, Mapping):
-            raise ConfigError(f"config file {path}: expected a mapping at the top level")
-        if "experiment" in doc or ("model" in doc and isinstance(doc["model"], Mapping) and "vq_model" in doc["model"]):
-            doc = from_official_yaml(doc, stage)
+    parsed = [(*parse_override(text), text) for text in overrides]
+    doc = _read_yaml(path) if path else {}
+    origins: dict[str, str] = {}
+    if is_official_layout(doc):
+        official = [(keys, value) for keys, value, _ in parsed if is_official_path(keys)]
+        parsed = [item for item in parsed if not is_official_path(item[0])]
+        translation = translate_official(doc, stage, official)
+        for target, value in translation.assignments:
+            _assign(data, target, value)
+        origins = dict(translation.origins)
+        if notes is not None:
+            notes.extend(translation.notes)
+    else:
         if "stage" in doc and str(doc["stage"]) != stage:
             raise ConfigError(f"stage: the file says {doc['stage']!r} but --stage is {stage!r}")
         data = _merge(data, {k: v for k, v in doc.items() if k != "stage"})
-    data = apply_overrides(data, overrides)
+    for keys, value, text in parsed:
+        _set(data, keys, value, text)
+        written = ".".join(keys)
+        origins = {k: v for k, v in origins.items() if not (k == written or k.startswith((f"{written}.", f"{written}[")))}
     data["stage"] = str(data.get("stage", stage))
-    return _build(TrainConfig, data).validate()
+    try:
+        cfg = _build(TrainConfig, data).validate()
+        return cfg.check_paths() if check_paths else cfg
+    except ConfigError as err:
+        raise _as_written(err, origins) from err

@@ -48,6 +48,7 @@ class TrainPage:
                                                allow_custom_value=True, scale=4, elem_id="train-dataset")
                     self.build_data = gr.Button("Build default", scale=1, min_width=100, elem_id="train-build-data")
                 self.teacher = gr.Dropdown(self._model_choices("maskgit_vqgan"), label="Teacher (stages 1-3)",
+                                           info="a teacher folder, or the official maskgit-vqgan-imagenet-f16-256.bin",
                                            allow_custom_value=True)
                 self.tokenizer = gr.Dropdown(self._model_choices("sftok"), label="Tokenizer (generator stage)",
                                              allow_custom_value=True)
