@@ -77,16 +77,28 @@ def test_codebook_screen(page, screenshot):
     page.wait_for_selector("#cb-usage .scatterlayer .trace path.js-line")
     page.wait_for_selector("#cb-heat .heatmaplayer image, #cb-heat .hm image")
     page.wait_for_selector("#cb-umap .scatterlayer .trace .point")
-    # clicking a point of the map shows that code's examples; the busiest code is the largest count
+    # Clicking a point of the map shows that code's examples. Plotly treats every marker under the cursor as
+    # equally close, so where UMAP puts two codes within a marker's radius of each other a click may pick
+    # either (the busiest code here once lay 2.2 px from a dead one, which took the click): the test clicks
+    # the busiest code with no other marker over its centre (pixel positions read from plotly's axes).
     code = page.evaluate("""() => {
         const gd = document.querySelector('#cb-umap .js-plotly-plot');
-        const counts = gd.data[0].customdata.map(c => c[1]);
-        return counts.indexOf(Math.max(...counts));
+        const trace = gd.data[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const clear = trace.marker.size;  // twice the radius
+        const px = trace.x.map(v => xa.l2p(v)), py = trace.y.map(v => ya.l2p(v));
+        const isolated = (i) => px.every((x, j) => j === i || Math.hypot(x - px[i], py[j] - py[i]) > clear);
+        let best = -1;
+        trace.customdata.forEach((c, i) => {
+            if (c[1] > 0 && (best < 0 || c[1] > trace.customdata[best][1]) && isolated(i)) best = i;
+        });
+        return best < 0 ? -1 : trace.customdata[best][0];
     }""")
+    assert code >= 0, "every used code's marker is covered by another one"
     point = page.locator("#cb-umap .scatterlayer .trace .point").nth(code)
     point.scroll_into_view_if_needed()
     box = point.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(f"document.querySelector('#cb-umap .hoverlayer').textContent.includes('code {code}')")
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_function(f"document.querySelector('#cb-examples-info').innerText.includes('Code {code}:')")
     page.wait_for_selector("#cb-examples img")
