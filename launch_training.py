@@ -14,13 +14,15 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from trainers.stage_names import STAGES  # noqa: E402  (imports nothing: --help stays fast)
+
 EXIT_INVALID_CONFIG = 2
 EXIT_INTERRUPTED = 130
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, choices=["teacher", "1", "2", "3", "generator"])
+    parser.add_argument("--stage", required=True, choices=STAGES)
     parser.add_argument("--config", help="YAML run file (ours, or an official stage YAML)")
     parser.add_argument("--run-dir", help="where checkpoints, metrics and images go (default runs/<stage>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")

@@ -27,7 +27,7 @@ from .official_config import is_official_layout, translate_official
 from .official_schema import OFFICIAL_KEYS, Maps, is_official_path
 from .suggest import unknown_key
 
-STAGES = ("teacher", "1", "2", "3", "generator")
+from .stage_names import STAGES
 CHOICES: dict[str, tuple[str, ...]] = {
     "stage": STAGES,
     "model_preset": tuple(PRESETS),

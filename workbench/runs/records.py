@@ -10,13 +10,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-STAGES = ("teacher", "1", "2", "3", "generator")
+from trainers.stage_names import STAGES as STAGES  # re-exported for the job manager and the Train screen
 
 
 class RunStatus:
     """The lifecycle of a run. A string constant per state keeps the DB column readable."""
 
     QUEUED = "queued"        # accepted (config valid), waiting for a device slot
+    PENDING = "pending"      # handed to a scheduler (Slurm), waiting there for resources or a requeue
     RUNNING = "running"      # its process is alive
     STOPPING = "stopping"    # cancel sent (SIGTERM), waiting for the checkpoint-and-exit
     DONE = "done"            # exit code 0
@@ -24,10 +25,12 @@ class RunStatus:
     FAILED = "failed"        # crashed: non-zero exit code or killed by a signal
     LOST = "lost"            # its process vanished while no owner watched and left no exit record
     UNKNOWN = "unknown"      # found on disk, started outside the job manager, end not recorded
+    TIMEOUT = "timeout"      # the scheduler killed it at its time limit: resumable
+    PREEMPTED = "preempted"  # the scheduler took its resources back and did not requeue it: resumable
 
-    ACTIVE = frozenset({QUEUED, RUNNING, STOPPING})
-    TERMINAL = frozenset({DONE, STOPPED, FAILED, LOST, UNKNOWN})
-    RESUMABLE = frozenset({STOPPED, FAILED, LOST, UNKNOWN})
+    ACTIVE = frozenset({QUEUED, PENDING, RUNNING, STOPPING})
+    TERMINAL = frozenset({DONE, STOPPED, FAILED, LOST, UNKNOWN, TIMEOUT, PREEMPTED})
+    RESUMABLE = frozenset({STOPPED, FAILED, LOST, UNKNOWN, TIMEOUT, PREEMPTED})
     FAILURES = frozenset({FAILED, LOST})
 
 
@@ -38,7 +41,9 @@ class RunRecord:
     ``exit_code`` is the trainer's exit status, or ``-N`` when signal N killed it (``subprocess``'s
     convention). ``error`` holds the reason of a failure and the tail of ``train.log``.
     ``pid``/``pid_start`` identify the process group leader across owner restarts (a pid alone can be
-    reused by an unrelated process; pid plus start time cannot).
+    reused by an unrelated process; pid plus start time cannot). ``executor`` says where it runs
+    (``"local"`` or ``"slurm"``); a Slurm run is identified by ``job_id`` and resubmitted with
+    ``executor_options`` (``SlurmOptions`` as a dict).
     """
 
     id: str
@@ -60,6 +65,9 @@ class RunRecord:
     pid: int | None = None
     pid_start: float | None = None
     error: str | None = None
+    executor: str = "local"
+    job_id: str | None = None
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
