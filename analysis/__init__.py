@@ -15,7 +15,7 @@ from .model_mi import (LeaveOneOutMI, MIInputs, SelfForcingGap, TrajectoryInform
                        leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information)
 from .reservoir import CodeReservoir
 from .steps import QualityRow, StepQuality, evaluate_steps
-from .usage import CodebookUsage, UsageStats, usage_from_counts
+from .usage import CodebookUsage, UsageStats, collect_model_usage, usage_from_counts
 
 __all__ = [
     "CodebookEmbedding", "codebook_hash", "codebook_umap", "ImageBatch", "iter_image_batches", "MIEstimate",
@@ -24,5 +24,5 @@ __all__ = [
     "find_inception_weights", "frechet_distance", "to_uint8", "psnr", "rgb_to_y", "ssim", "MetricSuite",
     "load_metric_suite", "LeaveOneOutMI", "MIInputs", "SelfForcingGap", "TrajectoryInformation", "decode_trajectory",
     "leave_one_out_mi", "self_forcing_gap", "sftok_mi_inputs", "trajectory_information", "CodeReservoir",
-    "QualityRow", "StepQuality", "evaluate_steps", "CodebookUsage", "UsageStats", "usage_from_counts",
+    "QualityRow", "StepQuality", "evaluate_steps", "CodebookUsage", "UsageStats", "collect_model_usage", "usage_from_counts",
 ]

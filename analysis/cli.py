@@ -31,7 +31,7 @@ from .render import (loo_mi_figure, pairwise_mi_figure, per_step_figure, self_fo
                      trajectory_figure, umap_figure, usage_figure)
 from .report import Section, write_csv, write_html_report, write_json
 from .steps import evaluate_steps
-from .usage import CodebookUsage, UsageStats
+from .usage import UsageStats, collect_model_usage
 
 
 class UsageError(ValueError):
@@ -135,19 +135,10 @@ def write_usage(out: Path, prefix: str, stats: UsageStats) -> None:
         write_json(out / f"{prefix}_examples.json", {c: [list(ref) for ref in refs] for c, refs in stats.examples.items()})
 
 
-@torch.no_grad()
 def collect_usage(args: argparse.Namespace, model: SFTok, teacher: MaskGITVQGAN | None, reservoir: int,
                   top: int = 20) -> tuple[UsageStats, UsageStats | None]:
-    cfg = model.config
-    usage = CodebookUsage(cfg.codebook_size, cfg.num_latent_tokens, reservoir, args.seed)
-    proxy = CodebookUsage(cfg.teacher.codebook_size, cfg.num_proxy_codes, reservoir, args.seed) if teacher else None
-    for batch in batches(args, model, args.num_images, "codebook"):
-        images = batch.images.to(args.device)
-        _, info = model.encode(images)
-        usage.update(info["min_encoding_indices"], batch.keys)
-        if proxy is not None:
-            proxy.update(teacher.encode(images), batch.keys)
-    return usage.result(top), (proxy.result(top) if proxy else None)
+    return collect_model_usage(model, teacher, batches(args, model, args.num_images, "codebook"), reservoir,
+                               args.seed, top, args.device)
 
 
 def cmd_codebook(args: argparse.Namespace) -> int:

@@ -7,13 +7,18 @@ of the whole set: averaging per-batch entropies would under-count codes that eac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .estimators import entropy_from_counts
 from .reservoir import CodeReservoir
+
+if TYPE_CHECKING:
+    from core import MaskGITVQGAN, SFTok
+
+    from .data import ImageBatch
 
 
 def _row_entropies_bits(counts: np.ndarray) -> np.ndarray:
@@ -141,3 +146,23 @@ def usage_from_counts(position_counts: np.ndarray, num_samples: int, top_k: int 
         position_entropy_bits=pos_h, position_perplexity=np.exp2(pos_h),
         position_utilisation=(position_counts > 0).sum(axis=1) / k, examples=dict(examples or {}),
     )
+
+
+@torch.no_grad()
+def collect_model_usage(model: "SFTok", teacher: "MaskGITVQGAN | None", batches: Iterable["ImageBatch"],
+                        reservoir: int = 16, seed: int = 0, top_k: int = 20,
+                        device: torch.device | str | None = None) -> tuple[UsageStats, UsageStats | None]:
+    """Usage of the SFTok codebook (latent tokens) and, with a teacher, of the teacher's own codebook
+    (proxy codes, sized by the teacher that produced them) over every image of ``batches``."""
+    cfg = model.config
+    usage = CodebookUsage(cfg.codebook_size, cfg.num_latent_tokens, reservoir, seed)
+    proxy = CodebookUsage(teacher.config.codebook_size, cfg.num_proxy_codes, reservoir, seed) if teacher else None
+    for batch in batches:
+        images = batch.images if device is None else batch.images.to(device)
+        _, info = model.encode(images)
+        usage.update(info["min_encoding_indices"], batch.keys)
+        if proxy is not None:
+            proxy.update(teacher.encode(images), batch.keys)
+    if usage.num_samples == 0:
+        raise ValueError("dataset: holds no images")
+    return usage.result(top_k), (proxy.result(top_k) if proxy is not None else None)

@@ -12,7 +12,6 @@ import math
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
@@ -21,13 +20,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis import (CodebookEmbedding, CodebookUsage, ImageBatch, LeaveOneOutMI, SelfForcingGap,
-                      TrajectoryInformation, UsageStats, codebook_umap, decode_trajectory, iter_image_batches,
+from analysis import (CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap, TrajectoryInformation,
+                      UsageStats, codebook_umap, collect_model_usage, decode_trajectory, iter_image_batches,
                       leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information)
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
 from workbench.io.datasets import list_datasets, resolve_dataset
+from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelRegistry, ModelUnavailable
 from workbench.io.workspace import PathRefused, Workspace
 from workbench.services.step_pictures import NEW, upscale
@@ -50,27 +50,21 @@ class ResultExpired(ValueError):
 
 
 class ResultCache(Generic[T]):
-    """Bounded LRU of analysis results under random keys; thread-safe (Gradio calls from a pool)."""
+    """Bounded LRU of analysis results under random keys."""
 
     def __init__(self, capacity: int = 8) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, T] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LRU[str, T] = LRU(capacity)
 
     def put(self, value: T) -> str:
         key = uuid.uuid4().hex
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+        self._items.put(key, value)
         return key
 
     def get(self, key: str, what: str = "analysis") -> T:
-        with self._lock:
-            if key and key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        raise ResultExpired(f"this {what} is no longer cached (or was never run): press Run again")
+        found = self._items.get(key) if key else None
+        if found is None:
+            raise ResultExpired(f"this {what} is no longer cached (or was never run): press Run again")
+        return found
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -156,21 +150,6 @@ class CodebookReport:
         return rows
 
 
-@torch.no_grad()
-def collect_usage(model: SFTok, teacher: MaskGITVQGAN | None, batches: Iterable[ImageBatch], reservoir: int = 16,
-                  seed: int = 0) -> tuple[UsageStats, UsageStats | None]:
-    """Usage of the SFTok codebook (latent tokens) and, with a teacher, of its codebook (proxy codes)."""
-    cfg = model.config
-    usage = CodebookUsage(cfg.codebook_size, cfg.num_latent_tokens, reservoir, seed)
-    proxy = CodebookUsage(teacher.config.codebook_size, cfg.num_proxy_codes, reservoir, seed) if teacher else None
-    for batch in batches:
-        _, info = model.encode(batch.images)
-        usage.update(info["min_encoding_indices"], batch.keys)
-        if proxy is not None:
-            proxy.update(teacher.encode(batch.images), batch.keys)
-    if usage.num_samples == 0:
-        raise ValueError("dataset: holds no images")
-    return usage.result(), (proxy.result() if proxy is not None else None)
 
 
 @dataclass(frozen=True)
@@ -340,7 +319,7 @@ class AnalysisService:
         with self._lock:
             start = time.perf_counter()
             batches = iter_image_batches(list(sources), model.config.image_size, BATCH_SIZE, limit)
-            latent, proxy = collect_usage(model, teacher, _counted(batches, limit, progress, 0.0, 0.95, "encoding"),
+            latent, proxy = collect_model_usage(model, teacher, _counted(batches, limit, progress, 0.0, 0.95, "encoding"),
                                           self.reservoir, seed)
         books = {"sftok": CodebookBook("sftok", "SFTok codebook (latent tokens)", latent,
                                        model.quantize.codebook().detach().float().numpy(), None)}
@@ -406,6 +385,6 @@ class AnalysisService:
 
 
 __all__ = ["AnalysisService", "CodeExample", "CodebookBook", "CodebookReport", "InformationReport", "ModelInformation",
-           "ResultCache", "ResultExpired", "SPLITS", "code_examples", "collect_usage", "dataset_sources",
+           "ResultCache", "ResultExpired", "SPLITS", "code_examples", "dataset_sources",
            "default_dataset", "measure_information", "optional_teacher", "outline_cell", "pick_positions",
            "read_samples"]
