@@ -1,8 +1,14 @@
 """The one training loop: forward -> loss -> backward -> clip -> step -> EMA -> log -> eval -> checkpoint.
 
-Runs through HF Accelerate, so the same code serves 1 CPU, 1 GPU or N GPUs (``accelerate launch``).
-Resume is exact: optimiser, EMA, the trainer's random generator, torch's RNG and the data position
-(consumed batches are skipped) are restored, so a resumed run replays the uninterrupted one.
+Runs through HF Accelerate, so the same code serves 1 CPU, 1 GPU or N processes on M machines
+(``torchrun`` or ``accelerate launch``). With N processes: ``data.batch_size`` is per process; each
+rank reads its own shards; everything that trains (objective, discriminator, both optimisers) goes
+through ``accelerator.prepare``, so gradients are averaged; only the main process writes the run
+directory (metrics, events, images, checkpoints, the exported model) and evaluates; logged training
+metrics are averaged over ranks. Random draws are functions of (seed, step, sample index) (see
+``draws.py``), so N ranks at batch b train exactly like one process at batch N*b on the same samples.
+Resume is exact: optimiser, EMA and the data position (consumed batches are skipped per rank) are
+restored, so a resumed run replays the uninterrupted one.
 """
 from __future__ import annotations
 
@@ -18,14 +24,16 @@ import torch
 
 from core.pretrained import save_pretrained
 
-from .training_state import load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data.loaders import make_eval_loader, make_train_loader
+from .data.loaders import make_eval_loader, make_train_loader, shard_split_note
+from .distributed import any_rank, explain_collective_failures, make_accelerator, mean_over_ranks, world_summary
+from .draws import Draws, rank_seed
 from .ema import EMA
 from .losses import hinge_d_loss
 from .schedules import lr_at
-from .sink import JsonlSink, MetricSink
-from .stages import build_stage, param_groups
+from .sink import JsonlSink, MetricSink, NullSink
+from .stages import Stage, build_stage, param_groups
+from .training_state import load_latest_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -63,9 +71,10 @@ def _save_image_grid(images: torch.Tensor, path: Path) -> None:
 
 
 def _batches(cfg: TrainConfig, skip: int) -> Iterator[dict[str, Any]]:
+    """This rank's training batches, after the ``skip`` it consumed before a resume."""
     loader = make_train_loader(cfg.data.train_shards, cfg.model_config().image_size, cfg.data.batch_size, seed=cfg.seed,
                                num_workers=cfg.data.num_workers, random_crop=cfg.data.random_crop, flip=cfg.data.flip,
-                               with_proxy_codes=cfg.data.use_proxy_cache)
+                               with_proxy_codes=cfg.data.use_proxy_cache, shuffle=cfg.data.shuffle)
     iterator = iter(loader)
     if skip:
         iterator = itertools.islice(iterator, skip, None)
@@ -79,72 +88,138 @@ def _eval_batch(cfg: TrainConfig) -> dict[str, Any]:
     return next(iter(loader))
 
 
+@dataclass
+class _Trainables:
+    """What a step updates, as prepared for the run's processes (DDP-wrapped when there are several)."""
+
+    objective: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    discriminator: torch.nn.Module | None  # the wrapped one: its update's gradients are averaged over ranks
+    disc_optimizer: torch.optim.Optimizer | None
+    ema: EMA | None
+
+
+def _make_trainables(cfg: TrainConfig, stage: Stage) -> _Trainables:
+    model = stage.saved_model
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    ema = EMA(model) if cfg.ema else None
+    disc_opt = None
+    if stage.discriminator is not None:
+        disc_opt = torch.optim.AdamW(stage.discriminator.parameters(), lr=cfg.stage3.disc_lr, betas=cfg.optim.betas,
+                                     weight_decay=cfg.optim.weight_decay)
+    return _Trainables(stage.objective, optimizer, stage.discriminator, disc_opt, ema)
+
+
+def _prepared(accelerator: Any, parts: _Trainables) -> _Trainables:
+    """Everything that trains through ``accelerator.prepare``: device, DDP gradient averaging, fp16 loss scaling."""
+    if parts.discriminator is None:
+        objective, optimizer = accelerator.prepare(parts.objective, parts.optimizer)
+        return _Trainables(objective, optimizer, None, None, parts.ema)
+    objective, optimizer, disc, disc_opt = accelerator.prepare(parts.objective, parts.optimizer, parts.discriminator,
+                                                               parts.disc_optimizer)
+    return _Trainables(objective, optimizer, disc, disc_opt, parts.ema)
+
+
+def _restore(run_dir: Path, stage: Stage, parts: _Trainables, sink: MetricSink) -> int:
+    """Load the newest checkpoint (every rank reads the same one) and return its step; 0 when there is none."""
+    found = load_latest_checkpoint(run_dir)
+    if found is None:
+        return 0
+    ckpt_path, ckpt, problems = found
+    for problem in problems:
+        sink.event(f"skipped a damaged checkpoint: {problem}", "warning")
+    stage.saved_model.load_state_dict(ckpt["model"])
+    state = ckpt["training"]
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.ema is not None and "ema" in ckpt:
+        parts.ema.shadow = {k: v.clone() for k, v in ckpt["ema"].items()}
+        parts.ema.num_updates = int(state["ema_updates"])
+    if stage.discriminator is not None and "discriminator" in state:
+        stage.discriminator.load_state_dict(state["discriminator"])
+        parts.disc_optimizer.load_state_dict(state["disc_optimizer"])
+    start = int(ckpt["metadata"]["global_step"])
+    sink.event(f"resumed from {ckpt_path.name} at step {start}")
+    sink.rewind(start + 1)
+    return start
+
+
+def _discriminator_step(cfg: TrainConfig, accelerator: Any, parts: _Trainables, real: torch.Tensor,
+                        fake: torch.Tensor) -> float:
+    """One update of the (wrapped) discriminator on real vs detached fake images; its gradients are averaged over ranks."""
+    disc = parts.discriminator
+    parts.disc_optimizer.zero_grad(set_to_none=True)
+    d_loss_fn = getattr(accelerator.unwrap_model(disc), "loss", hinge_d_loss)  # DINO adds LeCam to the hinge loss
+    d_loss = d_loss_fn(disc(real), disc(fake.detach()))
+    accelerator.backward(d_loss)
+    accelerator.clip_grad_norm_(disc.parameters(), cfg.optim.max_grad_norm)
+    parts.disc_optimizer.step()
+    return float(d_loss.detach())
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None, resume: bool = True,
           progress: bool = True, should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    from accelerate import Accelerator
+    """Run one stage to ``cfg.max_steps`` (or until ``should_stop`` on any rank); the same call on every rank."""
+    accelerator = make_accelerator(cfg, cpu=_device(cfg) == "cpu")
+    with explain_collective_failures(accelerator, cfg.dist_timeout_s):
+        return _train(cfg, accelerator, Path(run_dir), sink, resume, progress, should_stop)
+
+
+def _train(cfg: TrainConfig, accelerator: Any, run_dir: Path, sink: MetricSink | None, resume: bool,
+           progress: bool, should_stop: Callable[[], bool] | None) -> TrainResult:
     from accelerate.utils import set_seed
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device_name = _device(cfg)
-    accelerator = Accelerator(cpu=device_name == "cpu", mixed_precision=cfg.mixed_precision if device_name != "cpu" else "no")
+    main, rank = accelerator.is_main_process, accelerator.process_index
     device = accelerator.device
-    set_seed(cfg.seed)
-    sink = sink or JsonlSink(run_dir)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    world = world_summary(accelerator, cfg.data.batch_size)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        sink = sink or JsonlSink(run_dir)
+        (run_dir / "config.json").write_text(json.dumps({**cfg.to_dict(), "distributed": world}, indent=2))
+    else:
+        sink = NullSink()  # one writer per run directory
+    set_seed(cfg.seed)  # identical initial weights on every rank
 
     stage = build_stage(cfg, device)
     for note in stage.notes:
         sink.event(note, "warning")
         accelerator.print(f"[note] {note}")
     model = stage.saved_model
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=cfg.optim.betas)
-    disc_opt = None
-    if stage.discriminator is not None:
-        disc_opt = torch.optim.AdamW(stage.discriminator.parameters(), lr=cfg.stage3.disc_lr, betas=cfg.optim.betas,
-                                     weight_decay=cfg.optim.weight_decay)
-    ema = EMA(model) if cfg.ema else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    start = 0
-    found = load_latest_checkpoint(run_dir) if resume else None
-    if found is not None:
-        ckpt_path, ckpt, problems = found
-        for problem in problems:
-            sink.event(f"skipped a damaged checkpoint: {problem}", "warning")
-        model.load_state_dict(ckpt["model"])
-        state = ckpt["training"]
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None and "ema" in ckpt:
-            ema.shadow = {k: v.clone() for k, v in ckpt["ema"].items()}
-            ema.num_updates = int(state["ema_updates"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if stage.discriminator is not None and "discriminator" in state:
-            stage.discriminator.load_state_dict(state["discriminator"])
-            disc_opt.load_state_dict(state["disc_optimizer"])
-        start = int(ckpt["metadata"]["global_step"])
-        sink.event(f"resumed from {ckpt_path.name} at step {start}")
-        sink.rewind(start + 1)
-
-    objective, optimizer = accelerator.prepare(stage.objective, optimizer)
+    parts = _make_trainables(cfg, stage)
+    start = _restore(run_dir, stage, parts, sink) if resume else 0  # every rank loads the same checkpoint
+    parts = _prepared(accelerator, parts)
+    split_note = shard_split_note(cfg.data.train_shards, world["world_size"] * max(1, cfg.data.num_workers))
+    started = (f"started stage {cfg.stage} on {world['world_size']} process(es): batch {cfg.data.batch_size} per "
+               f"process, global batch {world['global_batch_size']} (x{world['world_size']} ranks, "
+               f"x{world['grad_accumulation']} accumulation)")
+    sink.event(started)
+    accelerator.print(started)
+    if split_note:
+        sink.event(split_note, "warning")
+        accelerator.print(f"[note] {split_note}")
     batches = _batches(cfg, skip=start)
-    eval_batch = _eval_batch(cfg)
+    eval_batch = _eval_batch(cfg) if main else None
     commit = git_commit()
 
-    def checkpoint(step: int) -> Path:
-        state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-                                 "torch_rng": torch.get_rng_state(), "ema_updates": ema.num_updates if ema else 0}
+    def checkpoint(step: int) -> Path | None:
+        """Main process writes; the others go on (they never read checkpoints mid-run)."""
+        if not main:
+            return None
+        ema = parts.ema
+        state: dict[str, Any] = {"optimizer": parts.optimizer.state_dict(), "ema_updates": ema.num_updates if ema else 0,
+                                 "world": world}
         if stage.discriminator is not None:
             state["discriminator"] = stage.discriminator.state_dict()
-            state["disc_optimizer"] = disc_opt.state_dict()
-        path = save_checkpoint(run_dir, step, model.state_dict(),
-                               ema.shadow if ema else None, state, {"stage": cfg.stage, "git_commit": commit},
-                               keep_last=cfg.keep_last)
+            state["disc_optimizer"] = parts.disc_optimizer.state_dict()
+        path = save_checkpoint(run_dir, step, model.state_dict(), ema.shadow if ema else None, state,
+                               {"stage": cfg.stage, "git_commit": commit}, keep_last=cfg.keep_last)
         sink.artifact(step, "checkpoint", str(path))
         return path
 
     def evaluate(step: int) -> dict[str, float]:
+        """Main process only, on the unwrapped model (no collective inside)."""
+        if not main:
+            return {}
+        ema = parts.ema
         if ema is not None:
             ema.store(model)
             ema.copy_to(model)
@@ -169,51 +244,49 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
     last_metrics: dict[str, float] = {}
     interrupted = False
     bar = None
-    if progress and accelerator.is_main_process:
+    if progress and main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"stage {cfg.stage}", dynamic_ncols=True)
     model.train()
+    raw_disc = stage.discriminator  # unwrapped: the generator-side GAN term must not enter DDP's gradient sync
     tick, images_seen = time.perf_counter(), 0
     step = start
     while step < cfg.max_steps:
-        if should_stop is not None and should_stop():
+        if any_rank(accelerator, should_stop is not None and should_stop()):
             interrupted = True
             break
         lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.schedule_length, cfg.optim.end_lr)
-        for group in optimizer.param_groups:
+        for group in parts.optimizer.param_groups:
             group["lr"] = lr
         batch = next(batches)
-        kwargs = stage.prepare(batch, gen)
+        size = len(batch["image"])
+        torch.manual_seed(rank_seed(cfg.seed, step, rank))  # in-model dropout: reproducible, its own on every rank
+        kwargs = stage.prepare(batch, Draws.make(cfg.seed, step, step * world["global_batch_size"] + rank * size, size,
+                                                 rank))
         with accelerator.autocast():
-            out = objective(**kwargs)
+            out = parts.objective(**kwargs)
         loss = out["loss"]
         extra: dict[str, float] = {}
-        adversarial = stage.discriminator is not None and step >= cfg.stage3.disc_start
+        adversarial = raw_disc is not None and step >= cfg.stage3.disc_start
         if adversarial:
-            stage.discriminator.requires_grad_(False)  # generator-side term must not touch D's grads
-            g_adv = -stage.discriminator(out["recon"]).mean()
-            stage.discriminator.requires_grad_(True)
+            raw_disc.requires_grad_(False)  # generator-side term must not touch D's grads
+            g_adv = -raw_disc(out["recon"]).mean()
+            raw_disc.requires_grad_(True)
             loss = loss + cfg.stage3.gan_weight * g_adv
             extra["train/gan_loss"] = float(g_adv.detach())
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_([p for _, p in stage.trainable_named_parameters()], cfg.optim.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        parts.optimizer.step()
+        parts.optimizer.zero_grad(set_to_none=True)
         if adversarial:
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss_fn = getattr(stage.discriminator, "loss", hinge_d_loss)  # DINO adds LeCam to the hinge loss
-            d_loss = d_loss_fn(stage.discriminator(kwargs["images"]), stage.discriminator(out["recon"].detach()))
-            d_loss.backward()
-            torch.nn.utils.clip_grad_norm_(stage.discriminator.parameters(), cfg.optim.max_grad_norm)
-            disc_opt.step()
-            extra["train/discriminator_loss"] = float(d_loss.detach())
-        if ema is not None:
-            ema.update(model)
+            extra["train/discriminator_loss"] = _discriminator_step(cfg, accelerator, parts, kwargs["images"], out["recon"])
+        if parts.ema is not None:
+            parts.ema.update(model)
         if stage.after_step is not None:
-            extra.update(stage.after_step(step, out))
+            extra.update(stage.after_step(step, out, accelerator))
         step += 1
-        images_seen += kwargs["images"].shape[0] if "images" in kwargs else kwargs["tokens"].shape[0]
+        images_seen += size
         loss_value = float(loss.detach())
         losses.append((step, loss_value))
         if bar is not None:
@@ -221,10 +294,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
             bar.set_postfix(loss=f"{loss_value:.4f}")
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             elapsed = max(time.perf_counter() - tick, 1e-9)
-            metrics = {"train/loss": loss_value, "train/step": step, "lr": lr, "grad_norm": float(grad_norm),
-                       "throughput/images_per_s": images_seen / elapsed, **extra}
-            metrics.update({f"train/{k}": float(v) for k, v in out.items()
-                            if k not in ("loss",) and isinstance(v, torch.Tensor) and v.dim() == 0})
+            local = {"train/loss": loss_value, **extra}
+            local.update({f"train/{k}": float(v) for k, v in out.items()
+                          if k not in ("loss",) and isinstance(v, torch.Tensor) and v.dim() == 0})
+            metrics = {**mean_over_ranks(accelerator, local), "train/step": step, "lr": lr, "grad_norm": float(grad_norm),
+                       "throughput/images_per_s": images_seen * world["world_size"] / elapsed}
             sink.log(step, metrics)
             tick, images_seen = time.perf_counter(), 0
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
@@ -236,14 +310,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, sink: MetricSink | None = None,
     checkpoint(step)
     model_dir = None
     if not interrupted and step >= cfg.max_steps:
-        if ema is not None:
-            ema.copy_to(model)
-        model_dir = save_pretrained(model, run_dir / "model", stage=cfg.stage, steps=step, git_commit=commit)
-        if stage.export_extras is not None:
-            stage.export_extras(model_dir)
-        sink.artifact(step, "model", str(model_dir))
-        sink.event(f"finished at step {step}; EMA weights in {model_dir}")
+        model_dir = run_dir / "model"
+        if main:
+            if parts.ema is not None:
+                parts.ema.copy_to(model)
+            save_pretrained(model, model_dir, stage=cfg.stage, steps=step, git_commit=commit)
+            if stage.export_extras is not None:
+                stage.export_extras(model_dir)
+            sink.artifact(step, "model", str(model_dir))
+            sink.event(f"finished at step {step}; EMA weights in {model_dir}")
     else:
         sink.event(f"stopped at step {step}; checkpoint saved", "warning")
     sink.close()
+    accelerator.wait_for_everyone()  # every rank returns once the checkpoint and the model exist
     return TrainResult(run_dir, step, interrupted, losses, model_dir, last_metrics)

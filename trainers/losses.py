@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,14 +15,18 @@ class LossOut:
 
 
 def weighted_code_ce(logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, unmasked_weight: float,
-                     label_smoothing: float = 0.0) -> torch.Tensor:
+                     label_smoothing: float = 0.0,
+                     normaliser: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Cross-entropy per slot, weight 1 on masked and ``unmasked_weight`` on context slots, normalised by the weights.
 
-    logits (B, S, V), targets (B, S), masks (B, S) bool (True = masked).
+    logits (B, S, V), targets (B, S), masks (B, S) bool (True = masked). ``normaliser`` maps this
+    batch's weight total to the denominator (data-parallel training: the global batch's share,
+    :func:`trainers.distributed.global_normaliser`); by default the local total.
     """
     ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none", label_smoothing=label_smoothing)
     weights = torch.where(masks, torch.ones_like(ce), torch.full_like(ce, unmasked_weight))
-    return (ce * weights).sum() / (weights.sum() + 1e-8)
+    total = weights.sum()
+    return (ce * weights).sum() / ((normaliser(total) if normaliser is not None else total) + 1e-8)
 
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,8 @@ deterministic function of its inputs and resumed runs replay exactly.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,9 +47,11 @@ class ProxyCodeObjective(nn.Module):
     second time as the official loop does; the values are identical, the cost is one encoder pass less.
     """
 
-    def __init__(self, tokenizer: SFTok, loss: LossConfig, sfvr: SFVRConfig | None = None, reuse_encoding: bool = True) -> None:
+    def __init__(self, tokenizer: SFTok, loss: LossConfig, sfvr: SFVRConfig | None = None, reuse_encoding: bool = True,
+                 normaliser: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.tokenizer = tokenizer
+        self.normaliser = normaliser  # denominator of the weighted CE (see weighted_code_ce)
         self.loss_cfg = loss
         self.sfvr = sfvr
         self.reuse_encoding = reuse_encoding
@@ -76,7 +80,8 @@ class ProxyCodeObjective(nn.Module):
             context = torch.where(use_own, own, teacher_codes)
         inputs = torch.where(masks, torch.full_like(context, mask_id), context)
         logits = tok.decoder(inputs, z_q)
-        ce = weighted_code_ce(logits, teacher_codes, masks, self.loss_cfg.unmasked_weight, self.loss_cfg.label_smoothing)
+        ce = weighted_code_ce(logits, teacher_codes, masks, self.loss_cfg.unmasked_weight, self.loss_cfg.label_smoothing,
+                              self.normaliser)
         total = ce + self.loss_cfg.quantizer_weight * qinfo["quantizer_loss"]
         with torch.no_grad():
             hit = (logits.argmax(-1) == teacher_codes).float()
@@ -145,9 +150,11 @@ class TeacherObjective(nn.Module):
 class GeneratorObjective(nn.Module):
     """Class-conditional MaskGIT over tokenizer ids: weighted, label-smoothed CE on masked slots."""
 
-    def __init__(self, generator: MaskGITGenerator, label_smoothing: float, unmasked_weight: float) -> None:
+    def __init__(self, generator: MaskGITGenerator, label_smoothing: float, unmasked_weight: float,
+                 normaliser: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.generator = generator
+        self.normaliser = normaliser  # denominator of the weighted CE (see weighted_code_ce)
         self.label_smoothing = label_smoothing
         self.unmasked_weight = unmasked_weight
 
@@ -155,7 +162,7 @@ class GeneratorObjective(nn.Module):
         mask_id = self.generator.config.mask_id
         inputs = torch.where(masks, torch.full_like(tokens, mask_id), tokens)
         logits = self.generator(inputs, class_ids, drop_class)
-        loss = weighted_code_ce(logits, tokens, masks, self.unmasked_weight, self.label_smoothing)
+        loss = weighted_code_ce(logits, tokens, masks, self.unmasked_weight, self.label_smoothing, self.normaliser)
         with torch.no_grad():
             hit = (logits.argmax(-1) == tokens).float()
             acc = (hit * masks).sum() / masks.sum().clamp(min=1)

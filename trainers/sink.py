@@ -98,3 +98,22 @@ class MemorySink:
 
     def close(self) -> None:
         pass
+
+
+class NullSink:
+    """Drops everything: the sink of every rank but the main one, so a run directory is written once."""
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def rewind(self, step: int) -> None:
+        pass
+
+    def event(self, message: str, level: str = "info") -> None:
+        pass
+
+    def artifact(self, step: int, kind: str, path: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

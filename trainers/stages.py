@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -21,6 +21,8 @@ from core.sftok import SFTok
 from .config import TrainConfig
 from .data.labels import class_names_for_shards, write_class_names
 from .discriminator import PatchDiscriminator
+from .distributed import global_normaliser
+from .draws import Draws
 from .losses import psnr
 from .masking import random_masks
 from .objectives import GeneratorObjective, PixelObjective, ProxyCodeObjective, TeacherObjective
@@ -28,14 +30,21 @@ from .objectives import GeneratorObjective, PixelObjective, ProxyCodeObjective, 
 Batch = dict[str, Any]
 
 
+class Collectives(Protocol):
+    """What a stage may ask of the other ranks (an ``accelerate.Accelerator`` is one; identity on one process)."""
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor: ...
+    def reduce(self, tensor: torch.Tensor, reduction: str = "sum") -> torch.Tensor: ...
+
+
 @dataclass
 class Stage:
     name: str
     objective: nn.Module
     saved_model: nn.Module  # checkpointed, EMA-averaged and exported at the end
-    prepare: Callable[[Batch, torch.Generator], dict[str, Any]]  # batch -> objective kwargs (all random draws here)
+    prepare: Callable[[Batch, Draws], dict[str, Any]]  # batch -> objective kwargs (all random draws here)
     evaluate: Callable[[nn.Module, Batch, int], tuple[dict[str, float], torch.Tensor | None]]
-    after_step: Callable[[int, dict[str, Any]], dict[str, float]] | None = None
+    after_step: Callable[[int, dict[str, Any], Collectives], dict[str, float]] | None = None  # same on every rank
     discriminator: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
     export_extras: Callable[[Path], None] | None = None  # writes extra files beside the exported weights
@@ -133,22 +142,22 @@ def _code_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     tok = _tokenizer_for_stage(cfg, device, teacher)
     stage2 = cfg.stage == "2"
     sfvr = cfg.sfvr if stage2 else None
-    objective = ProxyCodeObjective(tok, cfg.loss, sfvr)
+    objective = ProxyCodeObjective(tok, cfg.loss, sfvr, normaliser=global_normaliser)
     slots = tok.config.num_proxy_codes
 
-    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+    def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         images = batch["image"].to(device)
         codes = _proxy_codes({**batch, "image": images}, teacher).to(device)
         b = images.shape[0]
         if not stage2:  # warm-up: every slot masked, single-step prediction
             return {"images": images, "teacher_codes": codes, "masks": torch.ones(b, slots, dtype=torch.bool, device=device)}
-        masks = random_masks(b, slots, gen, cfg.sfvr.mask_schedule, device)
+        masks = draws.per_sample(lambda g: random_masks(1, slots, g, cfg.sfvr.mask_schedule)).to(device)
         use_own = None
         if cfg.sfvr.enabled:
-            use_own = (torch.rand(b, slots, generator=gen) < cfg.sfvr.replace_prob).to(device)
-        return {"images": images, "teacher_codes": codes, "masks": masks, "use_own": use_own, "generator": gen}
+            use_own = draws.per_sample(lambda g: torch.rand(1, slots, generator=g) < cfg.sfvr.replace_prob).to(device)
+        return {"images": images, "teacher_codes": codes, "masks": masks, "use_own": use_own, "generator": draws.batch}
 
-    def after_step(step: int, out: dict[str, Any]) -> dict[str, float]:
+    def after_step(step: int, out: dict[str, Any], ranks: Collectives) -> dict[str, float]:
         ids = out["indices"]
         return {"train/index_unique_ratio": float(ids.unique().numel()) / ids.numel()}
 
@@ -173,9 +182,10 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
         disc.to(device)
     slots = tok.config.num_proxy_codes
 
-    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+    def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         images = batch["image"].to(device)
-        return {"images": images, "masks": random_masks(images.shape[0], slots, gen, cfg.sfvr.mask_schedule, device)}
+        return {"images": images,
+                "masks": draws.per_sample(lambda g: random_masks(1, slots, g, cfg.sfvr.mask_schedule)).to(device)}
 
     return Stage("3", objective, tok, prepare, _tokenizer_eval(cfg, None), None, disc, notes)
 
@@ -198,17 +208,20 @@ def _teacher_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     objective = TeacherObjective(teacher, cfg.teacher_train.perceptual_weight, lpips)
     usage = torch.zeros(teacher_cfg.codebook_size, dtype=torch.long)
 
-    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+    def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         return {"images": batch["image"].to(device)}
 
-    def after_step(step: int, out: dict[str, Any]) -> dict[str, float]:
+    def after_step(step: int, out: dict[str, Any], ranks: Collectives) -> dict[str, float]:
+        """Dead-code restarts from all ranks' usage and encoder outputs, so every rank edits the codebook alike."""
         usage.add_(torch.bincount(out["ids"].flatten().cpu(), minlength=usage.numel()))
         every = cfg.teacher_train.restart_dead_codes_every
         metrics = {}
         if every and (step + 1) % every == 0:
+            usage.copy_(ranks.reduce(usage.to(device), "sum").cpu())
             dead = (usage == 0).nonzero().flatten()
             if dead.numel():
-                z = out["z"].permute(0, 2, 3, 1).reshape(-1, out["z"].shape[1])
+                z_all = ranks.gather(out["z"].contiguous())
+                z = z_all.permute(0, 2, 3, 1).reshape(-1, z_all.shape[1])
                 pick = torch.randint(0, z.shape[0], (dead.numel(),), generator=torch.Generator().manual_seed(step))
                 with torch.no_grad():
                     teacher.quantize.embedding.weight[dead.to(device)] = z[pick.to(z.device)].to(device)
@@ -230,20 +243,24 @@ def _teacher_stage(cfg: TrainConfig, device: torch.device) -> Stage:
 def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     tok = _load_frozen(cfg.tokenizer_path, SFTok, "tokenizer_path", device)
     gen_model = MaskGITGenerator(cfg.generator_config(tok.config.codebook_size, tok.config.num_latent_tokens)).to(device)
-    objective = GeneratorObjective(gen_model, cfg.generator_train.label_smoothing, cfg.generator_train.unmasked_weight)
+    objective = GeneratorObjective(gen_model, cfg.generator_train.label_smoothing, cfg.generator_train.unmasked_weight,
+                                   normaliser=global_normaliser)
     n = gen_model.config.num_tokens
 
-    def prepare(batch: Batch, gen: torch.Generator) -> dict[str, Any]:
+    def sample_draws(g: torch.Generator) -> torch.Tensor:
+        """One sample's mask (n slots, arccos schedule, at least one masked) and class-dropout flag, as (1, n + 1)."""
+        ratio = (torch.arccos(torch.rand(1, generator=g)) / (torch.pi / 2)).clamp(1e-6, 1.0)
+        num_masked = torch.round(n * ratio).long().clamp(min=1)
+        order = torch.rand(1, n, generator=g).argsort(1).argsort(1)
+        drop = torch.rand(1, 1, generator=g) < cfg.generator_train.class_dropout
+        return torch.cat([order < num_masked[:, None], drop], dim=1)
+
+    def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         images = batch["image"].to(device)
         with torch.no_grad():
             tokens = tok.encode(images)[1]["min_encoding_indices"][:, 0]
-        b = tokens.shape[0]
-        t = torch.rand(b, generator=gen)
-        ratio = (torch.arccos(t) / (torch.pi / 2)).clamp(1e-6, 1.0)
-        num_masked = torch.round(n * ratio).long().clamp(min=1)
-        ranks = torch.rand(b, n, generator=gen).argsort(1).argsort(1)
-        masks = (ranks < num_masked[:, None]).to(device)
-        drop = (torch.rand(b, generator=gen) < cfg.generator_train.class_dropout).to(device)
+        drawn = draws.per_sample(sample_draws).to(device)
+        masks, drop = drawn[:, :n], drawn[:, n]
         classes = batch["class_id"].to(device).long().clamp(0, gen_model.config.num_classes - 1)
         return {"tokens": tokens, "class_ids": classes, "masks": masks, "drop_class": drop}
 
@@ -252,7 +269,7 @@ def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         ids, _ = model.generate(classes, num_steps=8, generator=gen)
         images = tok.decode_tokens(ids, generator=gen) if tok.has_pixel_head else None
-        prepared = prepare(batch, torch.Generator().manual_seed(cfg.seed))
+        prepared = prepare(batch, Draws.make(cfg.seed, 0, 0, batch["image"].shape[0]))
         with torch.no_grad():
             acc = GeneratorObjective(model, 0.0, 1.0)(**prepared)["accuracy_masked"]
         return {"eval/accuracy_masked": float(acc)}, images

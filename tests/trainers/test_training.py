@@ -11,6 +11,7 @@ import torch
 from core import MaskGITVQGAN, SFTok, load_pretrained
 from core.config import ConfigError
 from trainers.config import load_config
+from trainers.draws import Draws
 from trainers.loop import train
 from trainers.masking import random_masks
 from trainers.objectives import ProxyCodeObjective, first_pass_predictions
@@ -104,7 +105,7 @@ def test_stage3_frozen_parts_get_no_gradient(shards: dict[str, str], chain: dict
     cfg = load_config("3", None, overrides(shards, f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['2'] / 'model'}"))
     stage = build_stage(cfg, torch.device("cpu"))
     images = torch.rand(2, 3, 64, 64)
-    out = stage.objective(**stage.prepare({"image": images}, torch.Generator().manual_seed(0)))
+    out = stage.objective(**stage.prepare({"image": images}, Draws.make(0, 0, 0, len(images))))
     out["loss"].backward()
     tok = stage.saved_model
     for name, p in tok.named_parameters():
@@ -161,7 +162,7 @@ def test_stage1_overfits_a_fixed_batch(shards: dict[str, str], chain: dict, tmp_
     cfg = load_config("1", None, overrides(shards, f"teacher_path={chain['teacher'] / 'model'}"))
     stage = build_stage(cfg, torch.device("cpu"))
     images = torch.rand(4, 3, 64, 64)
-    kwargs = stage.prepare({"image": images}, torch.Generator().manual_seed(0))
+    kwargs = stage.prepare({"image": images}, Draws.make(0, 0, 0, len(images)))
     opt = torch.optim.AdamW(stage.saved_model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):

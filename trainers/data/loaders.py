@@ -5,9 +5,12 @@ over raw samples, resize shorter side -> random (or centre) crop -> random horiz
 Eval: shards in order, centre crop, finite, partial last batch kept.
 
 Work is split over processes (``RANK``/``WORLD_SIZE`` or an initialised ``torch.distributed``) and
-DataLoader workers: for training every (rank, worker) pair reads its own subset of shards when
-there are enough shards and its own random stream either way; for evaluation shards are split over
-workers only, so every rank sees the whole eval set, as in the official loader.
+DataLoader workers: for training every (rank, worker) pair -- a reader -- reads its own subset of
+shards (reader k of M: shards k, k+M, k+2M, ...) when there are at least M shards, and its own
+random stream either way; with fewer shards than readers every reader reads them all (see
+:func:`shard_split_note`). For evaluation shards are split over workers only, so every rank sees the
+whole eval set, as in the official loader. ``shuffle=False`` reads a reader's shards in order,
+cyclically, with no shuffle buffer: one shard per rank then gives a known sample order per rank.
 
 Skipped samples are counted per worker and shipped to the main process with each batch; the
 loader's ``stats`` property is their sum as of the last batch received.
@@ -18,7 +21,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,6 +52,7 @@ class StreamConfig:
     flip: bool = True
     with_proxy_codes: bool = False
     shuffle_buffer: int = 1000
+    shuffle: bool = True  # False: shards in order, cyclically, no shuffle buffer
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch_size"):
@@ -67,6 +71,25 @@ def _rank_and_world() -> tuple[int, int]:
 def _worker() -> tuple[int, int]:
     info = get_worker_info()
     return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+def reader_shards(urls: Sequence[str], reader: int, readers: int) -> list[str]:
+    """The training shards of reader ``reader`` of ``readers``: every ``readers``-th one, or all when too few."""
+    return list(urls[reader::readers]) if len(urls) >= readers else list(urls)
+
+
+def shard_split_note(shards: ShardSpec, readers: int) -> str | None:
+    """Why a shard set splits unevenly over ``readers`` (ranks x workers), or None when it splits evenly."""
+    count = len(expand_shards(shards))
+    if readers <= 1 or count % readers == 0:
+        return None
+    if count < readers:
+        return (f"{count} training shards for {readers} readers (ranks x data workers): every reader reads every "
+                f"shard, in its own random order, so ranks see overlapping samples; use a multiple of {readers} "
+                f"shards for disjoint ones")
+    return (f"{count} training shards over {readers} readers (ranks x data workers): reader k reads shards k, "
+            f"k+{readers}, ...; {count % readers} reader(s) get one shard more, so samples in the smaller groups "
+            f"come up more often; use a multiple of {readers} shards for an even split")
 
 
 def _shuffled(items: Iterator[RawSample], size: int, rng: random.Random) -> Iterator[RawSample]:
@@ -101,8 +124,10 @@ class BatchStream(IterableDataset):
             return iter_raw_samples(cfg.urls[worker::workers], stats), None
         rank, world = _rank_and_world()
         consumer, consumers = rank * workers + worker, world * workers
-        urls = list(cfg.urls[consumer::consumers]) if len(cfg.urls) >= consumers else list(cfg.urls)
+        urls = reader_shards(cfg.urls, consumer, consumers)
         rng = random.Random(f"sftok-train/{cfg.seed}/{consumer}")  # str seeds hash stably across runs
+        if not cfg.shuffle:
+            return self._cycled(urls, stats), rng
         return _shuffled(self._resampled(urls, rng, stats), cfg.shuffle_buffer, rng), rng
 
     def __iter__(self) -> Iterator[dict]:
@@ -144,6 +169,17 @@ class BatchStream(IterableDataset):
             empty_draws = 0 if got_any else empty_draws + 1
             if empty_draws >= limit:
                 raise DataError(f"{empty_draws} shard reads in a row gave no sample: {stats.summary()}; "
+                                f"examples: {stats.examples}")
+
+    def _cycled(self, urls: list[str], stats: DataStats) -> Iterator[RawSample]:
+        """The shards in order, again and again; fails if a whole pass gives no sample."""
+        while True:
+            got_any = False
+            for item in iter_raw_samples(urls, stats):
+                got_any = True
+                yield item
+            if not got_any:
+                raise DataError(f"a pass over {len(urls)} shard(s) gave no sample: {stats.summary()}; "
                                 f"examples: {stats.examples}")
 
     def _transform(self, sample: Sample, url: str, rng: random.Random | None) -> tuple:
@@ -211,8 +247,9 @@ class ShardLoader:
 
 def make_train_loader(shards: ShardSpec, image_size: int, batch_size: int, seed: int = 0, num_workers: int = 0,
                       random_crop: bool = True, flip: bool = True, with_proxy_codes: bool = False,
-                      shuffle_buffer: int = 1000) -> ShardLoader:
+                      shuffle_buffer: int = 1000, shuffle: bool = True) -> ShardLoader:
     """Infinite, shuffled training batches; the same seed gives the same batches (``num_workers=0``).
+    ``shuffle=False``: this reader's shards in order, cyclically (crop and flip still follow the seed).
 
     With ``with_proxy_codes`` each batch also holds ``proxy_codes`` (B, S) long: the cached teacher
     codes of exactly the image in the batch (the flipped codes when the image was flipped). The
@@ -222,7 +259,7 @@ def make_train_loader(shards: ShardSpec, image_size: int, batch_size: int, seed:
     """
     config = StreamConfig(tuple(expand_shards(shards)), image_size, batch_size, train=True, seed=seed,
                           random_crop=random_crop, flip=flip, with_proxy_codes=with_proxy_codes,
-                          shuffle_buffer=shuffle_buffer)
+                          shuffle_buffer=shuffle_buffer, shuffle=shuffle)
     return ShardLoader(config, num_workers)
 
 
