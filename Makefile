@@ -9,7 +9,7 @@ LOCK := requirements.lock
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test lint lock install browser bench default-model clean
+.PHONY: run test lint lock install browser slurm bench default-model clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,19 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+# Debian's Slurm daemons and client tools for the Slurm executor tests, which start a one-node cluster of their
+# own (tests/workbench/helpers/slurm_cluster.py); where this fails, those tests are skipped with the reason.
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; } || \
+	  echo "make slurm: could not install Slurm; its tests will be skipped"; }
+
 run: $(STAMP)
 	$(BIN)/python app.py
 
-test: lint browser
+test: lint browser slurm
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -108,3 +108,18 @@ def write_bad_images(folder: Path) -> dict[str, Path]:
 def bad_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_bad_images(tmp_path_factory.mktemp("bad_images"))
 
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real one-node Slurm (munged, slurmctld, slurmd) for this session, with ``SLURM_CONF`` pointing
+    at it; skipped, with the reason, where Slurm is not installed or its daemons do not start."""
+    from tests.workbench.helpers.slurm_cluster import ClusterUnavailable, start_cluster
+
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except ClusterUnavailable as err:
+        pytest.skip(f"no Slurm test cluster: {err}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", str(cluster.conf))
+        yield cluster
+    cluster.stop()

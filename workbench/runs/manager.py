@@ -1,34 +1,30 @@
-"""Background training jobs: validate, queue per device, start, watch, cancel, resume, sweep.
+"""Background training jobs: validate, queue, start, watch, cancel, resume, sweep.
 
-Each run is ``launch_training.py --stage S --config C --run-dir RUN_DIR [overrides] [--resume]`` in
-its own OS process group (session), wrapped by ``workbench.runs.runner`` which records its pid and, at the
-end, its exit code in the run directory; stdout and stderr go to ``RUN_DIR/train.log``. Runs report
-only through JSONL files; the ``JobManager`` lives in the process that owns the ``Store`` and ingests
-them. Nothing here knows about Gradio.
+Each run is ``launch_training.py --stage S --config C --run-dir RUN_DIR [overrides] [--resume]``, started
+by an executor (``workbench.runs.executors``): ``local`` runs it as a process on this machine, ``slurm``
+as a Slurm job. Either way the run directory gets the same files (``train.log``, ``process.json``,
+``exit.json``, the trainer's JSONL streams); runs report only through them, and the ``JobManager``,
+which lives in the process that owns the ``Store``, ingests them. Nothing here knows about Gradio.
 
 Status stays true after failures: exit 0 -> done, 130 -> stopped, other codes and signals -> failed
-(with the log's tail in ``error``). Closing the manager leaves runs going; the next manager on the
-workspace re-attaches those still alive (pid + start time) and marks those that died unseen ``lost``
-(or takes their true end from ``exit.json``).
+(with the log's tail in ``error``); Slurm adds pending, timeout and preempted. Closing the manager
+leaves runs going; the next manager on the workspace re-attaches those still alive and settles those
+that ended unseen (``lost`` when nothing recorded their end).
 
-Devices: ``"cpu"``, ``"cuda:N"``, or ``"cuda:0,1"`` for one run on several GPUs (started through
-``accelerate launch --num_processes N``). Each device has a concurrency limit (default 1); jobs beyond
-it wait in the queue, which lives in the database and so survives an owner restart.
+Local devices have a concurrency limit (default 1); jobs beyond it wait in the queue, which lives in
+the database and so survives an owner restart. Slurm runs go to Slurm's own queue at once.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
 import os
-import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
 import time
 import weakref
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,33 +32,27 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from workbench.runs.procs import describe_exit, is_same_process_alive, process_start_time, signal_group
-from workbench.runs.records import (STAGES, RunRecord, RunStatus, SweepRecord, find_config_value,
-                               status_for_exit)
-from workbench.runs.rundir import (EXIT_FILE, LOG_FILE, MANIFEST_FILE, PROCESS_FILE, read_exit_info,
-                              read_log_tail, read_process_info, terminate_partial_line, write_json_atomic)
-from workbench.runs.store import RUN_FILES, Store
+from workbench.runs.commands import (DEFAULT_LAUNCHER, DEFAULT_LAUNCHER_ARGS, REPO_ROOT, LaunchSpec,
+                                     launcher_command, stage_args, with_resume)
+from workbench.runs.executors.base import Executor, JobState
+from workbench.runs.executors.local import (ACCELERATE_LAUNCH, LocalExecutor, build_command, device_env,
+                                            format_devices, parse_devices)
+from workbench.runs.executors.slurm import SlurmExecutor, check_slurm_tools
+from workbench.runs.executors.slurm_options import SlurmOptions
+from workbench.runs.procs import describe_exit
+from workbench.runs.records import STAGES, RunRecord, RunStatus, SweepRecord, find_config_value
+from workbench.runs.rundir import LOG_FILE, MANIFEST_FILE, prepare_restart, read_log_tail, write_json_atomic
+from workbench.runs.store import Store
 from workbench.runs.sweeps import expand_grid, point_overrides
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LAUNCHER = (sys.executable, str(REPO_ROOT / "launch_training.py"))
-DEFAULT_LAUNCHER_ARGS = ("--no-progress",)  # a tqdm bar in a log file is noise
-ACCELERATE_LAUNCH = (sys.executable, "-m", "accelerate.commands.launch")
+__all__ = ["ACCELERATE_LAUNCH", "DEFAULT_LAUNCHER", "DEFAULT_LAUNCHER_ARGS", "DryRunValidator", "InvalidConfigError",
+           "JobManager", "LaunchSpec", "build_command", "device_env", "format_devices", "parse_devices"]
 LOG_TAIL_BYTES = 3000
+ENDED_WITH_LOG = frozenset({RunStatus.FAILED, RunStatus.LOST, RunStatus.TIMEOUT, RunStatus.PREEMPTED})
 
 
 class InvalidConfigError(ValueError):
     """The launcher rejected a config (``--dry-run`` exit 2); the message is the launcher's."""
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """What to run: enough for the validator and for building the command line."""
-
-    stage: str
-    config_path: str | None
-    overrides: tuple[str, ...]
-    run_dir: str
 
 
 Validator = Callable[[LaunchSpec], dict]
@@ -78,7 +68,7 @@ class DryRunValidator:
         self.launcher, self.cwd, self.env, self.timeout = list(launcher), cwd, env, timeout
 
     def __call__(self, spec: LaunchSpec) -> dict:
-        command = [*self.launcher, *_stage_args(spec), "--dry-run"]
+        command = [*self.launcher, *stage_args(spec), "--dry-run"]
         try:
             done = subprocess.run(command, capture_output=True, text=True, cwd=self.cwd, env=self.env,
                                   timeout=self.timeout, stdin=subprocess.DEVNULL)
@@ -94,71 +84,6 @@ class DryRunValidator:
         return resolved if isinstance(resolved, dict) else {}
 
 
-def parse_devices(device: str) -> tuple[str, ...]:
-    """``"cpu"`` -> ("cpu",); ``"cuda:1"`` -> ("cuda:1",); ``"cuda:0,1"`` -> ("cuda:0", "cuda:1")."""
-    text = device.strip().lower()
-    if text == "cpu":
-        return ("cpu",)
-    match = re.fullmatch(r"cuda:(\d+(?:,\d+)*)", text)
-    if not match:
-        raise ValueError(f"device must be 'cpu', 'cuda:N' or 'cuda:N,M,...', got {device!r}")
-    indices = match.group(1).split(",")
-    if len(set(indices)) != len(indices):
-        raise ValueError(f"device {device!r} names a GPU twice")
-    return tuple(f"cuda:{i}" for i in indices)
-
-
-def format_devices(devices: Sequence[str]) -> str:
-    """The inverse of ``parse_devices``: ("cuda:0", "cuda:1") -> "cuda:0,1"."""
-    if len(devices) == 1:
-        return devices[0]
-    return "cuda:" + ",".join(d.split(":", 1)[1] for d in devices)
-
-
-def device_env(devices: Sequence[str]) -> dict[str, str]:
-    """The environment that pins a run to its devices (an empty list hides all GPUs for CPU runs)."""
-    gpus = [d.split(":", 1)[1] for d in devices if d.startswith("cuda:")]
-    return {"CUDA_VISIBLE_DEVICES": ",".join(gpus)}
-
-
-def build_command(launcher: Sequence[str], spec: LaunchSpec, devices: Sequence[str],
-                  launcher_args: Sequence[str] = DEFAULT_LAUNCHER_ARGS) -> list[str]:
-    """The trainer's command line; several GPUs go through ``accelerate launch --num_processes N``."""
-    args = [*_stage_args(spec), *launcher_args]
-    if len(devices) > 1:
-        if len(launcher) < 2 or "python" not in Path(launcher[0]).name:
-            raise ValueError(f"multi-GPU runs need a launcher of the form [python, script], got {list(launcher)}")
-        return [*ACCELERATE_LAUNCH, "--num_processes", str(len(devices)), *launcher[1:], *args]
-    return [*launcher, *args]
-
-
-def _stage_args(spec: LaunchSpec) -> list[str]:
-    args = ["--stage", spec.stage, "--run-dir", spec.run_dir]
-    if spec.config_path:
-        args += ["--config", spec.config_path]
-    return [*args, *spec.overrides]
-
-
-@dataclass
-class _Tracked:
-    """A run whose process this manager watches: its own child (``popen``) or a re-attached one."""
-
-    run_id: str
-    run_dir: Path
-    devices: tuple[str, ...]
-    pid: int
-    pid_start: float | None
-    popen: subprocess.Popen | None = None
-    cancelled: bool = False
-    kill_at: float | None = None
-    killed: bool = False
-
-    def has_ended(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is not None
-        return not is_same_process_alive(self.pid, self.pid_start)
-
-
 @dataclass
 class _Planned:
     """A run about to be queued and the spec its config is validated with."""
@@ -172,16 +97,16 @@ class JobManager:
 
     ``workspace`` is a ``Store`` (shared with the UI) or a path (the manager opens and owns a store).
     ``launcher`` is the command before ``--stage ...`` (default ``[python, launch_training.py]``);
-    ``validator`` defaults to the launcher's ``--dry-run``. ``device_limits`` caps concurrent runs
+    ``validator`` defaults to the launcher's ``--dry-run``. ``device_limits`` caps concurrent local runs
     per device (default 1 each). A background thread ticks every ``poll_interval`` seconds unless
-    ``start=False`` (then call ``tick()`` yourself).
+    ``start=False`` (then call ``tick()`` yourself); Slurm is asked every ``slurm_poll_interval``.
     """
 
     def __init__(self, workspace: Store | str | os.PathLike, *, launcher: Sequence[str] | None = None,
                  launcher_args: Sequence[str] = DEFAULT_LAUNCHER_ARGS, validator: Validator | None = None,
                  device_limits: Mapping[str, int] | None = None, cwd: str | os.PathLike | None = None,
                  env: Mapping[str, str] | None = None, stop_timeout: float = 30.0, poll_interval: float = 0.5,
-                 scan_interval: float = 5.0, start: bool = True) -> None:
+                 scan_interval: float = 5.0, slurm_poll_interval: float = 2.0, start: bool = True) -> None:
         self._owns_store = not isinstance(workspace, Store)
         self.store = Store(workspace) if self._owns_store else workspace
         self.launcher = list(launcher or DEFAULT_LAUNCHER)
@@ -190,9 +115,13 @@ class JobManager:
         self.env = dict(env or {})
         self.validator = validator or DryRunValidator(self.launcher, cwd=self.cwd, env=self._base_env())
         self.device_limits = dict(device_limits or {})
-        self.stop_timeout, self.poll_interval, self.scan_interval = stop_timeout, poll_interval, scan_interval
+        self.poll_interval, self.scan_interval = poll_interval, scan_interval
         self.git_commit = _git_commit(self.cwd)
-        self._tracked: dict[str, _Tracked] = {}
+        self.local = LocalExecutor(cwd=self.cwd, env=self._base_env, device_limits=self.device_limits,
+                                   stop_timeout=stop_timeout)
+        self.slurm = SlurmExecutor(cwd=self.cwd, env=self._job_env, poll_interval=slurm_poll_interval)
+        self.executors: dict[str, Executor] = {self.local.name: self.local, self.slurm.name: self.slurm}
+        self._active: dict[str, str] = {}  # run id -> the status last recorded, for runs an executor watches
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -201,6 +130,10 @@ class JobManager:
         self._reconcile([r.id for r in self.store.list_runs(status=RunStatus.ACTIVE)])
         if start:
             self.start()
+
+    @property
+    def stop_timeout(self) -> float:
+        return self.local.stop_timeout
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -214,10 +147,10 @@ class JobManager:
     def close(self, cancel_running: bool = False) -> None:
         """Stop watching. Runs keep going (a later manager re-attaches them) unless ``cancel_running``."""
         if cancel_running:
-            for run_id in list(self._tracked):
+            for run_id in list(self._active):
                 self.cancel(run_id)
             deadline = time.time() + self.stop_timeout + 5
-            while self._tracked and time.time() < deadline:
+            while self._active and time.time() < deadline:
                 self.tick()
                 time.sleep(0.05)
         self._stop.set()
@@ -243,21 +176,24 @@ class JobManager:
 
     # ------------------------------------------------------------------ submitting
     def submit(self, stage: str, config: str | os.PathLike | None, overrides: Sequence[str] = (), *,
-               device: str = "cpu", name: str | None = None) -> RunRecord:
-        """Validate, then queue one run. Raises ``InvalidConfigError`` (nothing queued) when invalid."""
-        [run] = self._queue([self._plan(stage, config, list(overrides), device, name)])
+               device: str = "cpu", name: str | None = None, slurm: SlurmOptions | None = None) -> RunRecord:
+        """Validate, then queue one run: on this machine's ``device``, or as a Slurm job when ``slurm``
+        options are given. Raises ``InvalidConfigError`` (nothing queued) when invalid."""
+        [run] = self._queue([self._plan(stage, config, list(overrides), device, name, slurm=slurm)])
         return run
 
     def submit_sweep(self, stage: str, config: str | os.PathLike | None, grid: Mapping[str, Sequence[Any]],
-                     overrides: Sequence[str] = (), *, device: str = "cpu", name: str | None = None) -> SweepRecord:
-        """One run per grid point (``{"optim.lr": [1e-4, 3e-4], ...}``), grouped under a sweep id.
+                     overrides: Sequence[str] = (), *, device: str = "cpu", name: str | None = None,
+                     slurm: SlurmOptions | None = None) -> SweepRecord:
+        """One run per grid point (``{"optim.lr": [1e-4, 3e-4], ...}``), grouped under a sweep id;
+        with ``slurm`` options, one Slurm job per point.
 
         Every point is validated first; if any is invalid nothing is queued and the error lists them.
         """
         points = expand_grid(grid)
         sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         name = name or sweep_id
-        planned = [self._plan(stage, config, [*overrides, *point_overrides(p)], device, f"{name}[{i}]", sweep_id)
+        planned = [self._plan(stage, config, [*overrides, *point_overrides(p)], device, f"{name}[{i}]", sweep_id, slurm)
                    for i, p in enumerate(points)]
         sweep = SweepRecord(sweep_id, name, stage, str(config or ""), {k: list(v) for k, v in grid.items()},
                             time.time())
@@ -267,21 +203,26 @@ class JobManager:
         return sweep
 
     def _plan(self, stage: str, config: str | os.PathLike | None, overrides: list[str], device: str,
-              name: str | None, sweep_id: str | None = None) -> _Planned:
+              name: str | None, sweep_id: str | None = None, slurm: SlurmOptions | None = None) -> _Planned:
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
-        devices = parse_devices(device)
+        if slurm is not None:
+            check_slurm_tools()
+        devices = parse_devices(device) if slurm is None else ()
         config_path = str(Path(config).resolve()) if config else None
         if config_path and not Path(config_path).is_file():
             raise InvalidConfigError(f"config file not found: {config_path}")
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{stage}-{secrets.token_hex(3)}"
         run_dir = self.store.run_dir_for(run_id)
         spec = LaunchSpec(stage, config_path, tuple(overrides), str(run_dir))
+        if slurm is None:
+            command, where, options = build_command(self.launcher, spec, devices, self.launcher_args), format_devices(devices), {}
+        else:
+            command, where, options = launcher_command(self.launcher, spec, self.launcher_args), slurm.describe(), slurm.to_dict()
         run = RunRecord(id=run_id, run_dir=str(run_dir), name=name or run_id, stage=stage,
-                        status=RunStatus.QUEUED, overrides=overrides,
-                        command=build_command(self.launcher, spec, devices, self.launcher_args),
-                        git_commit=self.git_commit, device=format_devices(devices),
-                        sweep_id=sweep_id)
+                        status=RunStatus.QUEUED, overrides=overrides, command=command,
+                        git_commit=self.git_commit, device=where, sweep_id=sweep_id,
+                        executor="local" if slurm is None else self.slurm.name, executor_options=options)
         return _Planned(run, spec)
 
     def _validate(self, planned: Sequence[_Planned]) -> None:
@@ -316,46 +257,42 @@ class JobManager:
                 "id": item.run.id, "name": item.run.name, "stage": item.run.stage, "config_path": item.spec.config_path,
                 "overrides": item.run.overrides, "config": item.run.config, "command": item.run.command,
                 "device": item.run.device, "sweep_id": item.run.sweep_id, "git_commit": item.run.git_commit,
-                "seed": item.run.seed, "created_at": item.run.created_at})
+                "seed": item.run.seed, "created_at": item.run.created_at, "executor": item.run.executor,
+                "executor_options": item.run.executor_options})
         self._wake()
         return runs
 
     # ------------------------------------------------------------------ control
     def cancel(self, run_id: str) -> RunRecord:
-        """Stop a run: a queued one at once; a running one by SIGTERM to its process group (the trainer
-        saves a checkpoint and exits 130), then SIGKILL after ``stop_timeout`` seconds."""
+        """Stop a run: a queued one at once; a started one through its executor (local: SIGTERM to its
+        process group, SIGKILL after ``stop_timeout``; Slurm: ``scancel``). The trainer saves a
+        checkpoint and exits 130 when it can."""
         with self._lock:
             run = self.store.get_run(run_id)
-            if run.status == RunStatus.QUEUED and run_id not in self._tracked:
+            if run.status == RunStatus.QUEUED and run_id not in self._active:
                 return self.store.update_run(run_id, status=RunStatus.STOPPED, ended_at=time.time(),
                                              error="cancelled before it started")
-            tracked = self._tracked.get(run_id)
-            if tracked is None:
+            if run_id not in self._active:
                 raise ValueError(f"run {run_id} is {run.status}, not running: nothing to cancel")
-            if not tracked.cancelled:
-                tracked.cancelled = True
-                tracked.kill_at = time.time() + self.stop_timeout
-                signal_group(tracked.pid, signal.SIGTERM)
-                self.store.update_run(run_id, status=RunStatus.STOPPING)
+            if run.status != RunStatus.STOPPING:
+                self.executors[run.executor].cancel(run_id)
+                self._record(run_id, status=RunStatus.STOPPING)
             self._wake()
             return self.store.get_run(run_id)
 
     def resume(self, run_id: str) -> RunRecord:
-        """Queue a stopped/failed/lost run again in the same run directory with ``--resume``."""
+        """Queue a stopped/failed/lost/timed-out run again in the same run directory with ``--resume``
+        (a Slurm run is submitted as a new job with its options)."""
         with self._lock:
             run = self.store.get_run(run_id)
-            if run.status not in RunStatus.RESUMABLE or run_id in self._tracked:
+            if run.status not in RunStatus.RESUMABLE or run_id in self._active:
                 raise ValueError(f"run {run_id} is {run.status}: only {sorted(RunStatus.RESUMABLE)} runs resume")
             if not run.command:
                 raise ValueError(f"run {run_id} was not started by the job manager: its command is unknown")
-            run_dir = Path(run.run_dir)
-            for name in (EXIT_FILE, PROCESS_FILE):
-                (run_dir / name).unlink(missing_ok=True)
-            for name in RUN_FILES:
-                terminate_partial_line(run_dir / name)
-            command = run.command if "--resume" in run.command or run.started_at is None else [*run.command, "--resume"]
+            prepare_restart(run.run_dir)
+            command = run.command if run.started_at is None else with_resume(run.command)
             run = self.store.update_run(run_id, status=RunStatus.QUEUED, command=command, exit_code=None,
-                                        ended_at=None, error=None, pid=None, pid_start=None)
+                                        ended_at=None, error=None, pid=None, pid_start=None, job_id=None)
             self._wake()
             return run
 
@@ -379,20 +316,17 @@ class JobManager:
 
     def running_per_device(self) -> dict[str, int]:
         with self._lock:
-            return dict(Counter(d for t in self._tracked.values() for d in t.devices))
+            return self.local.running_per_device()
 
     # ------------------------------------------------------------------ the tick
     def tick(self) -> None:
-        """Reap ended runs, escalate overdue cancels, start queued runs, ingest new lines."""
+        """Take the executors' news (ends, starts, requeues), start queued runs, ingest new lines."""
         with self._lock:
-            for tracked in list(self._tracked.values()):
-                if tracked.has_ended():
-                    self._finish(tracked)
-                elif tracked.kill_at is not None and time.time() >= tracked.kill_at and not tracked.killed:
-                    signal_group(tracked.pid, signal.SIGKILL)
-                    tracked.killed = True
+            for executor in self.executors.values():
+                for run_id, state in executor.poll().items():
+                    self._observe(run_id, state)
             self._start_queued()
-            active = list(self._tracked)
+            active = list(self._active)
         if time.time() - self._last_scan >= self.scan_interval:
             self._last_scan = time.time()
             report = self.store.ingest()
@@ -407,89 +341,71 @@ class JobManager:
         with self._changed:
             self._changed.notify_all()
 
-    def _limit(self, device: str) -> int:
-        return self.device_limits.get(device, 1)
-
     def _start_queued(self) -> None:
-        used = Counter(d for t in self._tracked.values() for d in t.devices)
         for run in self.store.list_runs(status=RunStatus.QUEUED):
-            if run.id in self._tracked:
+            executor = self.executors[run.executor]
+            if run.id in self._active or not executor.can_start(run):
                 continue
-            devices = parse_devices(run.device)
-            if all(used[d] < self._limit(d) for d in devices):
-                self._launch(run, devices)
-                used.update(devices)
+            try:
+                started = executor.start(run)
+            except Exception as exc:  # noqa: BLE001 -- whatever the executor met, the run says so
+                self.store.update_run(run.id, status=RunStatus.FAILED, ended_at=time.time(),
+                                      error=f"could not start on {executor.name}: {exc}")
+                continue
+            self._active[run.id] = started["status"]
+            self.store.update_run(run.id, exit_code=None, ended_at=None, error=None, **started)
+
+    def _observe(self, run_id: str, state: JobState) -> None:
+        """Record what an executor reports about one of its runs, when it changed."""
+        if state.ended:
+            self._active.pop(run_id, None)
+            self.store.ingest([run_id])  # everything it wrote, before its end is recorded
+            self._record_end(run_id, state)
+            return
+        if self._active.get(run_id) == RunStatus.STOPPING:
+            return  # cancel sent: it stays stopping until it ends
+        if run_id not in self._active:  # an ended run its scheduler requeued: it lives again
+            self.store.update_run(run_id, exit_code=None, ended_at=None, error=None)
+        if self._active.get(run_id) != state.status:
+            extra = {"started_at": time.time()} if state.status == RunStatus.RUNNING else {}
+            self._record(run_id, status=state.status, **extra)
+
+    def _record(self, run_id: str, **changes: Any) -> None:
+        self._active[run_id] = changes["status"]
+        self.store.update_run(run_id, **changes)
 
     def _base_env(self) -> dict[str, str]:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-        return env
+        return {**os.environ, **self._job_env()}
 
-    def _launch(self, run: RunRecord, devices: tuple[str, ...]) -> None:
-        run_dir = Path(run.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (EXIT_FILE, PROCESS_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-        with open(run_dir / LOG_FILE, "ab") as log:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "workbench.runs.runner", "--run-dir", str(run_dir), "--", *run.command],
-                cwd=self.cwd, env={**self._base_env(), **device_env(devices)}, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        pid_start = process_start_time(popen.pid)
-        self._tracked[run.id] = _Tracked(run.id, run_dir, devices, popen.pid, pid_start, popen)
-        self.store.update_run(run.id, status=RunStatus.RUNNING, started_at=time.time(), pid=popen.pid,
-                              pid_start=pid_start, exit_code=None, ended_at=None, error=None)
+    def _job_env(self) -> dict[str, str]:
+        """What a run's environment adds to the one it starts in (here or on a Slurm node)."""
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), self.env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))) if p)
+        return {**self.env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
-    def _finish(self, tracked: _Tracked) -> None:
-        """Record how a run ended, after ingesting everything it wrote."""
-        del self._tracked[tracked.run_id]
-        exit_info = read_exit_info(tracked.run_dir)
-        if exit_info is not None:
-            code: int | None = exit_info.exit_code
-        else:  # the runner itself died (SIGKILL to the group): its trainer must not live on unwatched
-            signal_group(tracked.pid, signal.SIGKILL)
-            code = tracked.popen.returncode if tracked.popen is not None else None
-        self.store.ingest([tracked.run_id])
-        self._record_end(tracked.run_id, code, cancelled=tracked.cancelled)
-
-    def _record_end(self, run_id: str, code: int | None, cancelled: bool) -> None:
-        run = self.store.get_run(run_id)
-        log_tail = read_log_tail(Path(run.run_dir) / LOG_FILE, LOG_TAIL_BYTES)
-        if code is None:
-            self.store.update_run(run_id, status=RunStatus.LOST, ended_at=time.time(),
-                                  error=f"process {run.pid} ended while no owner watched it and left no exit "
-                                        f"record\n--- end of {LOG_FILE} ---\n{log_tail}")
-            return
-        status = status_for_exit(code, cancelled)
-        error = None
-        if status == RunStatus.FAILED:
-            error = f"{describe_exit(code)}\n--- end of {LOG_FILE} ---\n{log_tail}"
-        elif status == RunStatus.STOPPED:
-            error = "cancelled" if cancelled else "interrupted (exit 130)"
-        self.store.update_run(run_id, status=status, exit_code=code, ended_at=time.time(), error=error)
+    def _record_end(self, run_id: str, state: JobState) -> None:
+        error = state.reason
+        if state.status in ENDED_WITH_LOG:
+            log_tail = read_log_tail(Path(self.store.get_run(run_id).run_dir) / LOG_FILE, LOG_TAIL_BYTES)
+            reason = state.reason or describe_exit(state.exit_code or 0)
+            error = f"{reason}\n--- end of {LOG_FILE} ---\n{log_tail}"
+        self.store.update_run(run_id, status=state.status, exit_code=state.exit_code, ended_at=time.time(), error=error)
 
     def _reconcile(self, run_ids: Sequence[str]) -> None:
-        """Re-attach runs whose process still lives; settle those that ended while nobody watched."""
+        """Re-attach runs that still live; settle those that ended while nobody watched."""
         for run_id in run_ids:
             run = self.store.get_run(run_id)
-            if run.status not in RunStatus.ACTIVE or run_id in self._tracked:
+            if run.status not in RunStatus.ACTIVE or run_id in self._active:
                 continue
-            info = read_process_info(run.run_dir)
-            pid, pid_start = (run.pid, run.pid_start) if run.pid else ((info.pid, info.start_time) if info else (None, None))
-            if run.status == RunStatus.QUEUED and pid is None:
+            state = self.executors[run.executor].attach(run)
+            if state is None:
                 continue  # never started: stays queued
-            if is_same_process_alive(pid, pid_start):
-                self._tracked[run_id] = _Tracked(run_id, Path(run.run_dir), parse_devices(run.device), pid, pid_start,
-                                                 cancelled=run.status == RunStatus.STOPPING)
-                if run.status != RunStatus.STOPPING:
-                    self.store.update_run(run_id, status=RunStatus.RUNNING, pid=pid, pid_start=pid_start)
-                else:
-                    self._tracked[run_id].kill_at = time.time() + self.stop_timeout
-                continue
-            exit_info = read_exit_info(run.run_dir)
-            self.store.ingest([run_id])
-            self._record_end(run_id, exit_info.exit_code if exit_info else None,
-                             cancelled=run.status == RunStatus.STOPPING)
+            if state.ended:
+                self.store.ingest([run_id])
+                self._record_end(run_id, state)
+            else:
+                self._active[run_id] = run.status
+                if state.status != run.status:
+                    self._record(run_id, status=state.status)
 
 
 def _stop_at_exit(ref: "weakref.ref[JobManager]") -> None:

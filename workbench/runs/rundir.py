@@ -11,6 +11,7 @@ They let a run be understood from disk alone, without the database or the proces
                    group leader, so an owner restarted later can re-attach or declare the run lost.
 - ``exit.json``    (written by ``workbench.runs.runner`` when the trainer ends): exit code or signal.
 - ``train.log``    stdout and stderr of the trainer.
+- ``slurm/``       submitit's job files (scripts, pickles, wrapper logs) of a run sent to Slurm.
 
 Writes are atomic (temp file + rename): a reader never sees half a file.
 """
@@ -25,11 +26,15 @@ from typing import Any
 
 import yaml
 
+from trainers.sink import ARTIFACTS_FILE, EVENTS_FILE, METRICS_FILE
+
 MANIFEST_FILE = "run.json"
 PROCESS_FILE = "process.json"
 EXIT_FILE = "exit.json"
 LOG_FILE = "train.log"
 CONFIG_CANDIDATES = ("config.json", "resolved_config.yaml", "config.yaml")
+CHECKPOINTS_DIR = "checkpoints"
+RUN_FILES = (METRICS_FILE, EVENTS_FILE, ARTIFACTS_FILE)
 
 
 @dataclass(frozen=True)
@@ -146,3 +151,20 @@ def terminate_partial_line(path: str | os.PathLike) -> bool:
             return True
     except FileNotFoundError:
         return False
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    """True when the run saved anything to resume from: the launcher's own test (it refuses to start
+    over such a folder without ``--resume``)."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def prepare_restart(run_dir: str | os.PathLike) -> None:
+    """Make a run directory ready for the next attempt of its run (a resume, a Slurm requeue): forget
+    the last attempt's process and exit records and close the JSONL lines it left unfinished."""
+    run_dir = Path(run_dir)
+    for name in (EXIT_FILE, PROCESS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in RUN_FILES:
+        terminate_partial_line(run_dir / name)

@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from trainers.sink import ARTIFACTS_FILE, EVENTS_FILE, METRICS_FILE
+from trainers.sink import EVENTS_FILE, METRICS_FILE
 from workbench.runs.curves import ema_debiased, minmax_downsample
 from workbench.runs.eta import estimate_progress
 from workbench.runs.ingest import (DEFAULT_CHUNK_BYTES, Chunk, parse_artifact_lines, parse_event_lines,
@@ -40,13 +40,12 @@ from workbench.runs.ingest import (DEFAULT_CHUNK_BYTES, Chunk, parse_artifact_li
 from workbench.runs.procs import is_same_process_alive
 from workbench.runs.records import (ArtifactRecord, ConfigDiff, EventRecord, IngestReport, Progress, RunRecord,
                                RunStatus, SweepRecord, diff_configs, find_config_value, status_for_exit)
-from workbench.runs.rundir import (MANIFEST_FILE, read_config_file, read_exit_info, read_manifest,
+from workbench.runs.rundir import (MANIFEST_FILE, RUN_FILES, read_config_file, read_exit_info, read_manifest,
                               read_process_info)
 
 DB_FILE = "metrics.duckdb"
 RUNS_DIR = "runs"
 SCHEMA_VERSION = "1"
-RUN_FILES = (METRICS_FILE, EVENTS_FILE, ARTIFACTS_FILE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -54,7 +53,10 @@ CREATE TABLE IF NOT EXISTS runs (
     id VARCHAR PRIMARY KEY, run_dir VARCHAR NOT NULL, name VARCHAR, stage VARCHAR, status VARCHAR NOT NULL,
     config VARCHAR, overrides VARCHAR, command VARCHAR, git_commit VARCHAR, seed BIGINT, device VARCHAR,
     sweep_id VARCHAR, created_at DOUBLE, started_at DOUBLE, ended_at DOUBLE, exit_code INTEGER,
-    pid INTEGER, pid_start DOUBLE, error VARCHAR);
+    pid INTEGER, pid_start DOUBLE, error VARCHAR, executor VARCHAR, job_id VARCHAR, executor_options VARCHAR);
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS executor VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS job_id VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS executor_options VARCHAR;
 CREATE TABLE IF NOT EXISTS sweeps (
     id VARCHAR PRIMARY KEY, name VARCHAR, stage VARCHAR, config_path VARCHAR, grid VARCHAR, created_at DOUBLE);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -67,7 +69,8 @@ CREATE TABLE IF NOT EXISTS ingest_offsets (
 
 _METRIC_LINE_SCHEMA = '{"step": "BIGINT", "wall": "DOUBLE", "metrics": "MAP(VARCHAR, DOUBLE)", "rewind": "BOOLEAN"}'
 _RUN_COLUMNS = tuple(f.name for f in fields(RunRecord))
-_JSON_RUN_COLUMNS = {"config", "overrides", "command"}
+_JSON_RUN_COLUMNS = {"config", "overrides", "command", "executor_options"}
+_DICT_RUN_COLUMNS = {"config", "executor_options"}
 _RUN_TABLE_COLUMNS = ("id", "name", "stage", "status", "device", "sweep_id", "seed", "git_commit",
                       "created_at", "started_at", "ended_at", "exit_code", "run_dir")
 
@@ -481,7 +484,8 @@ def _encode_run_value(name: str, value: Any) -> Any:
 def _decode_run(row: tuple) -> RunRecord:
     values = dict(zip(_RUN_COLUMNS, row))
     for name in _JSON_RUN_COLUMNS:
-        values[name] = json.loads(values[name]) if values[name] else ({} if name == "config" else [])
+        values[name] = json.loads(values[name]) if values[name] else ({} if name in _DICT_RUN_COLUMNS else [])
+    values["executor"] = values["executor"] or "local"  # rows written before executors existed
     return RunRecord(**values)
 
 

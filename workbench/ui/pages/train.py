@@ -16,6 +16,7 @@ from workbench.runs.manager import InvalidConfigError
 from workbench.runs.records import STAGES, RunRecord
 from workbench.services.training_form import LaunchForm, parse_grid
 from workbench.ui.components.errors import user_errors
+from workbench.ui.components.executor_picker import ExecutorPicker
 from workbench.ui.components.plots import as_plot, training_curves
 from workbench.ui.context import AppContext
 
@@ -69,7 +70,8 @@ class TrainPage:
                     self.unmasked = gr.Slider(0, 1, value=0.1, step=0.05, label="Weight of unmasked slots in the loss")
                 self.extra = gr.Textbox(label="More overrides (key=value per line)", lines=2,
                                         placeholder="optim.weight_decay=0.0")
-                self.device = gr.Textbox("cpu", label="Device", info="cpu, cuda:0 or cuda:0,1")
+                self.device = gr.Textbox("cpu", label="Device", info="cpu, cuda:0 or cuda:0,1 (local runs)")
+                self.executor = ExecutorPicker(ctx.workspace.root)
                 self.launch = gr.Button("Launch run", variant="primary", elem_id="train-launch")
                 with gr.Accordion("Sweep grid", open=False):
                     self.grid = gr.Textbox(label="One key=v1, v2, ... per line", lines=3,
@@ -145,24 +147,24 @@ class TrainPage:
                           unmasked_weight=float(unmasked), extra=extra or "")
 
     def on_launch(self, *values: Any) -> tuple:
-        *form_values, device = values
+        (*form_values, device), slurm = self.executor.split(values)
         form = self._form(*form_values)
         try:
             run = self.jobs.submit(form.stage, None, form.overrides(self.ctx.workspace, self._model_path),
-                                   device=(device or "cpu").strip())
+                                   device=(device or "cpu").strip(), slurm=slurm)
         except InvalidConfigError as err:
             raise gr.Error(f"invalid configuration: {err}", title="Not launched") from err
         return self._after_submit(f"Queued **{html.escape(run.id)}** (stage {run.stage}).", [run.id])
 
     def on_sweep(self, grid_text: str, *values: Any) -> tuple:
-        *form_values, device = values
+        (*form_values, device), slurm = self.executor.split(values)
         form = self._form(*form_values)
         grid = parse_grid(grid_text)
         if not grid:
             raise ValueError("sweep grid: add at least one line key=v1, v2, ...")
         try:
             sweep = self.jobs.submit_sweep(form.stage, None, grid, form.overrides(self.ctx.workspace, self._model_path),
-                                           device=(device or "cpu").strip())
+                                           device=(device or "cpu").strip(), slurm=slurm)
         except InvalidConfigError as err:
             raise gr.Error(f"invalid configuration: {err}", title="Not launched") from err
         return self._after_submit(f"Queued sweep **{html.escape(sweep.id)}**: {len(sweep.run_ids)} runs.", sweep.run_ids)
@@ -226,7 +228,7 @@ class TrainPage:
     def _wire(self) -> None:
         form = [self.stage, self.preset, self.dataset, self.teacher, self.tokenizer, self.init, self.max_steps,
                 self.batch, self.lr, self.seed, self.sfvr, self.replace_prob, self.context_source, self.mask_schedule,
-                self.unmasked, self.extra, self.device]
+                self.unmasked, self.extra, self.device, *self.executor.inputs]
         submitted = [self.status, self.table, self.run, self.curve_runs, self.diff_a, self.diff_b, self.known_runs]
         self.launch.click(user_errors(self.on_launch), form, submitted, api_name="train_launch")
         self.launch_sweep.click(user_errors(self.on_sweep), [self.grid, *form], submitted, api_name="train_sweep")
