@@ -15,7 +15,10 @@ Prints two tables.
    Both run on the same model with the same masks and replacement draws; their losses are checked
    to be identical before timing. Steps alternate a, b, a, b so load changes hit both alike.
 
+3. ``--ddp``: the tiny stage-2 step on 1 and 2 processes under torchrun (``bench/train_ddp.py``).
+
 Usage: python bench/train.py [--threads 1] [--only stages,b] [--stage-steps 8] [--b-steps 3] [--devices cpu,cuda]
+       python bench/train.py --ddp [--batch 8] [--ddp-steps 12]
 """
 from __future__ import annotations
 
@@ -222,7 +225,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--b-steps", type=int, default=3, help="timed B-shape steps per variant (after 1 warm-up)")
     parser.add_argument("--devices", default="cpu,cuda", help="devices for the B-shape step (cuda only when present)")
+    parser.add_argument("--ddp", action="store_true", help="only the data-parallel table (1 vs 2 processes)")
+    parser.add_argument("--ddp-steps", type=int, default=12, help="timed steps per process count with --ddp")
     args = parser.parse_args()
+    if args.ddp:
+        from bench.train_ddp import run as ddp_table
+
+        ddp_table(args.batch, args.ddp_steps, args.warmup + 1)
+        return
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     only = set(args.only.split(","))

@@ -60,11 +60,11 @@ def env() -> dict[str, str]:
 
 
 def torchrun_command(args: list[str], nproc: int, port: int, nnodes: int = 1, node_rank: int = 0,
-                     run_id: str = "sftok-test") -> list[str]:
+                     run_id: str = "sftok-test", script: Path = LAUNCHER) -> list[str]:
     """``torchrun`` with a c10d rendezvous on 127.0.0.1 (works for one node and for several on one machine)."""
     return [str(TORCHRUN), "--nnodes", str(nnodes), "--node-rank", str(node_rank), "--nproc-per-node", str(nproc),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", run_id,
-            str(LAUNCHER), *args]
+            str(script), *args]
 
 
 def run(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,15 @@ def test_two_nodes_on_one_machine_agree_with_one_process(world: dict[str, str], 
         assert node.returncode == 0, (out[-2000:], err[-4000:])
     assert "on 2 process(es)" in outputs[0][0] + outputs[1][0]
     _assert_same_weights(run_dir, reference_stage2, 3)
+
+
+def test_a_stalled_rank_fails_the_others_with_a_clear_message() -> None:
+    started = time.monotonic()
+    proc = run(torchrun_command(["3"], 2, free_port(), script=Path(__file__).with_name("ddp_stall.py")), timeout=100)
+    assert proc.returncode != 0
+    assert "rank 0 of 2: a collective with the other ranks failed" in proc.stderr
+    assert "dist_timeout_s=3s" in proc.stderr
+    assert time.monotonic() - started < 60  # not the stalled rank's 120 s: torchrun stops it once rank 0 fails
 
 
 def test_ranks_read_disjoint_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
