@@ -7,10 +7,15 @@ bf16 mode, compared with our fp32 output) and ``official``. Printed per preset a
 encode time, decode time split into decoder passes / sampling / pixel head, the official/ours
 ratio, and the efficiency against a physical floor = (matmul + conv + attention FLOPs actually
 executed, counted by torch's FlopCounterMode) / (the best fp32 product rate measured in this run,
-torch's BLAS or oneDNN). A second table breaks the decoder passes down by step. Also checks that
-the implementations produce the same token and proxy ids under the same seed.
+torch's BLAS or oneDNN; for ours-bf16 the bf16 product rate). A second table breaks the decoder
+passes down by step. Also checks that the implementations produce the same token and proxy ids
+under the same seed, proves the bf16 row ran bf16 products (a census of the matmul/conv/attention
+ops each decode dispatched, by dtype) and reports the bf16 mode's token agreement with fp32 on the
+default model (assets/default/sftok on assets/samples). ``--breakdown`` adds a per-op profile
+(torch.profiler) of one decode of ours, ours-bf16 and official.
 
 Usage: python bench/decode.py [--presets B tiny] [--batches-b 1,2] [--batches-tiny 1,8] [--repeats 3]
+                              [--breakdown]
 On CPU the B preset defaults to batch 1 and 2 (batch 8 takes minutes per decode on 2 cores).
 """
 from __future__ import annotations
@@ -26,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere; also sidesteps a stale editable install
 
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core import SFTok, create_config  # noqa: E402
 from core.kernels import linear, onednn_available, use_onednn  # noqa: E402
-from core.sftok import precision_context  # noqa: E402
 from tests.reference.official_modules import OfficialSFTok, official_twin as _official_twin  # noqa: E402
 
 
@@ -65,10 +70,11 @@ class CallTimer:
         self.spans = {}
 
 
-def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """Best fp32 GFLOP/s of an n x n x n product through torch's BLAS (``a @ b``) and, on CPU, through
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32
+                ) -> dict[str, float]:
+    """Best GFLOP/s of an n x n x n product through torch's BLAS (``a @ b``) and, on CPU, through
     oneDNN (``core.kernels.linear``); the faster one is the machine's floor."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     ways = {"blas": lambda: a @ b}
     if device.type == "cpu" and onednn_available():
         ways["onednn"] = lambda: linear(a, b)
@@ -93,6 +99,36 @@ def executed_gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
+class OpCensus(TorchDispatchMode):
+    """Counts the product ops (matmul/linear, conv, attention) a call dispatches, by input dtype."""
+
+    KINDS = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "baddbmm": "matmul", "linear": "matmul",
+             "_linear_pointwise": "matmul", "convolution": "conv", "mkldnn_convolution": "conv",
+             "_scaled_dot_product_flash_attention_for_cpu": "attention",
+             "_scaled_dot_product_flash_attention": "attention", "_scaled_dot_product_efficient_attention": "attention",
+             "_scaled_dot_product_cudnn_attention": "attention"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kind = self.KINDS.get(func.overloadpacket.__name__)
+        if kind is not None and args and isinstance(args[0], torch.Tensor):
+            key = (kind, str(args[0].dtype).replace("torch.", ""))
+            self.counts[key] = self.counts.get(key, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {dtype} {kind}" for (kind, dtype), n in sorted(self.counts.items()))
+
+
+def op_census(fn) -> str:
+    with OpCensus() as census:
+        fn()
+    return census.summary()
+
+
 # -- the two implementations behind one interface --------------------------------------------------
 def official_twin(model: SFTok) -> OfficialSFTok:
     return _official_twin(model, share=True)  # shares our tensors
@@ -113,15 +149,15 @@ def make_impls(model: SFTok, ref: OfficialSFTok, steps: int, device: torch.devic
 
     def ours_impl(name: str, precision: str = "fp32", onednn: bool = True) -> Impl:
         timer = CallTimer(device)  # hooks of every impl fire on the shared modules; each resets its own
-        timer.attach(model.decoder, "pass")
-        timer.attach(model.pixel_decoder, "pixel")
+        decoder, pixel = model.inference_modules(precision)  # bf16: the bf16 copies, made here once
+        timer.attach(decoder, "pass")
+        timer.attach(pixel, "pixel")
 
         def decode(ids: torch.Tensor, seed: int, onednn: bool = onednn):
             gen = torch.Generator(device=device).manual_seed(seed)
             with torch.no_grad(), use_onednn(onednn):  # what decode_tokens runs, keeping the proxy ids
                 proxy, logits = model.decode_ids(ids, steps, 1.0, gen, precision=precision)
-                with precision_context(precision, device):
-                    return proxy, model.render_soft(logits).float()
+                return proxy, model.render_soft(logits, precision)
 
         def encode(images):
             with torch.no_grad(), use_onednn(onednn):
@@ -160,7 +196,8 @@ def timed(fn, device: torch.device) -> tuple[float, float, object]:
 
 
 # -- one preset x batch --------------------------------------------------------------------------
-def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.device, rate: float) -> tuple[list[dict], list[dict]]:
+def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.device, rate: float,
+             rate_bf16: float, breakdown: bool = False) -> tuple[list[dict], list[dict]]:
     torch.manual_seed(0)
     cfg = create_config(preset)
     model = SFTok(cfg).to(device).eval()
@@ -187,12 +224,17 @@ def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.de
     for impl in impls:
         rec = best[impl.name]
         gflop = executed_gflop(lambda: (impl.count or impl.decode)(ids, 1234))
-        floor = gflop / rate
+        floor = gflop / (rate_bf16 if impl.name == "ours-bf16" else rate)
         other = "ours" if impl.name == "ours-bf16" else "official"  # bf16 is judged against our fp32
+        census = op_census(lambda: impl.decode(ids, 1234))
+        print(f"  {preset} b{batch} {impl.name}: ops dispatched in one decode: {census}", flush=True)
+        if breakdown:
+            print_breakdown(f"{preset} b{batch} {impl.name}", lambda: impl.decode(ids, 1234), rec["passes"])
         rows.append(dict(preset=preset, batch=batch, impl=impl.name, encode=rec["encode"], decode=rec["decode"],
                          passes=rec["passes"], sampling=rec["decode"] - rec["passes"] - rec["pixel"], pixel=rec["pixel"],
                          gflop=gflop, floor=floor, eff=floor / rec["decode"],
                          ratio=best["official"]["decode"] / rec["decode"], cpu=rec["cpu"],
+                         vs_ours=best["ours"]["decode"] / rec["decode"], cpu_vs_ours=best["ours"]["cpu"] / rec["cpu"],
                          cpu_ratio=best["official"]["cpu"] / rec["cpu"],
                          enc_ratio=best["official"]["encode"] / rec["encode"],
                          same="" if impl.name == "official" else compare(outputs[impl.name], outputs[other], other)))
@@ -210,6 +252,65 @@ def compare(out: tuple, base: tuple, base_name: str) -> str:
             f"max |dpx| {float((out[2] - base[2]).abs().max()):.1e}")
 
 
+CATEGORIES = [  # (category, substrings of profiler op names), first match wins
+    ("linear (matmul)", ("_linear_pointwise", "aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "aten::matmul")),
+    ("conv (pixel head)", ("convolution",)),
+    ("attention (SDPA)", ("scaled_dot_product",)),
+    ("norms", ("layer_norm", "group_norm")),
+    ("casts/copies", ("aten::copy_", "aten::_to_copy", "aten::to", "aten::contiguous", "aten::clone")),
+    ("elementwise", ("aten::add", "aten::mul", "aten::silu", "aten::gelu", "aten::tanh", "aten::clamp", "aten::sub",
+                     "aten::div", "aten::neg", "aten::log", "aten::exp", "aten::softmax", "aten::_softmax")),
+    ("sampling/indexing", ("uniform", "argmax", "topk", "sort", "gather", "scatter", "index", "embedding", "where",
+                           "masked", "cat", "fill_", "lt", "gt", "eq", "ne")),
+]
+
+
+def print_breakdown(label: str, fn, pass_seconds: float) -> None:
+    """Self CPU time of one decode by op category and the top ops (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    by_cat: dict[str, float] = {}
+    for e in events:
+        cat = next((c for c, keys in CATEGORIES if any(k in e.key for k in keys)), "other (dispatch, views, python)")
+        by_cat[cat] = by_cat.get(cat, 0.0) + e.self_cpu_time_total
+    print(f"\n  breakdown {label}: {total / 1e6:.3f} s self CPU time (profiled run; decoder passes alone {pass_seconds:.3f} s wall)")
+    for cat, t in sorted(by_cat.items(), key=lambda kv: -kv[1]):
+        print(f"    {cat:<34} {t / 1e6:8.3f} s {t / total:6.1%}")
+    print("    top ops: " + "; ".join(f"{e.key} {e.self_cpu_time_total / 1e6:.3f} s x{e.count}"
+                                      for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]))
+
+
+def default_model_agreement(seeds: int = 4) -> str:
+    """bf16 vs fp32 proxy-id agreement of the shipped default model on the shipped samples."""
+    import numpy as np
+    from PIL import Image
+
+    from core import load_pretrained
+
+    assets = ROOT / "assets"
+    model = load_pretrained(assets / "default" / "sftok", strict=True)
+    size = model.config.image_size
+    paths = sorted((assets / "samples").glob("*.png"))
+    images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB").resize((size, size))))
+                          .permute(2, 0, 1).float() / 255 for p in paths])
+    with torch.no_grad():
+        ids = model.encode(images)[1]["min_encoding_indices"]
+    parts = []
+    for temperature, n in ((0.0, 1), (1.0, seeds)):
+        agree = []
+        for seed in range(n):
+            a, _ = model.decode_ids(ids, 8, temperature, torch.Generator().manual_seed(seed))
+            b, _ = model.decode_ids(ids, 8, temperature, torch.Generator().manual_seed(seed), precision="bf16")
+            agree.append(float((a == b).float().mean()))
+        parts.append(f"T={temperature:g}: {sum(agree) / len(agree):.2%}" + (f" (min {min(agree):.2%} over {n} seeds)" if n > 1 else ""))
+    return f"bf16 vs fp32 proxy ids, default model on {len(paths)} shipped samples: " + ", ".join(parts)
+
+
 def masked_counts(slots: int, steps: int) -> list[int]:
     from core.schedules import num_masked_after_step
 
@@ -222,7 +323,7 @@ def masked_counts(slots: int, steps: int) -> list[int]:
 
 
 # -- printing ----------------------------------------------------------------------------------------
-def print_tables(rows: list[dict], step_rows: list[dict], rate: float, device: torch.device) -> None:
+def print_tables(rows: list[dict], step_rows: list[dict], rate: float, rate_bf16: float, device: torch.device) -> None:
     head = (f"{'preset':<6} {'batch':>5} {'impl':<10} {'encode s':>9} {'decode s':>9} {'passes s':>9} {'sample s':>9} "
             f"{'pixel s':>8} {'off/ours':>8} {'cpu s':>8} {'(cpu)':>7} {'GFLOP':>7} {'floor s':>8} {'eff':>5}  outputs")
     print(head)
@@ -235,10 +336,15 @@ def print_tables(rows: list[dict], step_rows: list[dict], rate: float, device: t
         print(f"{r['preset']:<6} {r['batch']:>5} {r['impl']:<10} {r['encode']:>9.3f} {r['decode']:>9.3f} {r['passes']:>9.3f} "
               f"{r['sampling']:>9.3f} {r['pixel']:>8.3f} {ratio:>8} {r['cpu']:>8.3f} {cpu_ratio:>7} {r['gflop']:>7.1f} "
               f"{r['floor']:>8.3f} {r['eff']:>5.0%}  {same}")
+    for r in rows:
+        if r["impl"] == "ours-bf16":
+            print(f"\n{r['preset']} b{r['batch']} bf16 decode: {r['vs_ours']:.2f}x our fp32, {r['ratio']:.2f}x official "
+                  f"(CPU time: {r['cpu_vs_ours']:.2f}x, {r['cpu_ratio']:.2f}x)")
     print(f"\nencode ratio official/ours: " + ", ".join(
         f"{r['preset']} b{r['batch']}: {r['enc_ratio']:.3f}x" for r in rows if r["impl"] == "ours"))
     print(f"floor = executed matmul/conv/attention GFLOP / {rate:.1f} GFLOP/s (best fp32 2048^3 product, {device}); "
-          "eff = floor / decode time. decode = 8 decoder passes + sampling + pixel head (soft render);\n"
+          f"eff = floor / decode time (ours-bf16: against the bf16 product rate, {rate_bf16:.1f} GFLOP/s).\n"
+          "decode = 8 decoder passes + sampling + pixel head (soft render); "
           "cpu s = process CPU time of the decode, (cpu) = its official/ours ratio.")
     print("\nper-step decoder pass time (ms), batch 1 where run")
     print(f"{'preset':<6} {'step':>4} {'masked in':>9} {'ours':>9} {'official':>9} {'off/ours':>8}")
@@ -256,6 +362,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--breakdown", action="store_true", help="per-op profile (torch.profiler) of one decode per impl")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,21 +373,27 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {load:.2f}; {args.steps} steps, temperature 1, best of {args.repeats}")
     rates = matmul_rate(device)
     rate = max(rates.values())
+    rates_bf16 = matmul_rate(device, dtype=torch.bfloat16)
     rows, step_rows = [], []
     for preset in args.presets:
         batches = batches_b if preset in ("B", "L") else args.batches_tiny
         for batch in (int(b) for b in batches.split(",")):
-            case_rows, case_steps = run_case(preset, batch, args.steps, args.repeats, device, rate)
+            case_rows, case_steps = run_case(preset, batch, args.steps, args.repeats, device, rate,
+                                             max(rates_bf16.values()), args.breakdown)
             rows += case_rows
             if batch == 1:
                 step_rows += case_steps
             print(f"  done {preset} batch {batch}", file=sys.stderr, flush=True)
     rates_end = matmul_rate(device)
+    rates_bf16_end = matmul_rate(device, dtype=torch.bfloat16)
     print()
-    print_tables(rows, step_rows, max(rate, *rates_end.values()), device)
+    print_tables(rows, step_rows, max(rate, *rates_end.values()), max(*rates_bf16.values(), *rates_bf16_end.values()), device)
+    print(default_model_agreement())
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     for name in rates:
         print(f"fp32 {name} product rate start/end: {rates[name]:.1f}/{rates_end[name]:.1f} GFLOP/s")
+    for name in rates_bf16:
+        print(f"bf16 {name} product rate start/end: {rates_bf16[name]:.1f}/{rates_bf16_end[name]:.1f} GFLOP/s")
     print(f"load average at end {load:.2f}")
 
 

@@ -26,9 +26,9 @@ class ResnetBlock(nn.Module):
         inplace = not torch.is_grad_enabled()  # SiLU over the fresh norm output: no extra buffer at inference
         h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         h = self.conv2(F.silu(self.norm2(h), inplace=inplace))
-        if self.nin_shortcut is not None:
-            return h + self.nin_shortcut(h)  # official quirk: the shortcut reads h, the input is dropped
-        return x + h
+        if self.nin_shortcut is not None:  # official quirk: the shortcut reads h, the input is dropped
+            return self.nin_shortcut(h).add_(h) if inplace else h + self.nin_shortcut(h)
+        return h.add_(x) if inplace else x + h  # in place into the fresh conv output: no new buffer
 
 
 class _Level(nn.Module):

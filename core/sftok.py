@@ -104,7 +104,8 @@ class SFTok(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True):
-        self._bf16.clear()
+        if mode:  # training is about to change the weights; eval() keeps the copies
+            self._bf16.clear()
         return super().train(mode)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
