@@ -118,6 +118,18 @@ def test_stage3_with_discriminator_on_two_ranks_matches_one_process(world: dict[
     assert [r["step"] for r in _records(ddp, "metrics.jsonl") if "train/discriminator_loss" in r["metrics"]] == [1, 2, 3]
 
 
+def test_teacher_dead_code_restarts_use_every_ranks_codes(world: dict[str, str], tmp_path: Path) -> None:
+    """Restarts at steps 2 and 4 re-seed dead codes from all ranks' usage and encoder outputs, as one process would."""
+    reference, ddp = tmp_path / "ref", tmp_path / "ddp"
+    extra = ("max_steps=4", "save_every=4", "teacher_train.restart_dead_codes_every=2")
+    _check(single_process(_stage_args(world, "teacher", reference, world["single"], 2 * BATCH, *extra)))
+    _check(run(torchrun_command(_stage_args(world, "teacher", ddp, world["ranks"], BATCH, *extra), 2, free_port())))
+    restarted = [r["metrics"]["train/dead_codes_restarted"] for r in _records(ddp, "metrics.jsonl")
+                 if "train/dead_codes_restarted" in r["metrics"]]
+    assert len(restarted) == 2 and restarted[0] > 0
+    _assert_same_weights(ddp, reference, 4)
+
+
 def test_two_nodes_on_one_machine_agree_with_one_process(world: dict[str, str], reference_stage2: Path,
                                                         tmp_path: Path) -> None:
     run_dir, port = tmp_path / "nodes", free_port()
