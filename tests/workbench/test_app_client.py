@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-REC_OUTPUTS = ("compare", "status", "tokens", "slider", "grid", "heat", "preview", "curve", "info")
+REC_OUTPUTS = ("compare", "status", "tokens", "scrubber", "curve", "note", "gif")
 
 
 def named(result) -> dict:
@@ -18,6 +18,14 @@ def named(result) -> dict:
 
 def tokens_of(html: str) -> list[int]:
     return [int(t) for t in re.findall(r"data-token='(\d+)'", html)]
+
+
+def frames_of(scrubber_html: str) -> dict:
+    """The per-step frames the scrubber carries to the browser (``data-frames``)."""
+    import html
+    import json
+
+    return json.loads(html.unescape(re.search(r'data-frames="([^"]*)"', scrubber_html).group(1)))
 
 
 def path_of(file_data) -> str:
@@ -33,30 +41,18 @@ def fresh(served_app) -> Client:
 def test_sample_reconstruction_and_scrubbing(fresh):
     out = named(fresh.predict("chelsea", "default", 8, 1.0, 3, "confidence", api_name="/reconstruct_sample"))
     assert "**chelsea**: 451 x 300 RGB PNG, centre-cropped and resized to 64 x 64" in out["status"]
-    assert out["slider"]["maximum"] == 8 and out["slider"]["value"] == 8
     assert len(tokens_of(out["tokens"])) == 64
-    assert "**Step 8 / 8**" in out["info"] and "masked 82 → 0 of 256" in out["info"]
-    step3 = fresh.predict(3, "confidence", api_name="/rec_step")
-    assert "**Step 3 / 8**" in step3[4] and "masked 214 → 193" in step3[4]
-    assert path_of(step3[0]) != path_of(out["grid"])  # the grid changed
-    assert '"shapes": [{"type": "line", "x0": 3' in step3[3]["plot"]  # the curve marks step 3
-    again = fresh.predict(3, "confidence", api_name="/rec_step")
-    assert path_of(again[0]) == path_of(step3[0])  # same step, same picture (served from the cache)
-    entropy = fresh.predict(3, "entropy", api_name="/rec_heat")
-    assert path_of(entropy[1]) != path_of(step3[1]) and path_of(entropy[0]) == path_of(step3[0])
-    with pytest.raises(AppError, match="greater than maximum value 8"):
-        fresh.predict(9, "confidence", api_name="/rec_step")
-    # more steps: the session's slider range follows the decode
-    fresh.predict("chelsea", "default", 12, 1.0, 3, "confidence", api_name="/reconstruct_sample")
-    assert "**Step 10 / 12**" in fresh.predict(10, "confidence", api_name="/rec_step")[4]
-
-
-def test_play_streams_every_step(fresh):
-    fresh.predict("coffee", "default", 4, 1.0, 0, "confidence", api_name="/reconstruct_sample")
-    job = fresh.submit("confidence", api_name="/rec_play")
-    job.result(timeout=60)
-    values = [o[0] for o in job.outputs()]
-    assert values == [1, 2, 3, 4]
+    frames = frames_of(out["scrubber"])  # every step travels once; the browser switches between them
+    assert frames["steps"] == 8 and len(frames["grid"]) == len(frames["preview"]) == 8
+    assert set(frames["heat"]) == {"confidence", "entropy"} and all(len(v) == 8 for v in frames["heat"].values())
+    assert "<b>Step 8 / 8</b>" in frames["info"][7] and "masked 82 → 0 of 256" in frames["info"][7]
+    assert "masked 214 → 193" in frames["info"][2] and frames["grid"][2] != frames["grid"][7]
+    assert frames["info"][7].count("mean confidence") == 1
+    assert "<b>Step 8 / 8</b>" in out["scrubber"]  # the last step is what shows first
+    assert '"title": {"text": "Per-step metrics"' in out["curve"]["plot"]
+    # more steps: the frames follow the decode
+    more = named(fresh.predict("chelsea", "default", 12, 1.0, 3, "confidence", api_name="/reconstruct_sample"))
+    assert frames_of(more["scrubber"])["steps"] == 12
 
 
 def test_export_gif(fresh, served_app):
@@ -67,12 +63,14 @@ def test_export_gif(fresh, served_app):
     local = served_app[0].exports_dir / Path(path_of(gif["value"])).name
     with Image.open(local) as im:
         assert im.format == "GIF" and im.n_frames == 4
+    again = named(fresh.predict("coffee", "default", 3, 1.0, 0, "confidence", api_name="/reconstruct_sample"))
+    assert again["gif"]["visible"] is False  # a new decode hides the GIF of the old one
 
 
 def test_upload_settings_and_token_surgery(fresh, sample_dir):
     out = named(fresh.predict(handle_file(str(sample_dir / "astronaut.png")), "default", 6, 0.5, 1, "confidence",
                               api_name="/reconstruct_upload"))
-    assert "512 x 512 RGB PNG, resized to 64 x 64" in out["status"] and out["slider"]["maximum"] == 6
+    assert "512 x 512 RGB PNG, resized to 64 x 64" in out["status"] and frames_of(out["scrubber"])["steps"] == 6
     tokens = tokens_of(out["tokens"])
     new_code = (tokens[10] + 500) % 1024
     edited = named(fresh.predict(10, new_code, "default", 6, 0.5, 1, "confidence", api_name="/token_surgery"))
@@ -80,7 +78,7 @@ def test_upload_settings_and_token_surgery(fresh, sample_dir):
     assert f"position 10: {tokens[10]} → {new_code}" in edited["status"]
     # settings change keeps the edit
     rerun = named(fresh.predict("default", 3, 0.5, 1, "confidence", api_name="/reconstruct"))
-    assert rerun["slider"]["maximum"] == 3 and tokens_of(rerun["tokens"])[10] == new_code
+    assert frames_of(rerun["scrubber"])["steps"] == 3 and tokens_of(rerun["tokens"])[10] == new_code
     reset = named(fresh.predict("default", 3, 0.5, 1, "confidence", api_name="/reset_tokens"))
     assert tokens_of(reset["tokens"]) == tokens
     hint = fresh.predict(10, api_name="/token_neighbours")
@@ -89,6 +87,10 @@ def test_upload_settings_and_token_surgery(fresh, sample_dir):
         fresh.predict(64, 1, "default", 3, 0.5, 1, "confidence", api_name="/token_surgery")
     with pytest.raises(AppError, match="code: must be a whole number in 0..1023"):
         fresh.predict(1, 5000, "default", 3, 0.5, 1, "confidence", api_name="/token_surgery")
+    for position in (2.5, -1):  # neither rounded nor answered with a framework message
+        with pytest.raises(AppError, match="position: must be a whole number in 0..63"):
+            fresh.predict(position, 1, "default", 3, 0.5, 1, "confidence", api_name="/token_surgery")
+    assert "whole number in 0..63" in fresh.predict(2.5, api_name="/token_neighbours")
 
 
 @pytest.mark.parametrize("kind, message", [("not_image", "not an image"), ("truncated", "truncated or corrupt"),
@@ -98,8 +100,8 @@ def test_bad_uploads_get_readable_errors(fresh, bad_images, kind, message):
         fresh.predict(handle_file(str(bad_images[kind])), "default", 8, 1.0, 0, "confidence",
                       api_name="/reconstruct_upload")
     # the server is still alive and serving
-    assert "**Step 8 / 8**" in named(fresh.predict("chelsea", "default", 8, 1.0, 0, "confidence",
-                                                   api_name="/reconstruct_sample"))["info"]
+    assert "<b>Step 8 / 8</b>" in named(fresh.predict("chelsea", "default", 8, 1.0, 0, "confidence",
+                                                      api_name="/reconstruct_sample"))["scrubber"]
 
 
 def test_converted_uploads_are_explained(fresh, bad_images):
@@ -107,6 +109,20 @@ def test_converted_uploads_are_explained(fresh, bad_images):
         out = named(fresh.predict(handle_file(str(bad_images[kind])), "default", 2, 1.0, 0, "confidence",
                                   api_name="/reconstruct_upload"))
         assert words in out["status"] and "⚠" in out["status"]
+
+
+def test_reset_and_surgery_follow_the_model_dropdown(fresh, served_app, tiny_model_dir):
+    """After switching models, Reset and surgery decode with the model the dropdown shows."""
+    import shutil
+
+    ws = served_app[0].workspace.root
+    if not (ws / "checkpoints" / "tok2").exists():
+        shutil.copytree(tiny_model_dir, ws / "checkpoints" / "tok2")
+    first = named(fresh.predict("coffee", "default", 2, 1.0, 0, "confidence", api_name="/reconstruct_sample"))
+    reset = named(fresh.predict("checkpoints/tok2", 2, 1.0, 0, "confidence", api_name="/reset_tokens"))
+    assert "coffee" in reset["status"] and tokens_of(reset["tokens"]) == tokens_of(first["tokens"])
+    edited = named(fresh.predict(3, 7, "checkpoints/tok2", 2, 1.0, 0, "confidence", api_name="/token_surgery"))
+    assert tokens_of(edited["tokens"])[3] == 7
 
 
 def test_bad_settings_and_models(fresh):
@@ -119,7 +135,7 @@ def test_bad_settings_and_models(fresh):
     with pytest.raises(AppError, match="not in the list of choices"):
         fresh.predict("nope", "default", 8, 1.0, 0, "confidence", api_name="/reconstruct_sample")
     with pytest.raises(AppError, match="no longer cached"):
-        fresh.predict(2, "confidence", api_name="/rec_step")
+        fresh.predict("confidence", api_name="/rec_export_gif")
     refreshed = fresh.predict("default", api_name="/rec-model_refresh_models")
     assert refreshed["value"] == "default"
 
@@ -128,15 +144,12 @@ def test_generate(fresh):
     choices = fresh.predict(None, api_name="/gen-model_refresh_models")["choices"]
     assert [c[1] for c in choices] == ["checkpoints/generator"]
     assert fresh.predict("default", api_name="/gen-tok_refresh_models")["value"] == "default"
-    image, status, slider, grid, heat, preview, curve, info = fresh.predict(
+    image, status, scrubber, curve, note, gif = fresh.predict(
         "checkpoints/generator", "default", 5, 8, 2.0, 1.0, 0, "confidence", api_name="/generate")
-    assert "class 5" in status and slider["maximum"] == 8 and "masked 20 → 0 of 64" in info
-    step1 = fresh.predict(1, "confidence", api_name="/gen_step")
-    assert "masked 64 → 58 of 64" in step1[4]
-    assert fresh.predict(1, "entropy", api_name="/gen_heat")[1] != step1[1]
-    job = fresh.submit("confidence", api_name="/gen_play")
-    job.result(timeout=60)
-    assert [o[0] for o in job.outputs()] == list(range(1, 9))
+    frames = frames_of(scrubber)
+    assert "class 5" in status and frames["steps"] == 8 and "masked 20 → 0 of 64" in frames["info"][7]
+    assert "masked 64 → 58 of 64" in frames["info"][0] and frames["heat"]["entropy"][0] != frames["heat"]["confidence"][0]
+    assert frames["info"][0].count("mean confidence") == 1  # the generator's metric, not printed twice
     assert path_of(fresh.predict("confidence", api_name="/gen_export_gif")["value"]).endswith(".gif")
     with pytest.raises(AppError, match="class: must be in 0..15"):
         fresh.predict("checkpoints/generator", "default", 99, 8, 2.0, 1.0, 0, "confidence", api_name="/generate")
@@ -147,33 +160,52 @@ def _form(dataset: str, steps: int = 3, extra: str = "") -> list:
             "data.eval_batch_size=2\nema=false" + extra, "cpu"]
 
 
+def _refresh(fresh, run_id, curve_runs, watch_runs=None) -> dict:
+    names = ("status", "table", "log", "curve_runs", "run", "diff_a", "diff_b", "sweep", "keys", "eval_keys", "curves",
+             "eval_curves")
+    return dict(zip(names, fresh.predict(run_id, curve_runs, None, None, 0.0, api_name="/train_refresh")))
+
+
 def test_training_job_lifecycle(fresh, served_app):
     ctx = served_app[0]
     dataset, status = fresh.predict(api_name="/train_build_dataset")
     assert "Default dataset ready" in status and dataset["value"].startswith("datasets/default/")
-    with pytest.raises(AppError, match="max_steps"):
-        fresh.predict("max_steps=0, -1", *_form("datasets/small"), api_name="/train_sweep")
+    status, table = fresh.predict("max_steps=0, -1", *_form("datasets/small"), api_name="/train_sweep")
+    assert "validating" in status and "validating…" in [row[2] for row in table["data"]]  # acknowledged at once
+    deadline = time.time() + 120
+    while time.time() < deadline and "invalid configuration" not in _refresh(fresh, None, [])["status"]:
+        time.sleep(1)
+    refreshed = _refresh(fresh, None, [])
+    assert "max_steps" in refreshed["status"] and "invalid (see status)" in str(refreshed["table"]["data"])
     assert ctx.jobs.store.list_runs() == []  # nothing queued from an invalid sweep
-    status, table, run, curve_runs, _, _ = fresh.predict(*_form("datasets/small", steps=40), api_name="/train_launch")
-    run_id = run["value"]
-    assert "Queued" in status and run_id in status and curve_runs["value"] == [run_id]
+    status, _ = fresh.predict(*_form("datasets/small", steps=40), api_name="/train_launch")
+    assert "validating" in status
+    deadline = time.time() + 120
+    while time.time() < deadline and not ctx.jobs.store.list_runs():
+        time.sleep(0.5)
+    run_id = ctx.jobs.store.list_runs()[0].id
     deadline = time.time() + 120
     while time.time() < deadline and ctx.jobs.store.metric_count(run_id) == 0:
         time.sleep(1)
-    assert ctx.jobs.store.metric_count(run_id) > 0, fresh.predict(run_id, api_name="/train_log")
-    table, log, *_, keys, curves = fresh.predict(run_id, [run_id], None, 0.0, api_name="/train_refresh")
-    assert table["data"][0][0] == run_id and table["data"][0][2] in ("running", "done")
-    assert "train/loss" in [c[1] for c in keys["choices"]] and keys["value"] == ["train/loss"]
-    assert '"name": "' in curves["plot"]  # the timer's refresh already draws the default metric
+    assert ctx.jobs.store.metric_count(run_id) > 0
+    picked = _refresh(fresh, None, [])  # the refresh puts the new run into this session's pickers
+    assert picked["run"]["value"] == run_id and picked["curve_runs"]["value"] == [run_id], picked
+    out = _refresh(fresh, run_id, [run_id])
+    row = next(r for r in out["table"]["data"] if r[0] == run_id)
+    assert row[2] in ("running", "done")
+    assert "train/loss" in [c[1] for c in out["keys"]["choices"]] and out["keys"]["value"] == ["train/loss"]
+    assert '"name": "' in out["curves"]["plot"]  # the timer's refresh already draws the default metric
+    assert re.search(r"^step \d+: loss ", out["log"], re.M)  # the live log: one line per logged step
     plot = fresh.predict([run_id], ["train/loss"], 0.0, api_name="/train_curves")["plot"]
     assert '"uirevision": "train-curves"' in plot and '"name": "' in plot and '"y": ' in plot
     status, table = fresh.predict(run_id, api_name="/train_cancel")
-    assert run_id in status
+    assert run_id in status or "Cancel sent" in status
     record = ctx.jobs.wait(run_id, timeout=90)
     assert record.status in ("stopped", "done")
+    assert record.status in _refresh(fresh, run_id, [run_id])["status"]  # the status line follows the run
     if record.status == "stopped":
         status, _ = fresh.predict(run_id, api_name="/train_resume")
-        assert "queued" in status
+        assert "Resumed" in status
         fresh.predict(run_id, api_name="/train_cancel")  # the fixture's teardown waits for it to stop
     diff = fresh.predict(run_id, run_id, api_name="/train_diff")
     assert diff["data"] == [] or diff["data"] == [[]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,6 +19,7 @@ from analysis.image_metrics import psnr, ssim
 from core import MaskGITGenerator, SFTok
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
+from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelRegistry
 from workbench.services.traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
 
@@ -95,7 +95,7 @@ def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings
 
 @torch.no_grad()
 def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
-                   guidance_scale: float, tokenizer_steps: int | None = None) -> StepTrace:
+                   guidance_scale: float) -> StepTrace:
     """Sample one image of ``class_id``; each step's preview decodes that step's candidate tokens.
 
     A partially masked token sequence cannot be decoded, so the preview of step k fills masked
@@ -112,7 +112,7 @@ def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id
     ids, steps = generator_model.generate(torch.tensor([int(class_id)]), settings.num_steps, float(guidance_scale),
                                           settings.temperature, generator=rng)
     candidates = torch.cat([s.candidates for s in steps])
-    images = tokenizer.decode_tokens(candidates, num_steps=tokenizer_steps, temperature=0.0)
+    images = tokenizer.decode_tokens(candidates, temperature=0.0)  # the tokenizer's default step count
     previews = tensor_to_uint8(images)
     committed = np.array([float((s.ids_out != cfg.mask_id).float().mean()) for s in steps], dtype=np.float32)
     confidence = np.array([float(s.confidence.mean()) for s in steps], dtype=np.float32)
@@ -121,34 +121,17 @@ def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id
                                       "tokens so far, masked positions filled with this step's candidates", metrics)
 
 
-class TraceCache:
-    """Bounded LRU of traces; thread-safe because Gradio runs callbacks on a thread pool."""
+class TraceCache(LRU[str, StepTrace]):
+    """Bounded LRU of traces by request key."""
 
     def __init__(self, capacity: int = 64) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, StepTrace] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> StepTrace | None:
-        with self._lock:
-            trace = self._items.get(key)
-            if trace is not None:
-                self._items.move_to_end(key)
-            return trace
-
-    def put(self, key: str, trace: StepTrace) -> None:
-        with self._lock:
-            self._items[key] = trace
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
+        super().__init__(capacity)
 
 
-class TraceExpired(KeyError):
-    """The cached decode a UI session refers to was evicted; the user has to decode again."""
+class TraceExpired(LookupError):
+    """The cached decode a UI session refers to was evicted; the user has to decode again.
+
+    Not a ``KeyError``: its ``str()`` would wrap the message in quotes."""
 
 
 class DecodeService:

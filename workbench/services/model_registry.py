@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from core.checkpoint import WEIGHT_FILES, CheckpointError
 from trainers.data.labels import CLASS_NAMES_FILE  # optional beside a generator's weights: names by class id
 
 from workbench.io.workspace import PathRefused, Workspace, model_type_of
+from workbench.services.lru import LRU
 
 DEFAULT_CHOICE = "default"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ class ModelRegistry:
         self.default_generator = Path(default_generator) if default_generator is not None else None
         self.teacher_dir = Path(teacher) if teacher is not None else None
         self.capacity = capacity
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: LRU[str, LoadedModel] = LRU(capacity)
         self._teacher: MaskGITVQGAN | None = None
         self._lock = threading.RLock()
 
@@ -161,9 +161,9 @@ class ModelRegistry:
         else:
             key = f"hub:{location}"
         with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
+            cached = self._models.get(key)
+            if cached is not None:
+                return cached
             try:
                 model = load_pretrained(location)
             except CheckpointError as err:
@@ -176,9 +176,7 @@ class ModelRegistry:
             model.eval()
             warm_up(model)
             loaded = LoadedModel(key=key, label=label, model=model)
-            self._models[key] = loaded
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
+            self._models.put(key, loaded)
             return loaded
 
     def teacher(self) -> MaskGITVQGAN:

@@ -24,6 +24,19 @@ CSS = """
 .token-grid .tok.edited { background: #f5962833; border-color: #f59628; font-weight: 600; }
 .token-grid-empty { color: var(--body-text-color-subdued); }
 #app-title h1 { margin-bottom: 0; }
+.scrub-bar { display: flex; align-items: center; gap: 1em; margin: 0.3em 0 0.6em; }
+.scrub-bar label { display: flex; align-items: center; gap: 0.5em; flex: 1; }
+.scrub-range { flex: 1; accent-color: #e8912d; }
+.scrub-panels { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 12px; }
+.scrub-panel { margin: 0; }
+.scrub-panel figcaption { font-size: 0.9em; color: var(--body-text-color-subdued); margin-bottom: 4px; }
+.scrub-panel img { width: 100%; max-width: 270px; aspect-ratio: 1; object-fit: contain; image-rendering: pixelated;
+                   display: block; border: 1px solid var(--border-color-primary); border-radius: 4px; }
+.scrub-scale { display: flex; align-items: center; gap: 0.4em; font-size: 0.8em; max-width: 270px; margin-top: 4px; }
+.scrub-scale-bar { flex: 1; height: 0.8em; border-radius: 2px; }
+.scrub-legend, .scrub-info { font-size: 0.9em; margin-top: 0.5em; }
+.scrub-empty { color: var(--body-text-color-subdued); padding: 1em 0; }
+.status-error { color: var(--error-text-color, #b91c1c); }
 """
 
 
@@ -32,18 +45,21 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         gr.Markdown("# SFTok Workbench\nA discrete 1D image tokenizer, decoded one step at a time.",
                     elem_id="app-title")
         with gr.Tabs():
-            with gr.Tab("Reconstruct", id="reconstruct"):
-                reconstruct.build(ctx)
+            pages = []
+            with gr.Tab("Reconstruct", id="reconstruct") as tab:
+                pages.append((tab, reconstruct.build(ctx)))
             if ctx.jobs is not None:
-                with gr.Tab("Train", id="train"):
-                    train.build(ctx)
-            with gr.Tab("Generate", id="generate"):
-                generate.build(ctx)
+                with gr.Tab("Train", id="train") as tab:
+                    pages.append((tab, train.build(ctx)))
+            with gr.Tab("Generate", id="generate") as tab:
+                pages.append((tab, generate.build(ctx)))
             analyses = AnalysisService(ctx.registry, ctx.workspace)  # one queue of analyses for both screens
-            with gr.Tab("Codebook", id="codebook"):
-                codebook.build(ctx, analyses)
-            with gr.Tab("Information", id="information"):
-                information.build(ctx, analyses)
+            with gr.Tab("Codebook", id="codebook") as tab:
+                pages.append((tab, codebook.build(ctx, analyses)))
+            with gr.Tab("Information", id="information") as tab:
+                pages.append((tab, information.build(ctx, analyses)))
+        for tab, page in pages:  # lists of models, datasets and runs are read when a screen opens
+            page.reload_lists_on([demo.load, tab.select])
     return demo
 
 

@@ -5,7 +5,7 @@ results live in the server-side decode cache.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from workbench.services.model_registry import DEFAULT_CHOICE
 
@@ -28,21 +28,15 @@ class ReconstructState:
     tokens: tuple[int, ...] = ()  # token ids being decoded (encoded, possibly edited)
     trace_key: str = ""
 
-    @property
-    def has_image(self) -> bool:
-        return bool(self.source_path)
-
     def edits(self) -> list[TokenEdit]:
         return [TokenEdit(i, a, b) for i, (a, b) in enumerate(zip(self.encoded, self.tokens)) if a != b]
 
-    def with_tokens(self, tokens: tuple[int, ...]) -> "ReconstructState":
-        return replace(self, tokens=tuple(int(t) for t in tokens))
-
 
 @dataclass
-class GenerateState:
-    """The Generate screen: the last generated sample's tokens."""
+class TrainWatch:
+    """What the Train screen's status line follows: the last launch (until it settles) or the runs acted on."""
 
-    tokens: tuple[int, ...] = ()
-    trace_key: str = ""
-    history: list[str] = field(default_factory=list)
+    launch_id: str = ""
+    run_ids: tuple[str, ...] = ()
+    selected: bool = False  # the launch's runs were put into the run / overlay pickers
+    note: str = ""  # what the last action said (cancel, resume, build)

@@ -26,3 +26,8 @@ class DatasetPicker:
         found = list_datasets(self.workspace)
         keep = current if current in found else default_dataset(self.workspace)
         return gr.Dropdown(choices=found, value=keep)
+
+    def reload_on(self, triggers: list) -> None:
+        """Re-read the list when a screen opens (page load, tab select): things appear while the app runs."""
+        gr.on(triggers, self._refresh, [self.dropdown], [self.dropdown], show_progress="hidden",
+              api_visibility="private")

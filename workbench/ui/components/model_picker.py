@@ -28,3 +28,8 @@ class ModelPicker:
         values = [v for _, v in choices]
         keep = current if current in values else (values[0] if values else None)
         return gr.Dropdown(choices=choices, value=keep)
+
+    def reload_on(self, triggers: list) -> None:
+        """Re-read the list when a screen opens (page load, tab select): things appear while the app runs."""
+        gr.on(triggers, self._refresh, [self.dropdown], [self.dropdown], show_progress="hidden",
+              api_visibility="private")

@@ -34,10 +34,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def step_curve(trace: StepTrace) -> dict[str, Any]:
-    """Per-step metrics against step number (1-based); a second metric goes on a right-hand axis."""
+def step_curve(trace: StepTrace, title: str = "") -> dict[str, Any]:
+    """Per-step metrics against step number (1-based); a second metric goes on a right-hand axis.
+
+    The title sits above the legend (its own margin), so neither covers the other or the curves."""
     steps = list(range(1, trace.num_steps + 1))
     data, layout = [], copy.deepcopy(BASE_LAYOUT)
+    if title:
+        layout["title"] = {"text": title, "x": 0, "xanchor": "left", "y": 0.97, "yanchor": "top", "font": {"size": 14}}
+        layout["margin"] = {**layout["margin"], "t": 80}
     layout["xaxis"] = {"title": {"text": "step"}, "dtick": 1 if trace.num_steps <= 16 else 4, "range": [0.5, trace.num_steps + 0.5]}
     for i, (name, values) in enumerate(trace.metrics.items()):
         axis = "y" if i == 0 else "y2"
@@ -53,19 +58,6 @@ def step_curve(trace: StepTrace) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
 
-def mark_step(figure: dict[str, Any], step: int) -> PlotData:
-    """The curve with a vertical line and ringed points at ``step`` (0-based)."""
-    fig = {"data": list(figure["data"]), "layout": dict(figure["layout"])}
-    x = step + 1
-    fig["layout"]["shapes"] = [{"type": "line", "x0": x, "x1": x, "yref": "paper", "y0": 0, "y1": 1,
-                                "line": {"color": "#e8912d", "width": 2, "dash": "dot"}}]
-    for trace in figure["data"]:
-        fig["data"].append({"type": "scatter", "mode": "markers", "x": [x], "y": [trace["y"][step]],
-                            "yaxis": trace["yaxis"], "showlegend": False, "hoverinfo": "skip",
-                            "marker": {"size": 13, "color": "rgba(0,0,0,0)", "line": {"color": "#222", "width": 2}}})
-    return as_plot(fig)
-
-
 def training_curves(frame: Any, keys: list[str], title: str = "") -> dict[str, Any]:
     """Curves in long format (``run_name, key, step, value``): one panel per key, one colour per run.
 
@@ -76,8 +68,9 @@ def training_curves(frame: Any, keys: list[str], title: str = "") -> dict[str, A
     gap = 0.06 if n > 1 else 0.0
     height = (1.0 - gap * (n - 1)) / n
     layout: dict[str, Any] = {**copy.deepcopy(BASE_LAYOUT), "height": max(280, 230 * n), "uirevision": "train-curves",
-                              "hovermode": "closest", "title": {"text": title} if title else None,
-                              "margin": {"l": 60, "r": 20, "t": 60 if title else 50, "b": 40}}
+                              "hovermode": "closest",
+                              "title": {"text": title, "x": 0, "xanchor": "left", "y": 0.99, "yanchor": "top"} if title else None,
+                              "margin": {"l": 60, "r": 20, "t": 90 if title else 50, "b": 40}}
     data: list[dict[str, Any]] = []
     runs = list(dict.fromkeys(frame["run_name"])) if len(frame) else []
     for i, key in enumerate(keys):

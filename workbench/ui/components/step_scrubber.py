@@ -1,26 +1,27 @@
 """The step scrubber: one decode's steps as grid / heat map / preview / metric curve, with play and GIF.
 
-Shared by Reconstruct and Generate. A screen that produces a new trace returns
-``scrubber.show(key)`` for ``scrubber.outputs``; moving the slider, switching the heat map,
-playing and exporting are wired here and only read the cached trace.
+Shared by Reconstruct and Generate. A screen that produces a new trace returns ``scrubber.show(key)``
+for ``scrubber.outputs``: that sends every step's pictures once (:mod:`workbench.services.step_frames`),
+and the slider, play and the heat-map switch run in the browser (:mod:`scrubber_js`) without a server
+call. Exporting the GIF reads the cached trace on the server.
 """
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
+import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 
 from workbench.services.decoding import DecodeService, TraceExpired
-from workbench.services.step_pictures import HEAT_KINDS, MASKED, COMMITTED, NEW, grid_image, heat_image, upscale, write_gif
+from workbench.services.lru import LRU
+from workbench.services.step_frames import StepFrames, make_frames
+from workbench.services.step_pictures import COMMITTED, HEAT_KINDS, MASKED, NEW, VIRIDIS_LUT, write_gif
 from workbench.services.traces import StepTrace
-from workbench.ui.components.plots import mark_step, step_curve
-
-PLAY_FRAME_SECONDS = 0.45
+from workbench.ui.components.plots import as_plot, step_curve
+from workbench.ui.components.scrubber_js import ON_LOAD, heat_switch_js
 
 
 @dataclass
@@ -37,107 +38,101 @@ def _swatch(color: Any, text: str) -> str:
 
 
 GRID_LEGEND = _swatch(MASKED, "masked") + _swatch(COMMITTED, "committed earlier") + _swatch(NEW, "committed at this step")
+VIRIDIS_CSS = "linear-gradient(to right, " + ", ".join(
+    f"rgb({r},{g},{b})" for r, g, b in VIRIDIS_LUT[::32].tolist() + [VIRIDIS_LUT[-1].tolist()]) + ")"
 
 
-def step_summary(trace: StepTrace, step: int) -> str:
-    """Markdown facts about one step (what the grid and curve show, in numbers)."""
-    masked_before = int((trace.ids_in[step] == trace.mask_id).sum())
-    parts = [f"**Step {step + 1} / {trace.num_steps}**",
-             f"Gumbel temperature {float(trace.temperature[step]):.3f}",
-             f"masked {masked_before} → {trace.masked_after(step)} of {trace.ids_out.shape[1]}",
-             f"committed now {trace.committed_at(step)}",
-             f"mean confidence {float(trace.confidence[step].mean()):.3f}"]
-    parts += [f"{name} {float(values[step]):.3f}" for name, values in trace.metrics.items()]
-    return " · ".join(parts) + f"\n\n<small>Preview: {trace.preview_label}.</small>"
+def _panel(cls: str, elem_id: str, caption: str, src: str, extra: str = "") -> str:
+    return (f"<figure class='scrub-panel' id='{elem_id}'><figcaption>{caption}</figcaption>"
+            f"<img class='{cls}' src='{src}' alt='{html.escape(caption)}'>{extra}</figure>")
+
+
+def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str) -> str:
+    """The scrubber for one decode, showing its last step; all frames ride along in ``data-frames``."""
+    last = frames.num_steps - 1
+    heat = heat if heat in HEAT_KINDS else "confidence"
+    lo, hi, unit = frames.heat_range[heat]
+    scale = (f"<div class='scrub-scale'><span class='scrub-scale-lo'>{lo:g}</span>"
+             f"<span class='scrub-scale-bar' style='background:{VIRIDIS_CSS}'></span>"
+             f"<span class='scrub-scale-hi'>{hi:.2f} {unit}</span></div>")
+    data = html.escape(json.dumps(frames.as_json(), separators=(",", ":")), quote=True)
+    return (
+        f"<div class='scrub' data-scrubber='{name}' data-step='{last + 1}' data-heat='{heat}' data-frames=\"{data}\">"
+        f"<div class='scrub-bar'><button class='scrub-play' id='{name}-play' type='button'>▶ Play</button>"
+        f"<label id='{name}-step'>Step <b class='scrub-now'>{last + 1}</b> / {frames.num_steps} "
+        f"<input class='scrub-range' type='range' min='1' max='{frames.num_steps}' step='1' value='{last + 1}'>"
+        f"</label></div>"
+        f"<div class='scrub-panels'>"
+        + _panel("scrub-grid", f"{name}-grid", html.escape(grid_label), frames.grid[last])
+        + _panel("scrub-heat", f"{name}-heat", "Heat map: <span class='scrub-heat-kind'>" + heat + "</span> per cell",
+                 frames.heat[heat][last], scale)
+        + _panel("scrub-preview", f"{name}-preview", "Image at this step", frames.preview[last])
+        + f"</div><div class='scrub-legend'>{GRID_LEGEND}</div>"
+        f"<div class='scrub-info' id='{name}-info'>{frames.info[last]}</div>"
+        f"<small>Preview: {html.escape(frames.preview_label)}.</small></div>")
+
+
+def curve_note(trace: StepTrace) -> str:
+    """A sentence for per-step numbers that look wrong (PSNR falling with more steps)."""
+    psnr = trace.metrics.get("PSNR (dB)")
+    if psnr is None or len(psnr) < 2:
+        return ""
+    best = int(psnr.argmax())
+    if best == len(psnr) - 1 or float(psnr[best] - psnr[-1]) < 0.05:
+        return ""
+    return (f"PSNR peaks at step {best + 1} ({float(psnr[best]):.2f} dB) and falls to {float(psnr[-1]):.2f} dB at the "
+            "last step. Not a bug: early previews are soft averages over many codes, which score well on PSNR; "
+            "later steps commit to single codes with sharper, not always closer, detail.")
 
 
 class StepScrubber:
-    """Build inside a ``gr.Blocks`` context; ``name`` prefixes the API names of its events."""
+    """Build inside a ``gr.Blocks`` context; ``name`` prefixes element ids and API names."""
 
-    def __init__(self, service: DecodeService, name: str, exports_dir: Path, grid_label: str) -> None:
-        self.service, self.name, self.exports_dir = service, name, exports_dir
-        self._curves: OrderedDict[str, dict] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, service: DecodeService, name: str, exports_dir: Path, grid_label: str,
+                 empty_text: str = "Decode an image to see its steps.") -> None:
+        self.service, self.name, self.exports_dir, self.grid_label = service, name, exports_dir, grid_label
+        self._frames: LRU[str, StepFrames] = LRU(32)
+        self._curves: LRU[str, dict] = LRU(32)
         self.state = gr.State(ScrubberState())
         with gr.Row(equal_height=True):
-            self.slider = gr.Slider(1, 8, value=8, step=1, label="Step", scale=5, interactive=True,
-                                    elem_id=f"{name}-step")
-            self.play_button = gr.Button("▶ Play", scale=1, min_width=90, elem_id=f"{name}-play")
+            self.heat_kind = gr.Radio(list(HEAT_KINDS), value="confidence", label="Heat map", scale=3,
+                                      elem_id=f"{name}-heatkind")
             self.export_button = gr.Button("Export GIF", scale=1, min_width=110, elem_id=f"{name}-export")
-            self.heat_kind = gr.Radio(list(HEAT_KINDS), value="confidence", label="Heat map", scale=2)
-        with gr.Row():
-            self.grid = gr.Image(label=grid_label, interactive=False, format="png", height=270,
-                                 elem_id=f"{name}-grid", buttons=["download"])
-            self.heat = gr.Image(label="Confidence / entropy per cell", interactive=False, format="png",
-                                 height=270, elem_id=f"{name}-heat", buttons=["download"])
-            self.preview = gr.Image(label="Image at this step", interactive=False, format="png", height=270,
-                                    elem_id=f"{name}-preview", buttons=["download"])
-        gr.HTML(f"<div style='font-size:0.9em'>{GRID_LEGEND} &nbsp;·&nbsp; heat map: viridis, dark = low</div>")
+        self.view = gr.HTML(f"<div class='scrub-empty'>{html.escape(empty_text)}</div>", elem_id=f"{name}-scrubber",
+                            js_on_load=ON_LOAD)
         with gr.Row():
             with gr.Column(scale=2):
-                self.info = gr.Markdown("Decode an image to see its steps.", elem_id=f"{name}-info")
-                self.gif = gr.File(label="Animation (GIF)", interactive=False, visible=False)
-            self.curve = gr.Plot(label="Per-step metrics", scale=3, elem_id=f"{name}-curve")
+                self.gif = gr.File(label="Animation (GIF)", interactive=False, visible=False, elem_id=f"{name}-gif")
+                self.note = gr.Markdown(elem_id=f"{name}-curve-note")
+            self.curve = gr.Plot(show_label=False, scale=3, elem_id=f"{name}-curve")
 
     # -- rendering ----------------------------------------------------------------------------------
     @property
     def outputs(self) -> list[gr.components.Component]:
-        return [self.state, self.slider, self.grid, self.heat, self.preview, self.curve, self.info]
+        return [self.state, self.view, self.curve, self.note, self.gif]
 
-    def _curve(self, key: str, trace: StepTrace) -> dict:
-        with self._lock:
-            if key not in self._curves:
-                self._curves[key] = step_curve(trace)
-                while len(self._curves) > 32:
-                    self._curves.popitem(last=False)
-            return self._curves[key]
-
-    def visuals(self, key: str, step_value: float | None, heat: str) -> tuple:
-        """(grid, heat, preview, curve, info) for a 1-based step; None = last step."""
+    def frames(self, key: str) -> StepFrames:
+        """Every step's pictures of a cached decode (encoded once per decode)."""
         trace = self.service.get(key)
-        step = trace.num_steps - 1 if step_value is None else min(max(int(step_value), 1), trace.num_steps) - 1
-        return (grid_image(trace, step), heat_image(trace, step, heat or "confidence"),
-                upscale(trace.previews[step]), mark_step(self._curve(key, trace), step), step_summary(trace, step))
+        return self._frames.get_or_make(key, lambda: make_frames(trace))
 
     def show(self, key: str, heat: str = "confidence") -> tuple:
-        """Outputs for ``self.outputs`` after a new decode: the last step selected."""
+        """Outputs for ``self.outputs`` after a new decode: its last step, and no GIF of an older one."""
         trace = self.service.get(key)
-        slider = gr.Slider(minimum=1, maximum=trace.num_steps, value=trace.num_steps, step=1)
-        return (ScrubberState(key), slider, *self.visuals(key, None, heat))
+        curve = self._curves.get_or_make(key, lambda: step_curve(trace, "Per-step metrics"))
+        return (ScrubberState(key), scrubber_html(self.name, self.frames(key), heat, self.grid_label), as_plot(curve),
+                curve_note(trace), gr.File(value=None, visible=False))
 
     # -- events -------------------------------------------------------------------------------------
-    def _on_step(self, state: ScrubberState, step: float, heat: str) -> tuple:
-        try:
-            return self.visuals(state.trace_key, step, heat)
-        except TraceExpired as err:
-            raise gr.Error(str(err)) from err
-
-    def _on_play(self, state: ScrubberState, heat: str) -> Iterator[tuple]:
-        try:
-            trace = self.service.get(state.trace_key)
-        except TraceExpired as err:
-            raise gr.Error(str(err)) from err
-        for value in range(1, trace.num_steps + 1):
-            yield (value, *self.visuals(state.trace_key, value, heat))
-            if value < trace.num_steps:
-                time.sleep(PLAY_FRAME_SECONDS)
-
     def _on_export(self, state: ScrubberState, heat: str) -> gr.File:
         try:
             trace = self.service.get(state.trace_key)
         except TraceExpired as err:
-            raise gr.Error(str(err)) from err
+            raise gr.Error(str(err), print_exception=False) from None
         path = self.exports_dir / f"{self.name}-{state.trace_key[:12]}-{heat}.gif"
         return gr.File(value=str(write_gif(trace, path, heat)), visible=True)
 
     def wire(self) -> None:
-        visual_outputs = [self.grid, self.heat, self.preview, self.curve, self.info]
-        inputs = [self.state, self.slider, self.heat_kind]
-        self.slider.input(self._on_step, inputs, visual_outputs, api_name=f"{self.name}_step",
-                          show_progress="hidden", trigger_mode="always_last", queue=False)
-        self.heat_kind.change(self._on_step, inputs, visual_outputs, api_name=f"{self.name}_heat",
-                              show_progress="hidden", queue=False)
-        self.play_button.click(self._on_play, [self.state, self.heat_kind], [self.slider, *visual_outputs],
-                               api_name=f"{self.name}_play", show_progress="hidden")
+        self.heat_kind.change(None, [self.heat_kind], None, js=heat_switch_js(self.name), api_visibility="private")
         self.export_button.click(self._on_export, [self.state, self.heat_kind], [self.gif],
                                  api_name=f"{self.name}_export_gif")

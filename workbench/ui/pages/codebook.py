@@ -17,7 +17,7 @@ import pandas as pd
 from workbench.services.analyses import MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport, code_examples
 from workbench.ui.components.analysis_plots import codebook_map, empty_plot, position_heatmap, usage_plot
 from workbench.ui.components.dataset_picker import DatasetPicker
-from workbench.ui.components.errors import user_errors
+from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.context import AppContext
 
@@ -126,8 +126,7 @@ class CodebookPage:
         book = report.book(book_name)
         return usage_plot(book), position_heatmap(book), top_frame(book)
 
-    def on_run(self, model: str, dataset: str | None, split: str, images: float | None, book: str,
-               state: CodebookState, progress: gr.Progress = gr.Progress()) -> tuple:
+    def on_run(self, model: str, dataset: str | None, split: str, images: float | None, book: str, progress: gr.Progress = gr.Progress()) -> tuple:
         key, report = self.analyses.codebook(model, dataset, split, images,
                                              progress=lambda f, text: progress(f, desc=text))
         shown = book if book in report.books else "sftok"
@@ -161,10 +160,10 @@ class CodebookPage:
 
     def _wire(self) -> None:
         run = self.run.click(user_errors(self.on_run),
-                             [self.model.dropdown, self.data.dropdown, self.data.split, self.images, self.book,
-                              self.state],
+                             [self.model.dropdown, self.data.dropdown, self.data.split, self.images, self.book],
                              [self.state, self.status, self.summary, self.usage, self.heat, self.top, self.book],
                              api_name="codebook_usage", show_progress="full")
+        keep_error_visible(run, self.status)
         run.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_name="codebook_map",
                     show_progress="minimal")
         view = self.book.input(user_errors(self.on_view), [self.book, self.state], [self.usage, self.heat, self.top],
@@ -177,6 +176,11 @@ class CodebookPage:
         pick.success(user_errors(self.on_examples), [self.code, self.book, self.state],
                      [self.gallery, self.examples_info], api_visibility="private", show_progress="minimal")
         self.umap.change(None, js=CLICK_JS, api_visibility="private")
+
+
+    def reload_lists_on(self, triggers: list) -> None:
+        self.model.reload_on(triggers)
+        self.data.reload_on(triggers)
 
 
 def build(ctx: AppContext, analyses: AnalysisService) -> CodebookPage:

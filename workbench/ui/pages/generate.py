@@ -5,10 +5,10 @@ import html
 
 import gradio as gr
 
-from workbench.services.decoding import DecodeSettings
+from workbench.services.decoding import DecodeSettings, SettingsError
 from workbench.services.model_registry import DEFAULT_CHOICE
 from workbench.services.step_pictures import upscale
-from workbench.ui.components.errors import user_errors
+from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.components.step_scrubber import StepScrubber
 from workbench.ui.context import AppContext
@@ -35,17 +35,19 @@ class GeneratePage:
                 self.image = gr.Image(label="Generated image", interactive=False, format="png", height=380,
                                       elem_id="gen-image")
         with gr.Accordion("Generation steps", open=True):
-            self.scrubber = StepScrubber(ctx.service, "gen", ctx.exports_dir, grid_label="Latent-token grid")
-        self.run.click(user_errors(self.on_generate),
+            self.scrubber = StepScrubber(ctx.service, "gen", ctx.exports_dir, grid_label="Latent-token grid",
+                                         empty_text="Generate a sample to see its steps.")
+        event = self.run.click(user_errors(self.on_generate),
                        [self.generator.dropdown, self.tokenizer.dropdown, self.class_id, self.steps, self.guidance,
                         self.temperature, self.seed, self.scrubber.heat_kind],
                        [self.image, self.status, *self.scrubber.outputs], api_name="generate", show_progress="minimal")
+        keep_error_visible(event, self.status)
         self.scrubber.wire()
         self.generator.dropdown.change(self._classes_text, [self.generator.dropdown], [self.classes],
                                        api_name="gen_classes", show_progress="hidden")
 
     def _classes_text(self, generator: str | None) -> str:
-        names = self.ctx.registry.class_names(generator) if generator else []
+        names = self.ctx.registry.class_names(generator or "")
         if not names:
             return ""
         return "Classes: " + ", ".join(f"{i} {html.escape(n)}" for i, n in enumerate(names))
@@ -53,15 +55,22 @@ class GeneratePage:
     def on_generate(self, generator: str | None, tokenizer: str, class_id: float | None, steps: float, guidance: float,
                     temperature: float, seed: float | None, heat: str, progress: gr.Progress = gr.Progress()) -> tuple:
         settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
-        progress(0.1, desc="generating")
-        key, trace = self.ctx.service.generate(generator, tokenizer, int(class_id or 0), settings, float(guidance))
-        names = self.ctx.registry.class_names(generator)
         cls = int(class_id or 0)
+        names = self.ctx.registry.class_names(generator or "")
+        if names and not 0 <= cls < len(names):
+            raise SettingsError(f"class: must be one of the {len(names)} named classes, 0..{len(names) - 1}, got {cls}")
+        progress(0.1, desc="generating")
+        key, trace = self.ctx.service.generate(generator, tokenizer, cls, settings, float(guidance))
         shown = f"class {cls}" + (f" ({html.escape(names[cls])})" if cls < len(names) else "")
         label = "embedded default generator" if generator in (None, "", DEFAULT_CHOICE) else generator
         status = (f"**{html.escape(label)}**, {shown}, {settings.num_steps} steps, "
                   f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
         return (upscale(trace.final), status, *self.scrubber.show(key, heat))
+
+
+    def reload_lists_on(self, triggers: list) -> None:
+        self.generator.reload_on(triggers)
+        self.tokenizer.reload_on(triggers)
 
 
 def build(ctx: AppContext) -> GeneratePage:

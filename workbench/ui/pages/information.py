@@ -8,7 +8,6 @@ The cost is bounded by the image and slot counts: the defaults run in seconds on
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -16,7 +15,7 @@ import pandas as pd
 from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
 from workbench.ui.components.dataset_picker import DatasetPicker
-from workbench.ui.components.errors import user_errors
+from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.context import AppContext
 
@@ -25,13 +24,6 @@ SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO M
                    "ci_high": "CI high", "ce_all_masked_bits": "CE all masked", "ce_leave_one_out_bits": "CE leave-one-out",
                    "info_gain_bits_per_image": "info gain (bits/img)", "block_tc_bits_per_image": "block TC (bits/img)",
                    "self_forcing_kl_bits": "self-forcing KL (bits/slot)", "last_step_accuracy": "last-step accuracy"}
-
-
-@dataclass
-class InformationState:
-    """A browser session's last measurement: the cache key of its report."""
-
-    key: str = ""
 
 
 def summary_frame(report: InformationReport | None) -> pd.DataFrame:
@@ -59,7 +51,6 @@ def status_text(report: InformationReport) -> str:
 class InformationPage:
     def __init__(self, ctx: AppContext, analyses: AnalysisService) -> None:
         self.ctx, self.analyses = ctx, analyses
-        self.state = gr.State(InformationState())
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 self.model_a = ModelPicker(ctx.registry, "Model A", name="info-a",
@@ -95,12 +86,11 @@ class InformationPage:
         self._wire()
 
     def on_run(self, model_a: str, model_b: str | None, dataset: str | None, split: str, images: float, slots: float,
-               steps: float, temperature: float, seed: float | None, block: float, state: InformationState,
-               progress: gr.Progress = gr.Progress()) -> tuple:
-        key, report = self.analyses.information([model_a, model_b or ""], dataset, split, images, slots, steps,
+               steps: float, temperature: float, seed: float | None, block: float, progress: gr.Progress = gr.Progress()) -> tuple:
+        _, report = self.analyses.information([model_a, model_b or ""], dataset, split, images, slots, steps,
                                                 temperature, seed, block,
                                                 progress=lambda f, text: progress(f, desc=text))
-        return (InformationState(key), status_text(report), summary_frame(report), mi_bars(report), mi_grids(report),
+        return (status_text(report), summary_frame(report), mi_bars(report), mi_grids(report),
                 trajectory_plot(report), self_forcing_plot(report))
 
     def on_refresh_b(self, current: str | None) -> gr.Dropdown:
@@ -108,17 +98,24 @@ class InformationPage:
         return gr.Dropdown(choices=choices, value=current if current in [v for _, v in choices] else "")
 
     def _wire(self) -> None:
-        self.run.click(user_errors(self.on_run),
+        run = self.run.click(user_errors(self.on_run),
                        [self.model_a.dropdown, self.model_b, self.data.dropdown, self.data.split, self.images,
-                        self.slots, self.steps, self.temperature, self.seed, self.block, self.state],
-                       [self.state, self.status, self.summary, self.bars, self.grids, self.trajectory, self.gap],
+                        self.slots, self.steps, self.temperature, self.seed, self.block],
+                       [self.status, self.summary, self.bars, self.grids, self.trajectory, self.gap],
                        api_name="information", show_progress="full")
+        keep_error_visible(run, self.status)
         self.refresh_b.click(self.on_refresh_b, [self.model_b], [self.model_b], api_name="information_refresh_model_b",
                              show_progress="hidden")
+
+    def reload_lists_on(self, triggers: list) -> None:
+        self.model_a.reload_on(triggers)
+        self.data.reload_on(triggers)
+        gr.on(triggers, self.on_refresh_b, [self.model_b], [self.model_b], show_progress="hidden",
+              api_visibility="private")
 
 
 def build(ctx: AppContext, analyses: AnalysisService) -> InformationPage:
     return InformationPage(ctx, analyses)
 
 
-__all__ = ["InformationPage", "InformationState", "build", "status_text", "summary_frame"]
+__all__ = ["InformationPage", "build", "status_text", "summary_frame"]

@@ -13,7 +13,7 @@ import gradio as gr
 from workbench.services.decoding import DecodeSettings, SettingsError
 from workbench.services.step_pictures import upscale
 from workbench.services.reconstruction import Reconstruction, edit_token, nearest_codes, reconstruct_file
-from workbench.ui.components.errors import user_errors
+from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.components.step_scrubber import StepScrubber
 from workbench.ui.context import AppContext
@@ -52,8 +52,8 @@ class ReconstructPage:
         self.state = gr.State(ReconstructState())
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                self.upload = gr.File(label="Upload an image (any size; centre-cropped to the model's size)",
-                                      type="filepath", height=110, elem_id="rec-upload")
+                gr.Markdown("**Upload an image** (any size; centre-cropped to the model's size)")
+                self.upload = gr.File(show_label=False, type="filepath", height=110, elem_id="rec-upload")
                 self.sample = gr.Dropdown(choices=samples, value=None, label="…or pick a sample",
                                           elem_id="rec-sample")
                 self.model = ModelPicker(ctx.registry, "Tokenizer", name="rec-model",
@@ -72,8 +72,9 @@ class ReconstructPage:
         with gr.Accordion("Token surgery: replace one of the 64 latent tokens and decode again", open=True):
             self.tokens = gr.HTML(tokens_html((), ()), elem_id="rec-tokens")
             with gr.Row(equal_height=True):
-                self.position = gr.Number(value=0, precision=0, minimum=0, label="Position", elem_id="rec-position")
-                self.code = gr.Number(value=0, precision=0, minimum=0, label="New code", elem_id="rec-code")
+                # no precision / minimum: 2.5 or -1 must reach edit_token, which names the valid range
+                self.position = gr.Number(value=0, step=1, label="Position", elem_id="rec-position")
+                self.code = gr.Number(value=0, step=1, label="New code", elem_id="rec-code")
                 self.neighbours = gr.Markdown(elem_id="rec-neighbours")
                 self.apply = gr.Button("Decode with this token", elem_id="rec-apply")
                 self.reset = gr.Button("Reset tokens", elem_id="rec-reset")
@@ -87,8 +88,8 @@ class ReconstructPage:
     def _settings_inputs(self) -> list:
         return [self.model.dropdown, self.steps, self.temperature, self.seed, self.scrubber.heat_kind]
 
-    def _decode(self, state: ReconstructState, source: str, name: str, model: str, steps: float, temperature: float,
-                seed: float | None, heat: str, tokens: Sequence[int] | None, progress: gr.Progress) -> tuple:
+    def _decode(self, source: str, name: str, model: str, steps: float, temperature: float, seed: float | None,
+                heat: str, tokens: Sequence[int] | None, progress: gr.Progress) -> tuple:
         if not source:
             raise SettingsError("no image yet: upload one or pick a sample")
         settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
@@ -105,44 +106,51 @@ class ReconstructPage:
 
     # -- events -------------------------------------------------------------------------------------
     def on_upload(self, path: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
-                  state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+                  progress: gr.Progress = gr.Progress()) -> tuple:
         if not path:
             raise SettingsError("the upload did not arrive; try again")
         name = path.rsplit("/", 1)[-1]
-        return self._decode(state, path, name, model, steps, temperature, seed, heat, None, progress)
+        return self._decode(path, name, model, steps, temperature, seed, heat, None, progress)
 
     def on_sample(self, sample: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
-                  state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+                  progress: gr.Progress = gr.Progress()) -> tuple:
         samples = self.ctx.samples()
         if sample not in samples:
             raise SettingsError(f"sample: unknown sample {sample!r}; choose one of {sorted(samples)}")
-        return self._decode(state, str(samples[sample]), sample, model, steps, temperature, seed, heat, None, progress)
+        return self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, None, progress)
 
     def on_run(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
                state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
         """Decode again with the current settings; token edits survive unless the model changed."""
         tokens = state.tokens if state.edits() and model == state.model_choice else None
-        return self._decode(state, state.source_path, state.source_name, model, steps, temperature, seed, heat,
-                            tokens, progress)
+        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, tokens,
+                            progress)
 
     def on_apply(self, position: float | None, code: float | None, model: str, steps: float, temperature: float,
                  seed: float | None, heat: str, state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Edit one token of what the chosen model encodes (re-encoded first when the model changed)."""
         if not state.tokens:
             raise SettingsError("no tokens yet: decode an image first")
-        codebook = self.ctx.registry.get(state.model_choice).model.config.codebook_size
-        tokens = edit_token(state.tokens, position, code, codebook)
-        return self._decode(state, state.source_path, state.source_name, state.model_choice, steps, temperature,
-                            seed, heat, tokens, progress)
+        base = state.tokens
+        if model != state.model_choice:
+            base = reconstruct_file(self.ctx.service, model, state.source_path,
+                                    DecodeSettings(int(steps), float(temperature), int(seed or 0))).encoded
+        codebook = self.ctx.registry.get(model).model.config.codebook_size
+        tokens = edit_token(base, position, code, codebook)
+        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, tokens,
+                            progress)
 
     def on_reset(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
                  state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
-        return self._decode(state, state.source_path, state.source_name, state.model_choice, steps, temperature,
-                            seed, heat, None, progress)
+        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, None,
+                            progress)
 
     def on_position(self, position: float | None, state: ReconstructState) -> str:
         """Which code sits at ``position`` and its nearest codewords: candidates for a gentle edit."""
-        if not state.tokens or position is None or not 0 <= int(position) < len(state.tokens):
+        if not state.tokens or position is None:
             return ""
+        if float(position) != int(position) or not 0 <= int(position) < len(state.tokens):
+            return f"Position must be a whole number in 0..{len(state.tokens) - 1}, got {position:g}."
         current = state.tokens[int(position)]
         model = self.ctx.registry.get(state.model_choice).model
         near = ", ".join(f"{c} ({s:.2f})" for c, s in nearest_codes(model, current, 5))
@@ -150,19 +158,32 @@ class ReconstructPage:
 
     def _wire(self) -> None:
         opts: dict[str, Any] = {"show_progress": "minimal"}
-        self.upload.upload(user_errors(self.on_upload), [self.upload, *self._settings_inputs(), self.state],
-                           self._outputs, api_name="reconstruct_upload", **opts)
-        self.sample.input(user_errors(self.on_sample), [self.sample, *self._settings_inputs(), self.state],
-                          self._outputs, api_name="reconstruct_sample", **opts)
-        self.run.click(user_errors(self.on_run), [*self._settings_inputs(), self.state], self._outputs,
-                       api_name="reconstruct", **opts)
-        self.apply.click(user_errors(self.on_apply), [self.position, self.code, *self._settings_inputs(), self.state],
-                         self._outputs, api_name="token_surgery", **opts)
-        self.reset.click(user_errors(self.on_reset), [*self._settings_inputs(), self.state], self._outputs,
-                         api_name="reset_tokens", **opts)
+        settings = self._settings_inputs()
+        events = {
+            "upload": self.upload.upload(user_errors(self.on_upload), [self.upload, *settings], self._outputs,
+                                         api_name="reconstruct_upload", **opts),
+            "sample": self.sample.input(user_errors(self.on_sample), [self.sample, *settings], self._outputs,
+                                        api_name="reconstruct_sample", **opts),
+            "run": self.run.click(user_errors(self.on_run), [*settings, self.state], self._outputs,
+                                  api_name="reconstruct", **opts),
+            "apply": self.apply.click(user_errors(self.on_apply), [self.position, self.code, *settings, self.state],
+                                      self._outputs, api_name="token_surgery", **opts),
+            "reset": self.reset.click(user_errors(self.on_reset), [*settings, self.state], self._outputs,
+                                      api_name="reset_tokens", **opts),
+        }
+        for kind, event in events.items():
+            # a refused upload must not look loaded; the message stays in the status line
+            keep_error_visible(event, self.status, [(self.upload, None)] if kind == "upload" else [],
+                               untouched=[c for c in self._outputs if c is not self.status])
+            event.success(user_errors(self.on_position), [self.position, self.state], [self.neighbours],
+                          show_progress="hidden", api_visibility="private")  # the neighbours of the new tokens
         self.position.change(user_errors(self.on_position), [self.position, self.state], [self.neighbours],
                              api_name="token_neighbours", show_progress="hidden")
         self.scrubber.wire()
+
+
+    def reload_lists_on(self, triggers: list) -> None:
+        self.model.reload_on(triggers)
 
 
 def build(ctx: AppContext) -> ReconstructPage:

@@ -14,11 +14,16 @@ import pandas as pd
 from workbench.io.datasets import build_workspace_default_dataset, list_datasets
 from workbench.runs.manager import InvalidConfigError
 from workbench.runs.records import STAGES, RunRecord
+from workbench.services.launches import INVALID, SUBMITTED, VALIDATING, Launches
+from workbench.services.run_log import live_log
+from workbench.services.run_results import nearest_step, overlay_diff, sweep_table
 from workbench.services.training_form import LaunchForm, parse_grid
-from workbench.ui.components.errors import user_errors
+from workbench.ui.components.analysis_plots import empty_plot
+from workbench.ui.components.errors import error_text, keep_error_visible, user_errors
 from workbench.ui.components.executor_picker import ExecutorPicker
-from workbench.ui.components.plots import as_plot, training_curves
+from workbench.ui.components.run_views import WAITING, curves, gallery_items, split_keys, sweep_plot
 from workbench.ui.context import AppContext
+from workbench.ui.state import TrainWatch
 
 REFRESH_SECONDS = 2.0
 DEFAULT_TEACHER = "embedded default teacher"
@@ -39,6 +44,8 @@ class TrainPage:
             raise ValueError("the Train screen needs a job manager (AppContext.create(with_jobs=True))")
         self.ctx, self.jobs, self.store = ctx, ctx.jobs, ctx.jobs.store
         self.known_runs = gr.State(())
+        self.watch = gr.State(TrainWatch())
+        self.launches = Launches()
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 gr.Markdown("### Launch")
@@ -69,12 +76,12 @@ class TrainPage:
                                                      label="Mask schedule")
                     self.unmasked = gr.Slider(0, 1, value=0.1, step=0.05, label="Weight of unmasked slots in the loss")
                 self.extra = gr.Textbox(label="More overrides (key=value per line)", lines=2,
-                                        placeholder="optim.weight_decay=0.0")
+                                        placeholder="optim.weight_decay=0.0", elem_id="train-extra")
                 self.device = gr.Textbox("cpu", label="Device", info="cpu, cuda:0 or cuda:0,1 (local runs)")
                 self.executor = ExecutorPicker(ctx.workspace.root)
                 self.launch = gr.Button("Launch run", variant="primary", elem_id="train-launch")
-                with gr.Accordion("Sweep grid", open=False):
-                    self.grid = gr.Textbox(label="One key=v1, v2, ... per line", lines=3,
+                with gr.Accordion("Sweep grid", open=False, elem_id="train-sweep-grid"):
+                    self.grid = gr.Textbox(label="One key=v1, v2, ... per line", lines=3, elem_id="train-grid",
                                            placeholder="optim.lr=1e-4, 3e-4\nsfvr.replace_prob=0.5, 1.0")
                     self.launch_sweep = gr.Button("Launch sweep", elem_id="train-sweep")
                 self.status = gr.Markdown(elem_id="train-status")
@@ -85,15 +92,41 @@ class TrainPage:
                     self.run = gr.Dropdown(self.run_choices(), label="Run", scale=4, elem_id="train-run")
                     self.cancel = gr.Button("Cancel", scale=1, variant="stop")
                     self.resume = gr.Button("Resume", scale=1)
-                self.log = gr.Code(label="Log tail", language=None, lines=8, max_lines=8, elem_id="train-log")
+                self.log = gr.Code(label="Live log (printed lines, then one line per logged step and evaluation)",
+                                   language=None, lines=10, max_lines=10, elem_id="train-log")
                 gr.Markdown("### Curves")
                 with gr.Row():
                     self.curve_runs = gr.Dropdown(self.run_choices(), multiselect=True, label="Runs (overlay)",
                                                   scale=3, elem_id="train-curve-runs")
-                    self.keys = gr.Dropdown(self.store.keys(), multiselect=True, label="Metrics", scale=3,
+                    self.smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=1)
+                with gr.Row():
+                    train_keys, eval_keys = split_keys(self.store.keys())
+                    self.keys = gr.Dropdown(train_keys, multiselect=True, label="Training metrics", scale=1,
                                             elem_id="train-keys")
-                    self.smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2)
-                self.curves = gr.Plot(label="Training curves", elem_id="train-curves")
+                    self.eval_keys = gr.Dropdown(eval_keys, multiselect=True, label="Eval metrics", scale=1,
+                                                 elem_id="train-eval-keys")
+                self.curves = gr.Plot(empty_plot(f"Training curves: {WAITING}"), show_label=False,
+                                      elem_id="train-curves")
+                self.eval_curves = gr.Plot(empty_plot(f"Eval metrics: {WAITING}"), show_label=False,
+                                           elem_id="train-eval-curves")
+                self.overlay_diff = gr.Dataframe(overlay_diff([]), interactive=False, elem_id="train-overlay-diff",
+                                                 label="Where the overlaid runs' configs differ", max_height=200)
+                gr.Markdown("### Eval samples")
+                self.sample_step = gr.Slider(0, 1, value=1, step=1, label="Eval step (images/step-*.png)",
+                                             elem_id="train-sample-step")
+                self.samples = gr.Gallery(columns=3, height=300, object_fit="contain", elem_id="train-samples",
+                                          show_label=False, allow_preview=True)
+                gr.Markdown("### Sweep results")
+                with gr.Row(equal_height=True):
+                    self.sweep = gr.Dropdown(self.sweep_choices(), label="Sweep", scale=3, elem_id="train-sweep-pick")
+                    self.export_sweep = gr.Button("Export CSV", scale=1, elem_id="train-sweep-export")
+                self.sweep_table = gr.Dataframe(pd.DataFrame(), interactive=False, elem_id="train-sweep-table",
+                                                max_height=260, label="One row per point (click a header to sort)")
+                self.sweep_file = gr.File(visible=False, interactive=False, elem_id="train-sweep-csv")
+                with gr.Row():
+                    self.sweep_x = gr.Dropdown([], label="Swept field", scale=1, elem_id="train-sweep-x")
+                    self.sweep_y = gr.Dropdown([], label="Metric", scale=1, elem_id="train-sweep-y")
+                self.sweep_plot = gr.Plot(empty_plot("choose a sweep"), show_label=False, elem_id="train-sweep-plot")
                 with gr.Accordion("Config diff", open=False):
                     with gr.Row():
                         self.diff_a = gr.Dropdown(self.run_choices(), label="Run A")
@@ -130,12 +163,35 @@ class TrainPage:
                          _eta(p.eta_s) if r.status == "running" else "", r.device])
         return pd.DataFrame(rows, columns=JOB_COLUMNS)
 
+    def sweep_choices(self) -> list[tuple[str, str]]:
+        return [(f"{w.name} ({len(w.grid)} fields)", w.id) for w in sorted(self.store.list_sweeps(),
+                                                                            key=lambda w: w.created_at, reverse=True)]
+
+    def launch_rows(self) -> list[list]:
+        """Launches still validating or refused, above the runs: the table is right from the click on."""
+        return [[x.label, x.stage, "validating…" if x.state == VALIDATING else "invalid (see status)", "", "", "",
+                 x.device] for x in self.launches.unsettled()]
+
     def curves_plot(self, run_ids: list[str] | None, keys: list[str] | None, smoothing: float):
-        run_ids = [r for r in (run_ids or []) if r]
-        keys = list(keys or [])
-        frame = self.store.compare(run_ids, keys, max_points=600, smoothing=float(smoothing or 0.0)) if run_ids and keys \
-            else pd.DataFrame(columns=["run_id", "run_name", "key", "step", "value"])
-        return as_plot(training_curves(frame, keys))
+        return curves(self.store, run_ids or [], keys or [], float(smoothing or 0.0), "Training curves")
+
+    def eval_plot(self, run_ids: list[str] | None, keys: list[str] | None, smoothing: float):
+        return curves(self.store, run_ids or [], keys or [], 0.0, "Eval metrics")
+
+    def status_text(self, watch: TrainWatch) -> str:
+        """The status line from what the followed launch and runs are now (never a stale state)."""
+        parts = [watch.note] if watch.note else []
+        launch = self.launches.get(watch.launch_id) if watch.launch_id else None
+        if launch is not None and launch.state == VALIDATING:
+            parts.append(f"Launching {html.escape(launch.label)}: validating the config (the launcher's dry run)…")
+        elif launch is not None and launch.state == INVALID:
+            parts.append(error_text(f"{launch.label} not launched, invalid configuration: {launch.error}"))
+        run_ids = launch.run_ids if launch is not None and launch.state == SUBMITTED else watch.run_ids
+        for run_id in run_ids[:6]:
+            run = self.store.get_run(run_id)
+            parts.append(f"**{html.escape(run.name or run.id)}**: {run.status}"
+                         + (f" ({html.escape((run.error or '').splitlines()[0])})" if run.error else ""))
+        return "  \n".join(parts)
 
     # -- events -----------------------------------------------------------------------------------
     def _form(self, stage, preset, dataset, teacher, tokenizer, init, max_steps, batch, lr, seed, sfvr, replace_prob,
@@ -146,15 +202,19 @@ class TrainPage:
                           replace_prob=float(replace_prob), context_source=context_source, mask_schedule=mask_schedule,
                           unmasked_weight=float(unmasked), extra=extra or "")
 
+    def _submit(self, label: str, stage: str, device: str, submit) -> tuple:
+        launch = self.launches.start(label, stage, device, submit, refused=(InvalidConfigError, ValueError))
+        watch = TrainWatch(launch_id=launch.id)
+        return self.status_text(watch), self.table_frame(), watch
+
     def on_launch(self, *values: Any) -> tuple:
+        """Acknowledge at once; the launcher validates in the background (the table shows "validating…")."""
         (*form_values, device), slurm = self.executor.split(values)
         form = self._form(*form_values)
-        try:
-            run = self.jobs.submit(form.stage, None, form.overrides(self.ctx.workspace, self._model_path),
-                                   device=(device or "cpu").strip(), slurm=slurm)
-        except InvalidConfigError as err:
-            raise gr.Error(f"invalid configuration: {err}", title="Not launched") from err
-        return self._after_submit(f"Queued **{html.escape(run.id)}** (stage {run.stage}).", [run.id])
+        overrides = form.overrides(self.ctx.workspace, self._model_path)
+        device = (device or "cpu").strip()
+        return self._submit(f"stage {form.stage} run", form.stage, device, lambda: [
+            self.jobs.submit(form.stage, None, overrides, device=device, slurm=slurm).id])
 
     def on_sweep(self, grid_text: str, *values: Any) -> tuple:
         (*form_values, device), slurm = self.executor.split(values)
@@ -162,18 +222,10 @@ class TrainPage:
         grid = parse_grid(grid_text)
         if not grid:
             raise ValueError("sweep grid: add at least one line key=v1, v2, ...")
-        try:
-            sweep = self.jobs.submit_sweep(form.stage, None, grid, form.overrides(self.ctx.workspace, self._model_path),
-                                           device=(device or "cpu").strip(), slurm=slurm)
-        except InvalidConfigError as err:
-            raise gr.Error(f"invalid configuration: {err}", title="Not launched") from err
-        return self._after_submit(f"Queued sweep **{html.escape(sweep.id)}**: {len(sweep.run_ids)} runs.", sweep.run_ids)
-
-    def _after_submit(self, message: str, run_ids: list[str]) -> tuple:
-        choices = self.run_choices()
-        return (message, self.jobs_frame(), gr.Dropdown(choices=choices, value=run_ids[0]),
-                gr.Dropdown(choices=choices, value=run_ids), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
-                tuple(r for _, r in choices))
+        overrides = form.overrides(self.ctx.workspace, self._model_path)
+        device = (device or "cpu").strip()
+        return self._submit(f"stage {form.stage} sweep over {', '.join(grid)}", form.stage, device, lambda: list(
+            self.jobs.submit_sweep(form.stage, None, grid, overrides, device=device, slurm=slurm).run_ids))
 
     def on_build_dataset(self, progress: gr.Progress = gr.Progress()) -> tuple:
         progress(0.05, desc="building the default dataset (64 px crops of the bundled photos)")
@@ -185,16 +237,18 @@ class TrainPage:
         if not run_id:
             raise ValueError("run: choose a run first")
         run = self.jobs.cancel(run_id)
-        return f"{run.id}: {run.status}", self.jobs_frame()
+        watch = TrainWatch(run_ids=(run.id,), selected=True, note="Cancel sent (the run checkpoints, then stops).")
+        return self.status_text(watch), self.table_frame(), watch
 
     def on_resume(self, run_id: str | None) -> tuple:
         if not run_id:
             raise ValueError("run: choose a run first")
         run = self.jobs.resume(run_id)
-        return f"{run.id}: {run.status} (resumes from its last checkpoint)", self.jobs_frame()
+        watch = TrainWatch(run_ids=(run.id,), selected=True, note="Resumed from its last checkpoint.")
+        return self.status_text(watch), self.table_frame(), watch
 
     def on_log(self, run_id: str | None) -> str:
-        return self.jobs.log_tail(run_id) if run_id else ""
+        return live_log(self.store, run_id) if run_id else ""
 
     def on_diff(self, a: str | None, b: str | None) -> pd.DataFrame:
         if not a or not b:
@@ -203,49 +257,134 @@ class TrainPage:
         return pd.DataFrame([(k, c, "" if x is None else str(x), "" if y is None else str(y)) for k, c, x, y in rows],
                             columns=["key", "change", "A", "B"])
 
-    def on_tick(self, known: tuple, run_id: str | None, curve_runs: list[str] | None, keys: list[str] | None,
-                smoothing: float) -> tuple:
-        """Refresh table, log, curves; dropdown choices only when the set of runs or keys changed."""
+    def on_samples(self, run_ids: list[str] | None, step: float | None) -> tuple:
+        """The eval samples of the overlaid runs at one step, side by side; the slider spans their eval steps."""
+        runs = [self.store.get_run(r) for r in (run_ids or []) if r]
+        items, steps = gallery_items(runs, step)
+        if not steps:
+            return [], gr.Slider(minimum=0, maximum=1, value=0, step=1, label="Eval step: no samples yet")
+        shown = nearest_step(steps, step)
+        gap = min((b - a for a, b in zip(steps, steps[1:])), default=1)
+        return items, gr.Slider(minimum=steps[0], maximum=steps[-1], value=shown, step=max(1, gap),
+                                label=f"Eval step ({len(steps)} evaluations: {steps[0]}..{steps[-1]})")
+
+    def on_sweep_pick(self, sweep_id: str | None) -> tuple:
+        if not sweep_id:
+            return pd.DataFrame(), gr.Dropdown(choices=[]), gr.Dropdown(choices=[]), empty_plot("choose a sweep")
+        sweep = self.store.get_sweep(sweep_id)
+        table = sweep_table(self.store, sweep)
+        fields = list(sweep.grid)
+        metrics = [c for c in table.columns if c.endswith((" final", " best"))]
+        x, y = fields[0], (metrics[0] if metrics else None)
+        return (table.drop(columns=["run_id"]), gr.Dropdown(choices=fields, value=x),
+                gr.Dropdown(choices=metrics, value=y), sweep_plot(table, x, y or ""))
+
+    def on_sweep_plot(self, sweep_id: str | None, swept: str | None, metric: str | None):
+        if not sweep_id or not swept or not metric:
+            return empty_plot("choose a sweep, a swept field and a metric")
+        return sweep_plot(sweep_table(self.store, self.store.get_sweep(sweep_id)), swept, metric)
+
+    def on_export_sweep(self, sweep_id: str | None) -> gr.File:
+        if not sweep_id:
+            raise ValueError("sweep: choose a sweep first")
+        table = sweep_table(self.store, self.store.get_sweep(sweep_id))
+        path = self.ctx.exports_dir / f"{sweep_id}.csv"
+        table.to_csv(path, index=False)
+        return gr.File(value=str(path), visible=True)
+
+    def table_frame(self) -> pd.DataFrame:
+        frame = self.jobs_frame()
+        pending = self.launch_rows()
+        return pd.concat([pd.DataFrame(pending, columns=JOB_COLUMNS), frame], ignore_index=True) if pending else frame
+
+    def on_tick(self, known: tuple, watch: TrainWatch, run_id: str | None, curve_runs: list[str] | None,
+                keys: list[str] | None, eval_keys: list[str] | None, smoothing: float) -> tuple:
+        """Refresh table, status, log and curves; dropdown choices only when the set of runs changed;
+        a launch that became runs selects them (log and overlay)."""
         choices = self.run_choices()
         ids = tuple(r for _, r in choices)
-        all_keys = self.store.keys()
-        if ids != tuple(known):
-            runs_update = gr.Dropdown(choices=choices)
+        train_keys, all_eval = split_keys(self.store.keys(curve_runs or None))
+        launch = self.launches.get(watch.launch_id) if watch.launch_id else None
+        select = launch is not None and launch.state == SUBMITTED and not watch.selected and launch.run_ids
+        if select:
+            run_id, curve_runs = launch.run_ids[0], list(launch.run_ids)
+            watch = TrainWatch(watch.launch_id, launch.run_ids, True, watch.note)
+        if ids != tuple(known) or select:
             if not curve_runs and ids:
                 curve_runs = [ids[0]]
-                runs_update = gr.Dropdown(choices=choices, value=curve_runs)
-            updates = (runs_update, gr.Dropdown(choices=choices), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices))
+            updates = (gr.Dropdown(choices=choices, value=curve_runs), gr.Dropdown(choices=choices, value=run_id),
+                       gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
+                       gr.Dropdown(choices=self.sweep_choices()))
         else:
-            updates = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        if not keys and all_keys:
-            keys = [k for k in DEFAULT_KEYS if k in all_keys][:1] or all_keys[:1]
-            keys_update = gr.Dropdown(choices=all_keys, value=keys)
-        else:
-            keys_update = gr.Dropdown(choices=all_keys)
-        return (ids, self.jobs_frame(), self.on_log(run_id), *updates, keys_update,
-                self.curves_plot(curve_runs, keys, smoothing))
+            updates = (gr.skip(),) * 5
+        if not keys and train_keys:
+            keys = [k for k in DEFAULT_KEYS if k in train_keys][:1] or train_keys[:1]
+        if not eval_keys and all_eval:
+            eval_keys = [k for k in all_eval if "psnr" in k or "acc" in k][:2] or all_eval[:1]
+        return (ids, watch, self.status_text(watch), self.table_frame(), self.on_log(run_id), *updates,
+                gr.Dropdown(choices=train_keys, value=keys), gr.Dropdown(choices=all_eval, value=eval_keys),
+                self.curves_plot(curve_runs, keys, smoothing), self.eval_plot(curve_runs, eval_keys, smoothing))
+
+    def on_overlay(self, run_ids: list[str] | None) -> pd.DataFrame:
+        return overlay_diff([self.store.get_run(r) for r in (run_ids or []) if r])
+
+    def reload_lists_on(self, triggers: list) -> None:
+        """Datasets, models and runs are read when the screen opens."""
+        gr.on(triggers, self.on_open, [self.dataset], [self.dataset, self.teacher, self.tokenizer, self.init,
+                                                       self.run, self.curve_runs, self.diff_a, self.diff_b, self.sweep],
+              show_progress="hidden", api_visibility="private")
+
+    def on_open(self, dataset: str | None) -> tuple:
+        datasets = list_datasets(self.ctx.workspace)
+        runs = gr.Dropdown(choices=self.run_choices())
+        return (gr.Dropdown(choices=datasets, value=dataset or (datasets[0] if datasets else None)),
+                gr.Dropdown(choices=self._model_choices("maskgit_vqgan")),
+                gr.Dropdown(choices=self._model_choices("sftok")),
+                gr.Dropdown(choices=[""] + self._model_choices("sftok")), runs, runs, runs, runs,
+                gr.Dropdown(choices=self.sweep_choices()))
 
     def _wire(self) -> None:
         form = [self.stage, self.preset, self.dataset, self.teacher, self.tokenizer, self.init, self.max_steps,
                 self.batch, self.lr, self.seed, self.sfvr, self.replace_prob, self.context_source, self.mask_schedule,
                 self.unmasked, self.extra, self.device, *self.executor.inputs]
-        submitted = [self.status, self.table, self.run, self.curve_runs, self.diff_a, self.diff_b, self.known_runs]
-        self.launch.click(user_errors(self.on_launch), form, submitted, api_name="train_launch")
-        self.launch_sweep.click(user_errors(self.on_sweep), [self.grid, *form], submitted, api_name="train_sweep")
-        self.build_data.click(user_errors(self.on_build_dataset), None, [self.dataset, self.status],
-                              api_name="train_build_dataset")
-        self.cancel.click(user_errors(self.on_cancel), [self.run], [self.status, self.table], api_name="train_cancel")
-        self.resume.click(user_errors(self.on_resume), [self.run], [self.status, self.table], api_name="train_resume")
+        submitted = [self.status, self.table, self.watch]
+        for event in (self.launch.click(user_errors(self.on_launch), form, submitted, api_name="train_launch"),
+                      self.launch_sweep.click(user_errors(self.on_sweep), [self.grid, *form], submitted,
+                                              api_name="train_sweep"),
+                      self.cancel.click(user_errors(self.on_cancel), [self.run], submitted, api_name="train_cancel"),
+                      self.resume.click(user_errors(self.on_resume), [self.run], submitted, api_name="train_resume")):
+            keep_error_visible(event, self.status)
+        built = self.build_data.click(user_errors(self.on_build_dataset), None, [self.dataset, self.status],
+                                      api_name="train_build_dataset")
+        keep_error_visible(built, self.status)
         self.run.change(user_errors(self.on_log), [self.run], [self.log], api_name="train_log", show_progress="hidden")
         curve_inputs = [self.curve_runs, self.keys, self.smoothing]
         for i, widget in enumerate(curve_inputs):
             widget.change(user_errors(self.curves_plot), curve_inputs, [self.curves], show_progress="hidden",
                           api_name="train_curves" if i == 0 else False)
+        gr.on([self.curve_runs.change, self.eval_keys.change], user_errors(self.eval_plot),
+              [self.curve_runs, self.eval_keys, self.smoothing], [self.eval_curves], show_progress="hidden",
+              api_name="train_eval_curves")
+        self.curve_runs.change(user_errors(self.on_overlay), [self.curve_runs], [self.overlay_diff],
+                               show_progress="hidden", api_name="train_overlay_diff")
+        gr.on([self.curve_runs.change, self.sample_step.release], user_errors(self.on_samples),
+              [self.curve_runs, self.sample_step], [self.samples, self.sample_step], show_progress="hidden",
+              api_name="train_samples")
+        self.sweep.change(user_errors(self.on_sweep_pick), [self.sweep],
+                          [self.sweep_table, self.sweep_x, self.sweep_y, self.sweep_plot], api_name="train_sweep_table",
+                          show_progress="hidden")
+        gr.on([self.sweep_x.input, self.sweep_y.input], user_errors(self.on_sweep_plot),
+              [self.sweep, self.sweep_x, self.sweep_y], [self.sweep_plot], show_progress="hidden",
+              api_visibility="private")
+        self.export_sweep.click(user_errors(self.on_export_sweep), [self.sweep], [self.sweep_file],
+                                api_name="train_sweep_csv")
         self.diff_a.change(user_errors(self.on_diff), [self.diff_a, self.diff_b], [self.diff], api_name="train_diff")
         self.diff_b.change(user_errors(self.on_diff), [self.diff_a, self.diff_b], [self.diff], api_name=False)
-        self.timer.tick(self.on_tick, [self.known_runs, self.run, *curve_inputs],
-                        [self.known_runs, self.table, self.log, self.curve_runs, self.run, self.diff_a, self.diff_b,
-                         self.keys, self.curves], show_progress="hidden", api_name="train_refresh")
+        self.timer.tick(self.on_tick, [self.known_runs, self.watch, self.run, self.curve_runs, self.keys,
+                                       self.eval_keys, self.smoothing],
+                        [self.known_runs, self.watch, self.status, self.table, self.log, self.curve_runs, self.run,
+                         self.diff_a, self.diff_b, self.sweep, self.keys, self.eval_keys, self.curves,
+                         self.eval_curves], show_progress="hidden", api_name="train_refresh")
 
 
 def build(ctx: AppContext) -> TrainPage:
