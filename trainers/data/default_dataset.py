@@ -40,6 +40,7 @@ from .labels import LABELS_FILE
 
 MANIFEST = "dataset.json"
 FORMAT_VERSION = 2  # 2: more source packages, augmented training crops, per-source counts
+READABLE_FORMATS = (1, 2)  # shards of format 1 have the same layout: older workspaces' datasets stay usable
 SAMPLES_PER_SHARD = 2000
 DEFAULT_TRAIN_CROPS = 40_000
 DEFAULT_VAL_CROPS = 1_000
@@ -70,14 +71,14 @@ class DefaultDataset:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no default dataset manifest; build one with build_default_dataset")
         data = json.loads(path.read_text())
-        if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT_VERSION}")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path}: format {data.get('format')!r}, expected one of {READABLE_FORMATS}")
         return cls(root=str(root.resolve()), image_size=data["image_size"], seed=data["seed"],
                    train_shards=[str(root.resolve() / name) for name in data["train_shards"]],
                    val_shards=[str(root.resolve() / name) for name in data["val_shards"]],
                    train_count=data["train_count"], val_count=data["val_count"], class_names=data["class_names"],
                    train_class_ids=data["train_class_ids"], val_class_ids=data["val_class_ids"],
-                   sources=data["sources"])
+                   sources=data.get("sources", {}))  # format 1 kept no per-source record
 
 
 def crop_box(width: int, height: int, image_size: int, rng: np.random.Generator) -> tuple[int, int, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainers.data.default_dataset import MANIFEST, DefaultDataset, build_default_dataset
+from trainers.data.default_dataset import FORMAT_VERSION, MANIFEST, DefaultDataset, build_default_dataset
 
 from workbench.io.workspace import PathRefused, Workspace
 
@@ -74,8 +74,11 @@ def resolve_dataset(workspace: Workspace, choice: str) -> DatasetChoice:
 
 def build_workspace_default_dataset(workspace: Workspace, image_size: int = 64, train_crops: int = 4000,
                                     val_crops: int | None = None) -> DatasetChoice:
-    """Build (or reuse) the default dataset inside the workspace, sized for CPU experiments."""
+    """Build (or reuse) the default dataset inside the workspace, sized for CPU experiments.
+
+    The folder name carries the builder's format version, so a workspace made by an older release keeps
+    its dataset (its runs still point there) and gets a new one beside it instead of an error."""
     val_crops = val_crops or max(16, min(256, train_crops // 16))
-    out = workspace.root / DEFAULT_DATASET_DIR / f"{image_size}px-{train_crops}"
+    out = workspace.root / DEFAULT_DATASET_DIR / f"{image_size}px-{train_crops}-v{FORMAT_VERSION}"
     build_default_dataset(out, image_size=image_size, train_crops=train_crops, val_crops=val_crops)
     return resolve_dataset(workspace, workspace.display(out))
