@@ -5,9 +5,9 @@ Prints wall and process-CPU milliseconds (the CPU column is the better guide on 
 - decode: a new image through ``reconstruct_file`` (load, crop, encode, 8 steps, batched previews,
   per-step PSNR/SSIM); baseline in the same process = ``SFTok.reconstruct`` alone (encode + the
   official decode, no per-step records or previews).
-- scrub: one step switch as the server does it (cache lookup, grid / heat / preview render, curve
-  marker, and Gradio's postprocess of the five outputs); baseline = the same with ``go.Figure``
-  building the curve, the way the plot would be made without the dict fast path.
+- frames: what a decode adds so that scrubbing needs no server call (every step's grid, both heat
+  maps and the preview as PNG data URIs, and the scrubber's HTML); moving the slider then runs in the
+  browser (measured by tests/browser/test_browser_app.py, test-output/scrub-latency.txt).
 
 Usage: python bench/app.py [--repeats 10]
 """
@@ -43,13 +43,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    import gradio as gr
-    import plotly.graph_objects as go
-
     from core import SFTok, create_config, save_pretrained
     from workbench.services.decoding import DecodeSettings
     from workbench.io.images import image_to_tensor, prepare_image
-    from workbench.ui.components.step_scrubber import StepScrubber
     from workbench.ui.context import AppContext
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
@@ -71,38 +67,26 @@ def main() -> int:
     tensors = [image_to_tensor(prepare_image(p, 64).image) for p in images]
     base = timed(lambda i: model.reconstruct(tensors[i], 8, 1.0, torch.Generator().manual_seed(0)), args.repeats)
 
-    with gr.Blocks():
-        scrubber = StepScrubber(ctx.service, "bench", ctx.exports_dir, "grid")
+    from workbench.services.step_frames import make_frames
+    from workbench.ui.components.step_scrubber import scrubber_html
+
     rec = reconstruct_file(ctx.service, "default", images[0], settings)
-    comps = [scrubber.grid, scrubber.heat, scrubber.preview, scrubber.curve, scrubber.info]
+    trace = ctx.service.get(rec.trace_key)
 
-    def scrub(i: int) -> None:
-        values = scrubber.visuals(rec.trace_key, i % 8 + 1, "confidence")
-        for comp, value in zip(comps, values):
-            comp.postprocess(value)
+    def frames(i: int) -> None:
+        scrubber_html("bench", make_frames(trace), "confidence", "grid")
 
-    def scrub_go_figure(i: int) -> None:
-        values = list(scrubber.visuals(rec.trace_key, i % 8 + 1, "confidence"))
-        trace = ctx.service.get(rec.trace_key)
-        fig = go.Figure([go.Scatter(x=list(range(1, 9)), y=v, name=k) for k, v in trace.metrics.items()])
-        fig.add_vline(x=i % 8 + 1)
-        values[3] = fig
-        for comp, value in zip(comps, values):
-            comp.postprocess(value)
-
-    scrub(0)
-    switch = timed(scrub, max(args.repeats, 16))
-    switch_go = timed(scrub_go_figure, max(args.repeats, 16))
+    frames(0)
+    switch = timed(frames, max(args.repeats, 16))
     print(f"torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()[0]:.1f}")
     print(f"{'measurement':58s} {'wall ms':>9s} {'cpu ms':>9s}")
     for name, (wall, cpu) in [
         ("decode: new image -> all 8 steps with previews + metrics", decode),
         ("  baseline: SFTok.reconstruct only", base),
-        ("scrub: one step switch incl. Gradio postprocess", switch),
-        ("  baseline: same, curve built with go.Figure", switch_go),
+        ("frames: all steps as data URIs + scrubber HTML, per decode", switch),
     ]:
         print(f"{name:58s} {wall:9.1f} {cpu:9.1f}")
-    print(f"ratios: decode / reconstruct = {decode[0] / base[0]:.2f}; scrub / go.Figure scrub = {switch[0] / switch_go[0]:.2f}")
+    print(f"ratio: decode / reconstruct = {decode[0] / base[0]:.2f}")
     return 0
 
 

@@ -36,10 +36,10 @@ def shoot(url: str, out: Path, sample: Path) -> None:
             print(f"  {out / name}.png", flush=True)
 
         page.locator("#rec-upload input[type=file]").set_input_files(str(sample))
-        page.wait_for_function("document.querySelector('#rec-info').innerText.includes('Step 8 / 8')")
+        page.wait_for_function("document.querySelector('#rec-info')?.innerText.includes('Step 8 / 8')")
         page.wait_for_selector("#rec-curve .scatterlayer .trace path.js-line")
         save("reconstruct")
-        page.locator("#rec-step input[type=range]").fill("2")
+        page.locator("#rec-scrubber input[type=range]").fill("2")
         page.wait_for_function("document.querySelector('#rec-info').innerText.includes('Step 2 / 8')")
         page.wait_for_timeout(500)
         save("reconstruct-step2")
@@ -63,7 +63,7 @@ def shoot(url: str, out: Path, sample: Path) -> None:
         box.fill("9")  # brick
         box.press("Enter")
         page.locator("#gen-run").click()
-        page.wait_for_function("document.querySelector('#gen-info').innerText.includes('Step 8 / 8')")
+        page.wait_for_function("document.querySelector('#gen-info')?.innerText.includes('Step 8 / 8')")
         page.wait_for_selector("#gen-curve .scatterlayer .trace path.js-line")
         save("generate")
         browser.close()

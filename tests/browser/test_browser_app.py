@@ -30,7 +30,7 @@ def test_upload_and_scrub(page, screenshot, tmp_path):
     Image.fromarray(skimage.data.rocket()).save(path)
     page.locator("#rec-upload input[type=file]").set_input_files(str(path))
     page.wait_for_function("document.querySelector('#rec-status').innerText.includes('resized to 64 x 64')")
-    page.wait_for_function("document.querySelector('#rec-info').innerText.includes('Step 8 / 8')")
+    page.wait_for_function("document.querySelector('#rec-info')?.innerText.includes('Step 8 / 8')")
     page.wait_for_selector("#rec-curve .scatterlayer .trace path.js-line")
     last = _src(page, "#rec-preview")
     assert last
@@ -50,7 +50,7 @@ def test_upload_and_scrub(page, screenshot, tmp_path):
     page.locator("#rec-heatkind label", has_text="entropy").click()
     page.wait_for_function("document.querySelector('#rec-heat').innerText.includes('entropy')")
     page.locator("#rec-scrubber .scrub-play").click()
-    page.wait_for_function("document.querySelector('#rec-info').innerText.includes('Step 8 / 8')")
+    page.wait_for_function("document.querySelector('#rec-info')?.innerText.includes('Step 8 / 8')")
     tokens = page.locator("#rec-tokens .tok")
     assert tokens.count() == 64
     screenshot("reconstruct-step2")
@@ -81,7 +81,7 @@ def test_bad_upload_stays_readable_and_unloaded(page, tmp_path):
 def test_generate_screen(page, screenshot):
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen-run").click()
-    page.wait_for_function("document.querySelector('#gen-info').innerText.includes('Step 8 / 8')")
+    page.wait_for_function("document.querySelector('#gen-info')?.innerText.includes('Step 8 / 8')")
     page.wait_for_selector("#gen-curve .scatterlayer .trace path.js-line")
     screenshot("generate")
 

@@ -19,7 +19,7 @@ from workbench.io.workspace import Workspace
 from workbench.services.step_pictures import NEW
 
 CB_OUTPUTS = ("status", "summary", "usage", "heat", "top", "book")
-INFO_OUTPUTS = ("status", "summary", "bars", "grids", "trajectory", "gap")
+INFO_OUTPUTS = ("status", "summary", "bars", "mi_notes", "grids", "trajectory", "trajectory_notes", "gap")
 
 
 def figure(plot: dict) -> dict:
@@ -109,6 +109,9 @@ def test_information_one_and_two_models(fresh, served_app):
     (row,) = table(out["summary"])
     assert row["model"] == "A: embedded default" and row["targets"] == "own decode (4 steps)"
     assert row["CI low"] <= row["LOO MI (bits/slot)"] <= row["CI high"]
+    # an interval straddling zero is said in words next to the bars
+    assert ("mean MI" in out["mi_notes"] and "not distinguishable from zero" in out["mi_notes"]) == \
+        (row["CI low"] <= 0 <= row["CI high"])
     assert "No teacher" in out["status"] and "12 of 256 slots" in out["status"]
     bars = figure(out["bars"])["data"]
     assert len(bars) == 1 and len(bars[0]["x"]) == 12 and np.isfinite(bars[0]["y"]).all()

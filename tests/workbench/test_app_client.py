@@ -161,7 +161,8 @@ def _form(dataset: str, steps: int = 3, extra: str = "") -> list:
 
 
 def _refresh(fresh, run_id, curve_runs, watch_runs=None) -> dict:
-    names = ("status", "table", "log", "curve_runs", "run", "diff_a", "diff_b", "sweep", "keys", "eval_keys", "curves",
+    names = ("status", "table", "log", "curve_runs", "run", "diff_a", "diff_b", "sweep", "samples", "sample_step",
+             "keys", "eval_keys", "curves",
              "eval_curves")
     return dict(zip(names, fresh.predict(run_id, curve_runs, None, None, 0.0, api_name="/train_refresh")))
 

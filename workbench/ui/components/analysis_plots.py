@@ -115,7 +115,9 @@ def mi_bars(report: InformationReport) -> PlotData:
             hovertemplate="slot %{x}<br>%{y:.3f} bits<extra>" + m.label + "</extra>"))
     conf = report.models[0].loo.confidence if report.models else 0.95
     fig.add_hline(y=0, line_color="#888", line_width=1)
-    fig.update_xaxes(title_text="proxy slot", type="category", tickangle=-90 if len(report.positions) > 32 else 0)
+    crowded = len(report.positions) > 16  # upright labels of more slots run into each other
+    fig.update_xaxes(title_text="proxy slot", type="category", tickangle=-90 if crowded else 0,
+                     tickfont=dict(size=9 if crowded else 12))
     fig.update_yaxes(title_text="bits")
     fig.update_layout(barmode="group", bargap=0.15, title=(
         f"Leave-one-out MI per slot ({len(report.positions)} of {report.num_slots} slots, {report.num_images} images, "

@@ -99,7 +99,7 @@ class CodebookPage:
                 self.status = gr.Markdown("Pick a dataset and run.", elem_id="cb-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="cb-summary",
-                                            label="Summary (entropy in bits; perplexity = 2^entropy)")
+                                            label="Summary (entropy in bits; perplexity = 2^entropy)", wrap=True)
                 self.book = gr.Radio(BOOKS, value="sftok", label="Codebook shown below", elem_id="cb-book")
                 self.usage = gr.Plot(empty_plot("Run usage statistics to see the codebook's usage"), label="Usage",
                                      elem_id="cb-usage")

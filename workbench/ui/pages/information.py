@@ -13,6 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport
+from workbench.services.reading_notes import as_markdown, mi_notes, trajectory_notes
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
 from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
@@ -75,14 +76,17 @@ class InformationPage:
                 self.status = gr.Markdown("Choose one or two models and measure.", elem_id="info-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="info-summary",
-                                            label="Summary (bits; CI = bootstrap over images)")
+                                            label="Summary (bits; CI = bootstrap over images)", wrap=True)
                 self.bars = gr.Plot(empty_plot("Measure to see the mutual information per slot"),
-                                    label="Leave-one-out MI per slot", elem_id="info-mi")
-                self.grids = gr.Plot(label="On the proxy grid", elem_id="info-grid")
+                                    show_label=False, elem_id="info-mi")
+                self.mi_notes = gr.Markdown(elem_id="info-mi-notes")
+                self.grids = gr.Plot(show_label=False, elem_id="info-grid")
         with gr.Row():
-            self.trajectory = gr.Plot(label="Information along the decode trajectory", elem_id="info-trajectory")
+            with gr.Column():
+                self.trajectory = gr.Plot(show_label=False, elem_id="info-trajectory")
+                self.trajectory_notes = gr.Markdown(elem_id="info-trajectory-notes")
         with gr.Row():
-            self.gap = gr.Plot(label="Self-forcing gap", elem_id="info-gap")
+            self.gap = gr.Plot(show_label=False, elem_id="info-gap")
         self._wire()
 
     def on_run(self, model_a: str, model_b: str | None, dataset: str | None, split: str, images: float, slots: float,
@@ -90,8 +94,9 @@ class InformationPage:
         _, report = self.analyses.information([model_a, model_b or ""], dataset, split, images, slots, steps,
                                                 temperature, seed, block,
                                                 progress=lambda f, text: progress(f, desc=text))
-        return (status_text(report), summary_frame(report), mi_bars(report), mi_grids(report),
-                trajectory_plot(report), self_forcing_plot(report))
+        return (status_text(report), summary_frame(report), mi_bars(report), as_markdown(mi_notes(report)),
+                mi_grids(report), trajectory_plot(report), as_markdown(trajectory_notes(report)),
+                self_forcing_plot(report))
 
     def on_refresh_b(self, current: str | None) -> gr.Dropdown:
         choices = [NO_MODEL, *self.ctx.registry.choices()]
@@ -101,7 +106,8 @@ class InformationPage:
         run = self.run.click(user_errors(self.on_run),
                        [self.model_a.dropdown, self.model_b, self.data.dropdown, self.data.split, self.images,
                         self.slots, self.steps, self.temperature, self.seed, self.block],
-                       [self.status, self.summary, self.bars, self.grids, self.trajectory, self.gap],
+                       [self.status, self.summary, self.bars, self.mi_notes, self.grids, self.trajectory,
+                        self.trajectory_notes, self.gap],
                        api_name="information", show_progress="full")
         keep_error_visible(run, self.status)
         self.refresh_b.click(self.on_refresh_b, [self.model_b], [self.model_b], api_name="information_refresh_model_b",

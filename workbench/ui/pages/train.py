@@ -45,6 +45,7 @@ class TrainPage:
         self.ctx, self.jobs, self.store = ctx, ctx.jobs, ctx.jobs.store
         self.known_runs = gr.State(())
         self.watch = gr.State(TrainWatch())
+        self.known_samples = gr.State(())
         self.launches = Launches()
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -265,7 +266,8 @@ class TrainPage:
             return [], gr.Slider(minimum=0, maximum=1, value=0, step=1, label="Eval step: no samples yet")
         shown = nearest_step(steps, step)
         gap = min((b - a for a, b in zip(steps, steps[1:])), default=1)
-        return items, gr.Slider(minimum=steps[0], maximum=steps[-1], value=shown, step=max(1, gap),
+        top = steps[-1] if len(steps) > 1 else steps[0] + 1  # a slider needs minimum < maximum
+        return items, gr.Slider(minimum=steps[0], maximum=top, value=shown, step=max(1, gap),
                                 label=f"Eval step ({len(steps)} evaluations: {steps[0]}..{steps[-1]})")
 
     def on_sweep_pick(self, sweep_id: str | None) -> tuple:
@@ -297,8 +299,9 @@ class TrainPage:
         pending = self.launch_rows()
         return pd.concat([pd.DataFrame(pending, columns=JOB_COLUMNS), frame], ignore_index=True) if pending else frame
 
-    def on_tick(self, known: tuple, watch: TrainWatch, run_id: str | None, curve_runs: list[str] | None,
-                keys: list[str] | None, eval_keys: list[str] | None, smoothing: float) -> tuple:
+    def on_tick(self, known: tuple, known_samples: tuple, watch: TrainWatch, run_id: str | None,
+                curve_runs: list[str] | None, keys: list[str] | None, eval_keys: list[str] | None,
+                smoothing: float) -> tuple:
         """Refresh table, status, log and curves; dropdown choices only when the set of runs changed;
         a launch that became runs selects them (log and overlay)."""
         choices = self.run_choices()
@@ -321,9 +324,19 @@ class TrainPage:
             keys = [k for k in DEFAULT_KEYS if k in train_keys][:1] or train_keys[:1]
         if not eval_keys and all_eval:
             eval_keys = [k for k in all_eval if "psnr" in k or "acc" in k][:2] or all_eval[:1]
-        return (ids, watch, self.status_text(watch), self.table_frame(), self.on_log(run_id), *updates,
+        samples = self._new_samples(known_samples, curve_runs)
+        return (ids, samples[0], watch, self.status_text(watch), self.table_frame(), self.on_log(run_id), *updates,
+                *samples[1:],
                 gr.Dropdown(choices=train_keys, value=keys), gr.Dropdown(choices=all_eval, value=eval_keys),
                 self.curves_plot(curve_runs, keys, smoothing), self.eval_plot(curve_runs, eval_keys, smoothing))
+
+    def _new_samples(self, known: tuple, run_ids: list[str] | None) -> tuple:
+        """(steps, gallery, slider): the newest eval samples once a run writes new ones, else unchanged."""
+        runs = [self.store.get_run(r) for r in (run_ids or []) if r]
+        steps = (tuple(r.id for r in runs), tuple(gallery_items(runs, None)[1]))
+        if steps == tuple(known):
+            return known, gr.skip(), gr.skip()
+        return (steps, *self.on_samples(run_ids, None))
 
     def on_overlay(self, run_ids: list[str] | None) -> pd.DataFrame:
         return overlay_diff([self.store.get_run(r) for r in (run_ids or []) if r])
@@ -380,11 +393,12 @@ class TrainPage:
                                 api_name="train_sweep_csv")
         self.diff_a.change(user_errors(self.on_diff), [self.diff_a, self.diff_b], [self.diff], api_name="train_diff")
         self.diff_b.change(user_errors(self.on_diff), [self.diff_a, self.diff_b], [self.diff], api_name=False)
-        self.timer.tick(self.on_tick, [self.known_runs, self.watch, self.run, self.curve_runs, self.keys,
-                                       self.eval_keys, self.smoothing],
-                        [self.known_runs, self.watch, self.status, self.table, self.log, self.curve_runs, self.run,
-                         self.diff_a, self.diff_b, self.sweep, self.keys, self.eval_keys, self.curves,
-                         self.eval_curves], show_progress="hidden", api_name="train_refresh")
+        self.timer.tick(self.on_tick, [self.known_runs, self.known_samples, self.watch, self.run, self.curve_runs,
+                                       self.keys, self.eval_keys, self.smoothing],
+                        [self.known_runs, self.known_samples, self.watch, self.status, self.table, self.log,
+                         self.curve_runs, self.run, self.diff_a, self.diff_b, self.sweep, self.samples,
+                         self.sample_step, self.keys, self.eval_keys, self.curves, self.eval_curves],
+                        show_progress="hidden", api_name="train_refresh")
 
 
 def build(ctx: AppContext) -> TrainPage:

@@ -1,0 +1,44 @@
+"""Sentences for numbers that look wrong at first sight, shown next to the plots that show them.
+
+Estimators of mutual information can come out negative, and an interval may straddle zero; an
+information gain below zero means the model does worse than the codes' marginal. A reader should not
+have to know that: each case gets one plain sentence.
+"""
+from __future__ import annotations
+
+from workbench.services.analyses import InformationReport
+
+
+def mi_notes(report: InformationReport) -> list[str]:
+    """Notes on the leave-one-out MI bars and the summary's mean estimate, per model."""
+    notes = []
+    for m in report.models:
+        loo, row = m.loo, m.summary()
+        straddle = int(((loo.ci_low <= 0) & (loo.ci_high >= 0)).sum())
+        negative = int((loo.bits < 0).sum())
+        if row.get("ci_low") is not None and row["ci_low"] <= 0 <= row["ci_high"]:
+            notes.append(f"{m.label}: the mean MI ({row['loo_mi_bits']:.3f} bits) is not distinguishable from zero "
+                         f"(its {loo.confidence:.0%} interval [{row['ci_low']:.3f}, {row['ci_high']:.3f}] includes 0).")
+        if straddle:
+            notes.append(f"{m.label}: {straddle} of {len(loo.bits)} slots are not distinguishable from zero "
+                         "(their interval includes 0).")
+        if negative:
+            notes.append(f"{m.label}: {negative} slot estimates are negative. True MI is never below zero; a negative "
+                         "estimate is sampling noise of the estimator on this few images.")
+    return notes
+
+
+def trajectory_notes(report: InformationReport) -> list[str]:
+    """Notes on the information-gain panel: negative gains, per model."""
+    notes = []
+    for m in report.models:
+        negative = [r.step + 1 for r in m.trajectory.rows if r.info_gain_bits_per_image < 0]
+        if negative:
+            steps = ", ".join(str(s) for s in negative)
+            notes.append(f"{m.label}: negative information gain at step {steps}: the model predicts worse than the "
+                         "codes' marginal there (revealing codes misled it on these images).")
+    return notes
+
+
+def as_markdown(notes: list[str]) -> str:
+    return "\n".join(f"- {n}" for n in notes)
