@@ -31,3 +31,12 @@ def write_sample_photos(folder: Path) -> Path:
     for name in SAMPLE_PHOTOS:
         Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
     return folder
+
+
+#: The Reconstruct screen's outputs, in the order its API endpoints return them.
+REC_OUTPUTS = ("compare", "status", "tokens", "scrubber", "curve", "note", "gif")
+
+
+def named(result) -> dict:
+    """A Reconstruct endpoint's result by output name."""
+    return dict(zip(REC_OUTPUTS, result))

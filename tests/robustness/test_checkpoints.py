@@ -9,6 +9,8 @@ import struct
 from pathlib import Path
 
 import pytest
+
+from tests.app_fixtures import named
 import torch
 from gradio_client.exceptions import AppError
 from safetensors.torch import save_file
@@ -280,4 +282,4 @@ def test_app_refuses_broken_model_folders_and_keeps_serving(served_app, client, 
             client.predict("coffee", choice, 2, 1.0, 0, "confidence", api_name="/reconstruct_sample")
     assert not marker.exists()
     out = client.predict("coffee", "default", 2, 1.0, 0, "confidence", api_name="/reconstruct_sample")
-    assert "**Step 2 / 2**" in out[-1]
+    assert "<b>Step 2 / 2</b>" in named(out)["scrubber"]  # the scrubber opens on the last step

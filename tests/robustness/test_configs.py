@@ -27,7 +27,7 @@ STAGE_BASE = {
     "generator": {"tokenizer_path": "tokenizer"},
 }
 POSITIVE = {"max_steps", "log_every", "eval_every", "save_every", "keep_last", "data.batch_size",
-            "data.eval_batch_size", "sfvr.context_steps"}
+            "data.eval_batch_size", "sfvr.context_steps", "dist_timeout_s"}
 UNIT = {"sfvr.replace_prob", "loss.label_smoothing", "generator_train.label_smoothing", "generator_train.class_dropout"}
 FREE_TEXT = {"data.train_shards", "data.eval_shards", "teacher_path", "init_weights", "tokenizer_path", "lpips_weights",
              "stage3.dino_weights"}

@@ -9,6 +9,8 @@ import io
 
 import numpy as np
 import pytest
+
+from tests.app_fixtures import named
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -119,7 +121,7 @@ def _upload(client, path: str, steps: int = 2):
 
 def _sample_still_works(client) -> None:
     out = client.predict("chelsea", "default", 4, 1.0, 0, "confidence", api_name="/reconstruct_sample")
-    assert "**Step 4 / 4**" in out[-1]
+    assert "<b>Step 4 / 4</b>" in named(out)["scrubber"]  # the scrubber opens on the last step
 
 
 def test_app_refuses_or_decodes_every_hostile_upload(client, served_app, tmp_path, tally):

@@ -9,11 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-REC_OUTPUTS = ("compare", "status", "tokens", "scrubber", "curve", "note", "gif")
-
-
-def named(result) -> dict:
-    return dict(zip(REC_OUTPUTS, result))
+from tests.app_fixtures import named
 
 
 def tokens_of(html: str) -> list[int]:
