@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from core import MaskGITVQGAN, SFTok, load_pretrained
+from core import MaskGITVQGAN, SFTok, load_pretrained_as
 from core.checkpoint import CheckpointError
 from core.config import ConfigError
 from core.perceptual import MissingWeightsError
@@ -40,19 +40,13 @@ class UsageError(ValueError):
 
 # -- loading ---------------------------------------------------------------------------------------
 def load_model(path: str, device: str) -> SFTok:
-    model = load_pretrained(path)
-    if not isinstance(model, SFTok):
-        raise UsageError(f"--model: {path} holds a {type(model).__name__}, not an SFTok tokenizer")
-    return model.to(device).eval()
+    return load_pretrained_as(path, SFTok, "--model").to(device).eval()
 
 
 def load_teacher(path: str | None, device: str) -> MaskGITVQGAN | None:
     if path is None:
         return None
-    teacher = load_pretrained(path)
-    if not isinstance(teacher, MaskGITVQGAN):
-        raise UsageError(f"--teacher: {path} holds a {type(teacher).__name__}, not a MaskGIT-VQGAN teacher")
-    return teacher.to(device).eval()
+    return load_pretrained_as(path, MaskGITVQGAN, "--teacher").to(device).eval()
 
 
 def attach(model: SFTok, teacher: MaskGITVQGAN | None) -> SFTok:

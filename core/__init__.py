@@ -4,12 +4,12 @@ from .config import ConfigError, SFTokConfig, TeacherConfig, VitConfig, resolve_
 from .generator import GENERATOR_PRESETS, GeneratorConfig, MaskGITGenerator
 from .maskgit_vqgan import MaskGITVQGAN
 from .presets import PRESETS, create_config
-from .pretrained import from_pretrained, load_pretrained, save_pretrained
+from .pretrained import from_pretrained, load_pretrained, load_pretrained_as, save_pretrained
 from .sftok import SFTok, DecodeStep, InputError
 
 __all__ = [
     "SFTok", "DecodeStep", "InputError", "SFTokConfig", "TeacherConfig", "VitConfig", "ConfigError",
     "MaskGITVQGAN", "MaskGITGenerator", "GeneratorConfig", "GENERATOR_PRESETS", "PRESETS", "create_config",
-    "CheckpointError", "LoadReport", "load_weights", "read_state_dict", "from_pretrained", "load_pretrained",
+    "CheckpointError", "LoadReport", "load_weights", "read_state_dict", "from_pretrained", "load_pretrained", "load_pretrained_as",
     "save_pretrained", "resolve_config",
 ]

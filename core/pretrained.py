@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -119,8 +119,23 @@ def _build(model_type: str, cfg: Any, source: str) -> nn.Module:
         raise CheckpointError(f"{source}: not a valid {model_type} config ({type(err).__name__}: {err})") from err
 
 
-def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> SFTok:
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+_KIND_NAMES = {SFTok: "an SFTok tokenizer", MaskGITVQGAN: "a MaskGIT-VQGAN teacher", MaskGITGenerator: "a MaskGIT generator"}
+
+
+def load_pretrained_as(path: str | os.PathLike, expected: type[ModelT], field: str = "", **kwargs: Any) -> ModelT:
+    """:func:`load_pretrained`, refusing a file or folder that holds another kind of model.
+
+    ``field`` names where the path came from (``teacher_path``, ``--model``) so the error says which
+    setting to fix: ``teacher_path runs/x: holds a SFTok, not a MaskGIT-VQGAN teacher``.
+    """
     model = load_pretrained(path, **kwargs)
-    if not isinstance(model, SFTok):
-        raise CheckpointError(f"{path}: holds a {type(model).__name__}, not an SFTok tokenizer")
+    if not isinstance(model, expected):
+        wanted = _KIND_NAMES.get(expected, f"a {expected.__name__}")
+        raise CheckpointError(f"{f'{field} ' if field else ''}{path}: holds a {type(model).__name__}, not {wanted}")
     return model
+
+
+def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> SFTok:
+    return load_pretrained_as(path, SFTok, **kwargs)

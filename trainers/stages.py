@@ -15,7 +15,7 @@ from core.checkpoint import CheckpointError, load_weights
 from core.generator import MaskGITGenerator
 from core.maskgit_vqgan import MaskGITVQGAN
 from core.perceptual import MissingWeightsError, build_lpips
-from core.pretrained import load_pretrained
+from core.pretrained import load_pretrained_as
 from core.sftok import SFTok
 
 from .config import TrainConfig
@@ -55,9 +55,7 @@ class Stage:
 
 def _load_frozen(path: str, expected: type, field_name: str, device: torch.device) -> nn.Module:
     """A saved model that a stage reads but never trains: checked type, eval mode, no gradients."""
-    model = load_pretrained(path)
-    if not isinstance(model, expected):
-        raise CheckpointError(f"{field_name} {path}: holds a {type(model).__name__}, not a {expected.__name__}")
+    model = load_pretrained_as(path, expected, field_name)
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -111,9 +109,7 @@ def _tokenizer_for_stage(cfg: TrainConfig, device: torch.device, teacher: MaskGI
     model_cfg = cfg.model_config()
     tok = SFTok(model_cfg)
     if cfg.init_weights:
-        init = load_pretrained(cfg.init_weights, strict=False)
-        if not isinstance(init, SFTok):
-            raise CheckpointError(f"init_weights {cfg.init_weights}: holds a {type(init).__name__}, not an SFTok")
+        init = load_pretrained_as(cfg.init_weights, SFTok, "init_weights", strict=False)
         state = init.state_dict()
         if model_cfg.has_pixel_head and not init.has_pixel_head:
             if teacher is None:

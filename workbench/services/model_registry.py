@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core import MaskGITGenerator, MaskGITVQGAN, SFTok, load_pretrained
+from core import MaskGITGenerator, MaskGITVQGAN, SFTok, load_pretrained_as
 from core.checkpoint import WEIGHT_FILES, CheckpointError
 
 from trainers.data.labels import CLASS_NAMES_FILE  # optional beside a generator's weights: names by class id
@@ -165,12 +165,9 @@ class ModelRegistry:
             if cached is not None:
                 return cached
             try:
-                model = load_pretrained(location)
+                model = load_pretrained_as(location, SFTok if model_type == "sftok" else MaskGITGenerator)
             except CheckpointError as err:
                 raise ModelUnavailable(f"{label}: {err}") from err
-            expected = SFTok if model_type == "sftok" else MaskGITGenerator
-            if not isinstance(model, expected):
-                raise ModelUnavailable(f"{label}: holds a {type(model).__name__}, this screen needs a {expected.__name__}")
             if isinstance(model, SFTok) and not model.has_pixel_head:
                 model.attach_teacher(self.teacher())
             model.eval()
@@ -187,8 +184,8 @@ class ModelRegistry:
                     raise ModelUnavailable(
                         f"this stage-1/2 model has no pixel head and needs the teacher at {self.teacher_dir} "
                         f"to render pixels; {BUILD_HINT}")
-                teacher = load_pretrained(self.teacher_dir)
-                if not isinstance(teacher, MaskGITVQGAN):
-                    raise ModelUnavailable(f"{self.teacher_dir}: holds a {type(teacher).__name__}, not a MaskGIT-VQGAN teacher")
-                self._teacher = teacher.eval()
+                try:
+                    self._teacher = load_pretrained_as(self.teacher_dir, MaskGITVQGAN, "teacher").eval()
+                except CheckpointError as err:
+                    raise ModelUnavailable(str(err)) from err
             return self._teacher
