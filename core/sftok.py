@@ -18,6 +18,7 @@ from .kernels import Bf16Copies
 from .maskgit_vqgan import MaskGITVQGAN, VectorQuantizer, VQGANDecoder
 from .optvq import OptVQ
 from .sampling import masked_decode_step
+from .weight_decay import no_weight_decay_names
 
 
 class InputError(ValueError):
@@ -83,6 +84,16 @@ def scatter_slots(values: torch.Tensor, slots: torch.Tensor, num_slots: int) -> 
 
 
 class SFTok(nn.Module):
+    """SFTok, the self-forcing discrete 1D tokenizer (arXiv 2512.16910, https://arxiv.org/abs/2512.16910).
+
+    ``encode`` turns a (B, 3, H, W) image in [0, 1] into ``num_latent_tokens`` quantized tokens;
+    ``decode_tokens`` predicts the frozen MaskGIT-VQGAN teacher's proxy codes from them in
+    ``num_steps`` masked, MaskGIT-style passes and renders pixels (its own pixel head after stage 3,
+    otherwise the attached teacher's decoder); ``decode_steps`` returns every pass for inspection.
+    ``config``: an :class:`SFTokConfig` (``create_config("tiny" | "B" | "L")``), our flat dict, or the
+    official YAML layout as a dict or OmegaConf config.
+    """
+
     def __init__(self, config: Any) -> None:
         super().__init__()
         cfg = resolve_config(config)
@@ -142,8 +153,7 @@ class SFTok(nn.Module):
 
     def no_weight_decay_names(self) -> set[str]:
         """Parameters that get no weight decay (official rule: 1-D, norms, biases, embeddings, tokens)."""
-        words = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed")
-        return {n for n, p in self.named_parameters() if p.ndim < 2 or any(w in n for w in words)}
+        return no_weight_decay_names(self)
 
     def check_images(self, images: torch.Tensor) -> None:
         size = self.config.image_size

@@ -1,7 +1,7 @@
 """Exponential moving average of the trainable parameters; frozen ones and buffers are copied exactly."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -41,11 +41,7 @@ class EMA:
         model.load_state_dict(self._backup)
         self._backup = None
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"num_updates": self.num_updates, "max_decay": self.max_decay, "shadow": self.shadow}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.num_updates = int(state["num_updates"])
-        self.max_decay = float(state["max_decay"])
-        for key, value in state["shadow"].items():
-            self.shadow[key].copy_(value)
+    def load(self, shadow: Mapping[str, torch.Tensor], num_updates: int) -> None:
+        """Resume from a checkpoint's averaged weights and update count (the decay warm-up depends on it)."""
+        self.shadow = {k: v.detach().clone() for k, v in shadow.items()}
+        self.num_updates = int(num_updates)

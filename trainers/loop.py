@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from .distributed import any_rank, explain_collective_failures, make_accelerator
 from .draws import Draws, rank_seed
 from .ema import EMA
 from .losses import hinge_d_loss
+from .provenance import code_version
 from .schedules import lr_at
 from .sink import JsonlSink, MetricSink, NullSink
 from .stages import Stage, build_stage, param_groups
@@ -44,14 +44,6 @@ class TrainResult:
     losses: list[tuple[int, float]]
     model_dir: Path | None
     last_metrics: dict[str, float]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _device(cfg: TrainConfig) -> str:
@@ -132,8 +124,7 @@ def _restore(run_dir: Path, stage: Stage, parts: _Trainables, sink: MetricSink) 
     state = ckpt["training"]
     parts.optimizer.load_state_dict(state["optimizer"])
     if parts.ema is not None and "ema" in ckpt:
-        parts.ema.shadow = {k: v.clone() for k, v in ckpt["ema"].items()}
-        parts.ema.num_updates = int(state["ema_updates"])
+        parts.ema.load(ckpt["ema"], state["ema_updates"])
     if stage.discriminator is not None and "discriminator" in state:
         stage.discriminator.load_state_dict(state["discriminator"])
         parts.disc_optimizer.load_state_dict(state["disc_optimizer"])
@@ -198,7 +189,7 @@ def _train(cfg: TrainConfig, accelerator: Any, run_dir: Path, sink: MetricSink |
         accelerator.print(f"[note] {split_note}")
     batches = _batches(cfg, skip=start)
     eval_batch = _eval_batch(cfg) if main else None
-    commit = git_commit()
+    commit = code_version() or ""
 
     def checkpoint(step: int) -> Path | None:
         """Main process writes; the others go on (they never read checkpoints mid-run)."""

@@ -1,17 +1,10 @@
-"""Loss functions, one per objective, each returning a total and its named parts."""
+"""Loss terms shared by the objectives: weighted code cross-entropy, hinge GAN loss, PSNR."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
-
-@dataclass
-class LossOut:
-    total: torch.Tensor
-    parts: dict[str, float] = field(default_factory=dict)
 
 
 def weighted_code_ce(logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, unmasked_weight: float,

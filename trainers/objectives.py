@@ -18,6 +18,7 @@ from core.sftok import SFTok
 
 from .config import LossConfig, SFVRConfig
 from .losses import weighted_code_ce
+from .masking import decoder_inputs
 
 
 def first_pass_predictions(tokenizer: SFTok, z_q: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ class ProxyCodeObjective(nn.Module):
             own = self.own_predictions(images, z_q, generator)
             self.last_own_predictions = own
             context = torch.where(use_own, own, teacher_codes)
-        inputs = torch.where(masks, torch.full_like(context, mask_id), context)
+        inputs = decoder_inputs(context, masks, mask_id)
         logits = tok.decoder(inputs, z_q)
         ce = weighted_code_ce(logits, teacher_codes, masks, self.loss_cfg.unmasked_weight, self.loss_cfg.label_smoothing,
                               self.normaliser)
@@ -109,7 +110,7 @@ class PixelObjective(nn.Module):
         with torch.no_grad():
             z_q = tok.quantize(tok.encode_continuous(images))[0]
             guided = first_pass_predictions(tok, z_q)
-        inputs = torch.where(masks, torch.full_like(guided, tok.config.mask_id), guided)
+        inputs = decoder_inputs(guided, masks, tok.config.mask_id)
         logits = tok.decoder(inputs, z_q)
         recon = tok.pixel_decoder(tok.pixel_quantize.soft_entry(torch.softmax(logits.float(), dim=-1)))
         l2 = F.mse_loss(recon, images)
@@ -160,7 +161,7 @@ class GeneratorObjective(nn.Module):
 
     def forward(self, tokens: torch.Tensor, class_ids: torch.Tensor, masks: torch.Tensor, drop_class: torch.Tensor) -> dict[str, torch.Tensor]:
         mask_id = self.generator.config.mask_id
-        inputs = torch.where(masks, torch.full_like(tokens, mask_id), tokens)
+        inputs = decoder_inputs(tokens, masks, mask_id)
         logits = self.generator(inputs, class_ids, drop_class)
         loss = weighted_code_ce(logits, tokens, masks, self.unmasked_weight, self.label_smoothing, self.normaliser)
         with torch.no_grad():

@@ -16,10 +16,12 @@ from core.generator import MaskGITGenerator
 from core.maskgit_vqgan import MaskGITVQGAN
 from core.perceptual import MissingWeightsError, build_lpips
 from core.pretrained import load_pretrained_as
+from core.weight_decay import no_weight_decay_names
 from core.sftok import SFTok
 
 from .config import TrainConfig
 from .data.labels import class_names_for_shards, write_class_names
+from .data.loaders import DataError
 from .discriminator import PatchDiscriminator
 from .distributed import global_normaliser
 from .draws import Draws
@@ -245,11 +247,19 @@ def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
 
     def sample_draws(g: torch.Generator) -> torch.Tensor:
         """One sample's mask (n slots, arccos schedule, at least one masked) and class-dropout flag, as (1, n + 1)."""
-        ratio = (torch.arccos(torch.rand(1, generator=g)) / (torch.pi / 2)).clamp(1e-6, 1.0)
-        num_masked = torch.round(n * ratio).long().clamp(min=1)
-        order = torch.rand(1, n, generator=g).argsort(1).argsort(1)
+        masks = random_masks(1, n, g, "arccos", min_masked=1)
         drop = torch.rand(1, 1, generator=g) < cfg.generator_train.class_dropout
-        return torch.cat([order < num_masked[:, None], drop], dim=1)
+        return torch.cat([masks, drop], dim=1)
+
+    def class_ids(batch: Batch, limit: int | None = None) -> torch.Tensor:
+        """The batch's class ids, refusing ids the generator has no embedding for (never merged silently)."""
+        classes = batch["class_id"][:limit].to(device).long()
+        bad = classes[(classes < 0) | (classes >= gen_model.config.num_classes)]
+        if bad.numel():
+            raise DataError(f"class id {int(bad[0])} in the data, but the generator has "
+                            f"{gen_model.config.num_classes} classes (0..{gen_model.config.num_classes - 1}): "
+                            f"set generator.num_classes to at least {int(classes.max()) + 1}")
+        return classes
 
     def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         images = batch["image"].to(device)
@@ -257,11 +267,11 @@ def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
             tokens = tok.encode(images)[1]["min_encoding_indices"][:, 0]
         drawn = draws.per_sample(sample_draws).to(device)
         masks, drop = drawn[:, :n], drawn[:, n]
-        classes = batch["class_id"].to(device).long().clamp(0, gen_model.config.num_classes - 1)
+        classes = class_ids(batch)
         return {"tokens": tokens, "class_ids": classes, "masks": masks, "drop_class": drop}
 
     def evaluate(model: MaskGITGenerator, batch: Batch, step: int) -> tuple[dict[str, float], torch.Tensor]:
-        classes = batch["class_id"][:4].to(device).long().clamp(0, model.config.num_classes - 1)
+        classes = class_ids(batch, 4)
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         ids, _ = model.generate(classes, num_steps=8, generator=gen)
         images = tok.decode_tokens(ids, generator=gen) if tok.has_pixel_head else None
@@ -279,12 +289,12 @@ def _generator_stage(cfg: TrainConfig, device: torch.device) -> Stage:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups with the official rule: no decay for 1-D params, norms, biases and embeddings."""
-    words = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed", "LayerNorm")
+    """AdamW groups with the official rule (:mod:`core.weight_decay`): no decay for 1-D params, norms,
+    biases, embeddings and learned tokens."""
+    exempt = no_weight_decay_names(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or any(w in name for w in words) else decay).append(p)
+        if p.requires_grad:
+            (no_decay if name in exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

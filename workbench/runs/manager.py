@@ -17,7 +17,6 @@ the database and so survives an owner restart. Slurm runs go to Slurm's own queu
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import secrets
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import yaml
+
+from trainers.provenance import code_version
 
 from workbench.runs.commands import (DEFAULT_LAUNCHER, DEFAULT_LAUNCHER_ARGS, REPO_ROOT, LaunchSpec,
                                      launcher_command, stage_args, with_resume)
@@ -116,7 +117,7 @@ class JobManager:
         self.validator = validator or DryRunValidator(self.launcher, cwd=self.cwd, env=self._base_env())
         self.device_limits = dict(device_limits or {})
         self.poll_interval, self.scan_interval = poll_interval, scan_interval
-        self.git_commit = _git_commit(self.cwd)
+        self.git_commit = code_version(self.cwd)
         self.local = LocalExecutor(cwd=self.cwd, env=self._base_env, device_limits=self.device_limits,
                                    stop_timeout=stop_timeout)
         self.slurm = SlurmExecutor(cwd=self.cwd, env=self._job_env, poll_interval=slurm_poll_interval)
@@ -414,15 +415,3 @@ def _stop_at_exit(ref: "weakref.ref[JobManager]") -> None:
     if manager is not None and manager._thread is not None:
         manager._stop.set()
         manager._thread.join(timeout=10)
-
-
-def _git_commit(cwd: Path) -> str | None:
-    """``<sha>`` of the code a run starts from, ``<sha>+dirty`` with uncommitted tracked changes."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
-        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    return None
