@@ -209,9 +209,9 @@ def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.de
     outputs: dict[str, tuple] = {}
     for _ in range(repeats):
         for impl in impls:  # interleaved, so background load hits both alike
-            t_enc, _, ids = timed(lambda: impl.encode(images), device)
+            t_enc, _, ids = timed(lambda impl=impl: impl.encode(images), device)
             impl.timer.reset()
-            t_dec, cpu_dec, out = timed(lambda: impl.decode(ids, 1234), device)
+            t_dec, cpu_dec, out = timed(lambda impl=impl, ids=ids: impl.decode(ids, 1234), device)
             outputs[impl.name] = (ids, *out)
             rec = best[impl.name]
             rec["encode"] = min(rec["encode"], t_enc)
@@ -223,13 +223,13 @@ def run_case(preset: str, batch: int, steps: int, repeats: int, device: torch.de
     rows = []
     for impl in impls:
         rec = best[impl.name]
-        gflop = executed_gflop(lambda: (impl.count or impl.decode)(ids, 1234))
+        gflop = executed_gflop(lambda impl=impl: (impl.count or impl.decode)(ids, 1234))
         floor = gflop / (rate_bf16 if impl.name == "ours-bf16" else rate)
         other = "ours" if impl.name == "ours-bf16" else "official"  # bf16 is judged against our fp32
-        census = op_census(lambda: impl.decode(ids, 1234))
+        census = op_census(lambda impl=impl: impl.decode(ids, 1234))
         print(f"  {preset} b{batch} {impl.name}: ops dispatched in one decode: {census}", flush=True)
         if breakdown:
-            print_breakdown(f"{preset} b{batch} {impl.name}", lambda: impl.decode(ids, 1234), rec["passes"])
+            print_breakdown(f"{preset} b{batch} {impl.name}", lambda impl=impl: impl.decode(ids, 1234), rec["passes"])
         rows.append(dict(preset=preset, batch=batch, impl=impl.name, encode=rec["encode"], decode=rec["decode"],
                          passes=rec["passes"], sampling=rec["decode"] - rec["passes"] - rec["pixel"], pixel=rec["pixel"],
                          gflop=gflop, floor=floor, eff=floor / rec["decode"],
@@ -340,7 +340,7 @@ def print_tables(rows: list[dict], step_rows: list[dict], rate: float, rate_bf16
         if r["impl"] == "ours-bf16":
             print(f"\n{r['preset']} b{r['batch']} bf16 decode: {r['vs_ours']:.2f}x our fp32, {r['ratio']:.2f}x official "
                   f"(CPU time: {r['cpu_vs_ours']:.2f}x, {r['cpu_ratio']:.2f}x)")
-    print(f"\nencode ratio official/ours: " + ", ".join(
+    print("\nencode ratio official/ours: " + ", ".join(
         f"{r['preset']} b{r['batch']}: {r['enc_ratio']:.3f}x" for r in rows if r["impl"] == "ours"))
     print(f"floor = executed matmul/conv/attention GFLOP / {rate:.1f} GFLOP/s (best fp32 2048^3 product, {device}); "
           f"eff = floor / decode time (ours-bf16: against the bf16 product rate, {rate_bf16:.1f} GFLOP/s).\n"
