@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core import SFTok, create_config  # noqa: E402
 from core.kernels import linear, onednn_available, use_onednn  # noqa: E402
-from tests.reference.official_modules import OfficialSFTok, official_twin as _official_twin  # noqa: E402
+from reference.official_modules import OfficialSFTok, official_twin as _official_twin  # noqa: E402
 
 
 # -- timing helpers --------------------------------------------------------------------------------

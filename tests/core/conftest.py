@@ -9,7 +9,7 @@ import torch
 
 from core import SFTok, VitConfig, create_config
 from core.config import SFTokConfig
-from tests.reference.official_modules import OfficialSFTok, official_twin  # noqa: F401
+from reference.official_modules import OfficialSFTok, official_twin  # noqa: F401
 
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "official-state-dicts.json"
 

@@ -1,4 +1,4 @@
-"""core.SFTok against the literal official-layout modules (tests/reference) holding the same weights.
+"""core.SFTok against the literal official-layout modules (reference/) holding the same weights.
 
 Claims checked: identical encode indices; decoder logits within 1e-4 relative; identical decoded ids
 at temperature 0 and under the same seed at temperature 1 (global RNG, as upstream, and an explicit
@@ -15,7 +15,7 @@ from core import MaskGITVQGAN, SFTok, TeacherConfig, create_config
 from core.maskgit_vqgan import VQGANDecoder
 from core.presets import TINY_TEACHER
 from tests.core.conftest import b_width, build_sftok, l_width, official_twin, perturbed
-from tests.reference import official_modules as official
+from reference import official_modules as official
 
 
 def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:

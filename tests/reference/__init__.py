@@ -1,1 +1,0 @@
-"""Literal re-implementations of the official modules, used as the baseline in equivalence tests and benches."""
