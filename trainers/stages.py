@@ -11,7 +11,8 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
-from core.checkpoint import CheckpointError, load_weights
+from core.checkpoint import CheckpointError, load_weights, read_state_dict
+from core.config import SFTokConfig
 from core.generator import MaskGITGenerator
 from core.maskgit_vqgan import MaskGITVQGAN
 from core.perceptual import MissingWeightsError, build_lpips
@@ -107,11 +108,22 @@ def _tokenizer_eval(cfg: TrainConfig, teacher: MaskGITVQGAN | None) -> Callable:
     return evaluate
 
 
+def _bare_file_config(path: str, model_cfg: SFTokConfig) -> SFTokConfig | None:
+    """The config a bare weights file (the official ``pytorch_model.bin`` of an earlier stage, named by
+    ``experiment.init_weight``) is read with: this run's model shape, with a pixel head only when the file
+    holds one. Folders carry their own config (None)."""
+    if Path(path).is_dir():
+        return None
+    has_pixel_head = any(key.startswith("pixel_") for key in read_state_dict(path))
+    return model_cfg.replace(has_pixel_head=has_pixel_head)
+
+
 def _tokenizer_for_stage(cfg: TrainConfig, device: torch.device, teacher: MaskGITVQGAN | None) -> SFTok:
     model_cfg = cfg.model_config()
     tok = SFTok(model_cfg)
     if cfg.init_weights:
-        init = load_pretrained_as(cfg.init_weights, SFTok, "init_weights", strict=False)
+        init = load_pretrained_as(cfg.init_weights, SFTok, "init_weights", strict=False,
+                                  config=_bare_file_config(cfg.init_weights, model_cfg))
         state = init.state_dict()
         if model_cfg.has_pixel_head and not init.has_pixel_head:
             if teacher is None:

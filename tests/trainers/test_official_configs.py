@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from core import CheckpointError, MaskGITVQGAN, TeacherConfig
+from core import CheckpointError, MaskGITVQGAN, SFTok, TeacherConfig
 from core.config import ConfigError
 from core.pretrained import load_pretrained
 from trainers.config import load_config
@@ -298,3 +298,23 @@ def test_our_layout_model_sections_merge_field_by_field():
 
     cfg = load_config("1", None, ["data.train_shards=x.tar", "teacher_path=t", "model.decoder.depth=2"])
     assert cfg.model_config().decoder == VitConfig(width=128, depth=2, heads=4)
+
+
+def test_bare_official_weights_file_initialises_the_next_stage(tmp_path: Path):
+    """``experiment.init_weight: pytorch_model.bin`` (no config beside it) starts stage 2 from stage 1's weights,
+    and stage 3 from stage 2's with the pixel head taken from the teacher, as from a saved folder."""
+    from trainers.stages import _tokenizer_for_stage
+
+    common = ["data.train_shards=x.tar", "model_preset=tiny"]
+    torch.manual_seed(0)
+    teacher = MaskGITVQGAN(load_config("1", None, [*common, "teacher_path=t"]).model_config().teacher)
+    stage1 = SFTok(load_config("1", None, [*common, "teacher_path=t"]).model_config())
+    torch.save(stage1.state_dict(), tmp_path / "pytorch_model.bin")
+    for stage in ("2", "3"):
+        cfg = load_config(stage, None, [*common, "teacher_path=t", f"init_weights={tmp_path / 'pytorch_model.bin'}"])
+        tok = _tokenizer_for_stage(cfg, torch.device("cpu"), teacher)
+        state = tok.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in stage1.state_dict().items())
+        if stage == "3":
+            assert tok.has_pixel_head
+            assert torch.equal(state["pixel_decoder.conv_out.weight"], teacher.state_dict()["decoder.conv_out.weight"])
