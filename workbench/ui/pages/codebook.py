@@ -116,7 +116,8 @@ class CodebookPage:
                     self.top = gr.Dataframe(top_frame(None), interactive=False, elem_id="cb-top", max_height=300,
                                             label="Most used codes (click a row)")
                 with gr.Column(scale=3):
-                    self.gallery = gr.Gallery(label="Images that use this code", columns=6, height=300,
+                    gr.Markdown("**Images that use this code** (the token's cell outlined)")
+                    self.gallery = gr.Gallery(show_label=False, columns=6, height=300,
                                               object_fit="contain", elem_id="cb-examples", allow_preview=True)
                     self.examples_info = gr.Markdown(elem_id="cb-examples-info")
         self._wire()

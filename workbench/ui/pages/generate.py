@@ -32,7 +32,8 @@ class GeneratePage:
                 self.run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                 self.status = gr.Markdown(elem_id="gen-status")
             with gr.Column(scale=1):
-                self.image = gr.Image(label="Generated image", interactive=False, format="png", height=380,
+                gr.Markdown("**Generated image**")  # a heading, not Gradio's label badge over the image's corner
+                self.image = gr.Image(show_label=False, interactive=False, format="png", height=380,
                                       elem_id="gen-image")
         with gr.Accordion("Generation steps", open=True):
             self.scrubber = StepScrubber(ctx.service, "gen", ctx.exports_dir, grid_label="Latent-token grid",

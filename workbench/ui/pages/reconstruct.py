@@ -65,7 +65,8 @@ class ReconstructPage:
                 self.run = gr.Button("Reconstruct", variant="primary", elem_id="rec-run")
                 self.status = gr.Markdown(elem_id="rec-status")
             with gr.Column(scale=2):
-                self.compare = gr.ImageSlider(label="Input (left) vs reconstruction (right)", type="numpy",
+                gr.Markdown("**Input (left) vs reconstruction (right)**: drag the divider")
+                self.compare = gr.ImageSlider(show_label=False, type="numpy",
                                               format="png", height=420, interactive=False, elem_id="rec-compare")
         with gr.Accordion("Decoding steps", open=True):
             self.scrubber = StepScrubber(ctx.service, "rec", ctx.exports_dir, grid_label="Proxy-code grid")
