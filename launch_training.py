@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, should_stop=lambda: stop["requested"])
     if result.interrupted:
         return EXIT_INTERRUPTED
-    print(f"done: step {result.final_step}, model in {result.model_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns here; one line per run
+        print(f"done: step {result.final_step}, model in {result.model_dir}")
     return 0
 
 

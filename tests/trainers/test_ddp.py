@@ -84,6 +84,7 @@ def test_two_ranks_train_like_one_process_at_twice_the_batch_and_resume(world: d
     first = run(torchrun_command(_stage_args(world, "2", run_dir, world["ranks"], BATCH, "max_steps=3"), 2, free_port()))
     _check(first)
     assert first.stdout.count("global batch 4 (x2 ranks") == 1  # printed by the main process only
+    assert first.stdout.count("done: step 3") == 1
     _assert_same_weights(run_dir, reference_stage2, 3)
     metrics = _records(run_dir, "metrics.jsonl")
     assert [r["step"] for r in metrics if "train/loss" in r["metrics"]] == [1, 2, 3]  # each step once
