@@ -199,7 +199,11 @@ def test_training_job_lifecycle(fresh, served_app):
     assert run_id in status or "Cancel sent" in status
     record = ctx.jobs.wait(run_id, timeout=90)
     assert record.status in ("stopped", "done")
-    assert record.status in _refresh(fresh, run_id, [run_id])["status"]  # the status line follows the run
+    final = _refresh(fresh, run_id, [run_id])
+    assert record.status in final["status"]  # the status line follows the run
+    lines = final["log"].splitlines()
+    ends = [i for i, line in enumerate(lines) if line.startswith(("done: step", "signal "))]
+    assert ends and ends[0] > max(i for i, line in enumerate(lines) if line.startswith("step "))  # in time order
     if record.status == "stopped":
         status, _ = fresh.predict(run_id, api_name="/train_resume")
         assert "Resumed" in status

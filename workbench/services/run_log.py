@@ -54,15 +54,28 @@ def printed_lines(run_dir: str | Path) -> list[str]:
     return out
 
 
+def split_at_start(printed: list[str]) -> tuple[list[str], list[str]]:
+    """(lines up to the trainer's ``started stage`` line, the lines printed after it).
+
+    ``train.log`` has no timestamps; what a trainer prints after starting (warnings, ``done``, a
+    signal, a traceback) happens while or after it logs steps, so it is shown after the metric lines.
+    """
+    for i, line in enumerate(printed):
+        if line.startswith("started stage"):
+            return printed[:i + 1], printed[i + 1:]
+    return printed, []
+
+
 def live_log(store: Store, run_id: str, max_lines: int = MAX_LINES) -> str:
-    """The run's printed lines, then its metrics as lines (latest last), at most ``max_lines``."""
+    """Setup lines, the metrics as lines, then what the run printed since (latest last), at most ``max_lines``."""
     run = store.get_run(run_id)
     frame = store.metrics_frame(run_id)
     if len(frame) > 4000:
         frame = frame[frame["step"] >= sorted(frame["step"].unique())[-max_lines]]
     printed = printed_lines(run.run_dir)
     metrics = [line for _, line in sorted(metric_lines(frame))]
-    lines = printed[-max_lines // 3:] + metrics
+    head, tail = split_at_start(printed[-max_lines // 3:])
+    lines = head + metrics + tail
     if not lines:
         return f"{run.name or run.id}: {run.status}; nothing logged yet"
     return "\n".join(lines[-max_lines:])

@@ -54,14 +54,17 @@ def sweep_plot(table: pd.DataFrame, swept: str, metric: str) -> PlotData:
     if data.empty:
         return empty_plot(f"{metric}: {WAITING}")
     x = pd.to_numeric(data[swept], errors="coerce")
-    numeric = bool(x.notna().all())
+    # one distinct number has no scale to draw (plotly spans -1..1 around it): show it as a label instead
+    numeric = bool(x.notna().all()) and x.nunique() > 1
     order = (x if numeric else data[swept]).argsort()
     figure: dict[str, Any] = {
-        "data": [{"type": "scatter", "mode": "lines+markers", "x": (x if numeric else data[swept]).iloc[order].tolist(),
+        "data": [{"type": "scatter", "mode": "lines+markers",
+                  "x": (x if numeric else data[swept].astype(str)).iloc[order].tolist(),
                   "y": data[metric].iloc[order].tolist(), "text": data["run"].iloc[order].tolist(),
                   "marker": {"size": 9, "color": COLORS[0]}, "hovertemplate": "%{text}<br>%{x}: %{y}<extra></extra>"}],
         "layout": {"template": "plotly_white", "height": 300, "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
                    "title": {"text": f"{metric} against {swept}"}, "xaxis": {"title": {"text": swept},
-                   "type": "log" if numeric and (x > 0).all() and x.max() / max(x.min(), 1e-30) >= 100 else "-"},
+                   "type": ("log" if (x > 0).all() and x.max() / max(x.min(), 1e-30) >= 100 else "linear")
+                   if numeric else "category"},
                    "yaxis": {"title": {"text": metric}}}}
     return as_plot(figure)

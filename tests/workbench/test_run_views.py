@@ -1,0 +1,33 @@
+"""The Train screen's run views and live log, as data (no server)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from workbench.services.run_log import split_at_start
+from workbench.ui.components.run_views import sweep_plot
+
+
+def _layout_and_x(table: pd.DataFrame) -> tuple[dict, list]:
+    figure = json.loads(sweep_plot(table, "optim.lr", "eval/psnr").plot)
+    return figure["layout"]["xaxis"], figure["data"][0]["x"]
+
+
+def test_sweep_plot_axis_follows_the_swept_values():
+    one = pd.DataFrame({"run": ["a"], "optim.lr": [1e-4], "eval/psnr": [12.0]})
+    axis, x = _layout_and_x(one)
+    assert axis["type"] == "category" and x == ["0.0001"]  # a single number: a label, not a -1..1 axis
+    two = pd.DataFrame({"run": ["b", "a"], "optim.lr": [3e-4, 1e-4], "eval/psnr": [13.0, 12.0]})
+    axis, x = _layout_and_x(two)
+    assert axis["type"] == "linear" and x == [1e-4, 3e-4]  # sorted by the swept value
+    wide = pd.DataFrame({"run": ["a", "b"], "optim.lr": [1e-5, 1e-3], "eval/psnr": [11.0, 12.0]})
+    assert _layout_and_x(wide)[0]["type"] == "log"  # two decades apart
+    words = pd.DataFrame({"run": ["a", "b"], "optim.lr": ["cosine", "linear"], "eval/psnr": [11.0, 12.0]})
+    assert _layout_and_x(words)[0]["type"] == "category"
+
+
+def test_printed_lines_after_the_start_go_after_the_metrics():
+    printed = ["ignored (experiment.name)", "started stage 2 on 1 process(es): batch 8", "done: step 20, model in m"]
+    assert split_at_start(printed) == (printed[:2], printed[2:])
+    assert split_at_start(["Traceback (most recent call last):"]) == (["Traceback (most recent call last):"], [])
