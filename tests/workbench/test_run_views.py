@@ -31,3 +31,18 @@ def test_printed_lines_after_the_start_go_after_the_metrics():
     printed = ["ignored (experiment.name)", "started stage 2 on 1 process(es): batch 8", "done: step 20, model in m"]
     assert split_at_start(printed) == (printed[:2], printed[2:])
     assert split_at_start(["Traceback (most recent call last):"]) == (["Traceback (most recent call last):"], [])
+
+
+def test_refused_launches_leave_the_jobs_table_after_a_while():
+    from workbench.services.launches import INVALID, SUBMITTED, Launches
+
+    launches = Launches(refused_shown_s=60)
+    try:
+        refused = launches.start("stage 1", "1", "cpu", lambda: (_ for _ in ()).throw(ValueError("max_steps: bad")))
+        ok = launches.start("stage 2", "2", "cpu", lambda: ["run-1"])
+        assert launches.wait(refused.id).state == INVALID and launches.wait(ok.id).state == SUBMITTED
+        assert launches.get(refused.id).error == "max_steps: bad"
+        assert [x.id for x in launches.unsettled()] == [refused.id]  # shown with its reason, the submitted one not
+        assert launches.unsettled(now=refused.created + 61) == []  # a minute later it is gone from the table
+    finally:
+        launches.close()

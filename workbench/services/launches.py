@@ -36,11 +36,12 @@ class Launch:
 class Launches:
     """Runs submissions one at a time on a worker thread (validations would fight for 2 cores anyway)."""
 
-    def __init__(self, keep: int = 50) -> None:
+    def __init__(self, keep: int = 50, refused_shown_s: float = 600.0) -> None:
         self._items: dict[str, Launch] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="launch")
         self.keep = keep
+        self.refused_shown_s = refused_shown_s  # a refused launch leaves the jobs table after this long
 
     def start(self, label: str, stage: str, device: str, submit: Callable[[], Sequence[str]],
               refused: tuple[type[BaseException], ...] = (ValueError,)) -> Launch:
@@ -76,10 +77,13 @@ class Launches:
         with self._lock:
             return self._items.get(launch_id)
 
-    def unsettled(self) -> list[Launch]:
-        """Launches still validating or refused (newest first): rows the jobs table shows above the runs."""
+    def unsettled(self, now: float | None = None) -> list[Launch]:
+        """Launches still validating, or refused in the last ``refused_shown_s`` (newest first): rows the jobs
+        table shows above the runs. Older refusals drop out, so a table is not buried under past typos."""
+        now = time.time() if now is None else now
         with self._lock:
-            items = [x for x in self._items.values() if x.state != SUBMITTED]
+            items = [x for x in self._items.values()
+                     if x.state == VALIDATING or (x.state == INVALID and now - x.created < self.refused_shown_s)]
         return sorted(items, key=lambda x: x.created, reverse=True)
 
     def wait(self, launch_id: str, timeout: float = 120.0) -> Launch:
