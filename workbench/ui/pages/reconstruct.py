@@ -53,7 +53,7 @@ class ReconstructPage:
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 gr.Markdown("**Upload an image** (any size; centre-cropped to the model's size)")
-                self.upload = gr.File(show_label=False, type="filepath", height=110, elem_id="rec-upload")
+                self.upload = gr.File(show_label=False, type="filepath", height=130, elem_id="rec-upload")
                 self.sample = gr.Dropdown(choices=samples, value=None, label="…or pick a sample",
                                           elem_id="rec-sample")
                 self.model = ModelPicker(ctx.registry, "Tokenizer", name="rec-model",
