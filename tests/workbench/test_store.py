@@ -311,3 +311,14 @@ def test_resume_at_the_last_logged_step_replaces_its_rows(tmp_path):
     frame = store.metrics_frame(run.id)
     store.close()
     assert frame[["step", "value"]].values.tolist() == [[1, 1.0], [2, 2.0], [3, 30.0], [4, 40.0]]
+
+
+def test_metrics_frame_can_keep_only_the_last_steps(tmp_path):
+    with Store(tmp_path) as store:
+        run = _run(store, "r")
+        Path(run.run_dir).mkdir(parents=True)
+        _append(Path(run.run_dir) / "metrics.jsonl", "".join(_line(step, a=float(step), b=-1.0) for step in range(1, 11)))
+        assert store.ingest(["r"]).metrics == 20
+        assert store.metrics_frame("r", last_steps=3)["step"].tolist() == [8, 8, 9, 9, 10, 10]
+        assert store.metrics_frame("r", ["a"], last_steps=2)["step"].tolist() == [9, 10]
+        assert len(store.metrics_frame("r")) == 20

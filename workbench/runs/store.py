@@ -355,11 +355,16 @@ class Store:
             "AND ($keys IS NULL OR list_contains($keys, key)) GROUP BY run_id, key ORDER BY run_id, key",
             {"ids": _id_list(run_ids), "keys": _id_list(keys)})
 
-    def metrics_frame(self, run_id: str, keys: Sequence[str] | None = None) -> pd.DataFrame:
-        """Every row of a run at full resolution: ``step, key, value, wall`` ordered by step."""
-        return self._frame("SELECT step, key, value, wall FROM metrics WHERE run_id = $run "
-                           "AND ($keys IS NULL OR list_contains($keys, key)) ORDER BY step, key, wall",
-                           {"run": run_id, "keys": _id_list(keys)})
+    def metrics_frame(self, run_id: str, keys: Sequence[str] | None = None,
+                      last_steps: int | None = None) -> pd.DataFrame:
+        """Every row of a run at full resolution: ``step, key, value, wall`` ordered by step; with
+        ``last_steps``, only the rows of its last that many logged steps (the database does the cut)."""
+        return self._frame(
+            "SELECT step, key, value, wall FROM metrics WHERE run_id = $run "
+            "AND ($keys IS NULL OR list_contains($keys, key)) AND ($last IS NULL OR step >= (SELECT min(step) FROM "
+            "(SELECT DISTINCT step FROM metrics WHERE run_id = $run ORDER BY step DESC LIMIT $last))) "
+            "ORDER BY step, key, wall",
+            {"run": run_id, "keys": _id_list(keys), "last": last_steps})
 
     def curve(self, run_id: str, key: str, max_points: int = 1000, smoothing: float = 0.0) -> pd.DataFrame:
         """One metric of one run as ``step, value``, at most ``max_points`` rows.

@@ -69,9 +69,7 @@ def split_at_start(printed: list[str]) -> tuple[list[str], list[str]]:
 def live_log(store: Store, run_id: str, max_lines: int = MAX_LINES) -> str:
     """Setup lines, the metrics as lines, then what the run printed since (latest last), at most ``max_lines``."""
     run = store.get_run(run_id)
-    frame = store.metrics_frame(run_id)
-    if len(frame) > 4000:
-        frame = frame[frame["step"] >= sorted(frame["step"].unique())[-max_lines]]
+    frame = store.metrics_frame(run_id, last_steps=max_lines)  # a timer calls this: never the whole run
     printed = printed_lines(run.run_dir)
     metrics = [line for _, line in sorted(metric_lines(frame))]
     head, tail = split_at_start(printed[-max_lines // 3:])
