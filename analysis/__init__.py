@@ -12,7 +12,8 @@ from .fid import FID_PROTOCOL, FeatureStats, build_inception, find_inception_wei
 from .image_metrics import psnr, rgb_to_y, ssim
 from .metric_suite import MetricSuite, load_metric_suite
 from .model_mi import (LeaveOneOutMI, MIInputs, SelfForcingGap, TrajectoryInformation, decode_trajectory,
-                       leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information)
+                       leave_one_out_mi, pick_positions, self_forcing_gap, sftok_mi_inputs, trajectory_information)
+from .code_information import CodeInformation, ScreenDefaults, code_information
 from .reservoir import CodeReservoir
 from .steps import QualityRow, StepQuality, evaluate_steps
 from .usage import CodebookUsage, UsageStats, collect_model_usage, usage_from_counts
@@ -23,6 +24,7 @@ __all__ = [
     "neighbour_mutual_information", "pairwise_mutual_information", "FID_PROTOCOL", "FeatureStats", "build_inception",
     "find_inception_weights", "frechet_distance", "to_uint8", "psnr", "rgb_to_y", "ssim", "MetricSuite",
     "load_metric_suite", "LeaveOneOutMI", "MIInputs", "SelfForcingGap", "TrajectoryInformation", "decode_trajectory",
-    "leave_one_out_mi", "self_forcing_gap", "sftok_mi_inputs", "trajectory_information", "CodeReservoir",
+    "leave_one_out_mi", "pick_positions", "self_forcing_gap", "CodeInformation", "ScreenDefaults",
+    "code_information", "sftok_mi_inputs", "trajectory_information", "CodeReservoir",
     "QualityRow", "StepQuality", "evaluate_steps", "CodebookUsage", "UsageStats", "collect_model_usage", "usage_from_counts",
 ]

@@ -109,6 +109,13 @@ def _check_codes(codes: torch.Tensor, z_q: torch.Tensor, mask_id: int) -> torch.
 
 
 # -- leave-one-out MI per position -----------------------------------------------------------------
+def pick_positions(num_slots: int, count: int, seed: int) -> np.ndarray:
+    """``count`` distinct slots in increasing order, a seeded random subset unless all are asked for."""
+    if count >= num_slots:
+        return np.arange(num_slots)
+    return np.sort(np.random.default_rng(seed).choice(num_slots, size=count, replace=False))
+
+
 @dataclass(frozen=True)
 class LeaveOneOutMI:
     """Per-position I(m_i; m_rest | Z_q) estimates with bootstrap intervals (bits)."""

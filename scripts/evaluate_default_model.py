@@ -4,21 +4,29 @@
 Held-out = the validation crops of photos never seen in training (trainers/data/photos.py), plus the
 sample images shipped in assets/samples. Decoding uses the model's default settings (8 steps unless
 stated, Gumbel temperature 1.0) with a fixed seed per batch, so the numbers are reproducible.
+Every mean comes with a 95% bootstrap interval over images; repeated stage-2 runs (seeds) are
+summarised per recipe as mean and sample standard deviation over seeds. Code-level information
+(analysis.code_information) is measured for every model against the teacher's codes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analysis.code_information import ScreenDefaults, code_information  # noqa: E402
 from analysis.image_metrics import psnr, ssim  # noqa: E402
+from analysis.model_mi import bootstrap_mean_ci  # noqa: E402
 from analysis.usage import CodebookUsage  # noqa: E402
 from core import MaskGITVQGAN, SFTok, load_pretrained  # noqa: E402
 from trainers.data.loaders import make_eval_loader  # noqa: E402
@@ -26,6 +34,9 @@ from trainers.data.loaders import make_eval_loader  # noqa: E402
 STEP_COUNTS = (1, 2, 4, 8)
 RUNS = ROOT / "workspace" / "default-model"
 SEED = 0
+SHIPPED = "stage3"  # the run exported as assets/default/sftok
+INFO_IMAGES = 64  # held-out crops for the code-information summary (the screen defaults use the first 8)
+SEEDED_RUN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 
 
 def reconstruct(model: SFTok, images: torch.Tensor, num_steps: int, seed: int = SEED) -> torch.Tensor:
@@ -45,60 +56,115 @@ def load_sample_batch(folder: Path, image_size: int) -> tuple[list[str], torch.T
     return [p.name for p in paths], torch.stack(tensors)
 
 
+def tokenizer_runs(runs: Path) -> list[str]:
+    """Every finished SFTok run (stage 1, 2 and 3 folders, repeated seeds included), in name order."""
+    return sorted(p.parent.parent.name for p in runs.glob("stage*/model/model.safetensors"))
+
+
+def mean_ci(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)[:, None]
+    low, high = bootstrap_mean_ci(array, seed=SEED)
+    return {"mean": float(array.mean()), "ci_low": float(low[0]), "ci_high": float(high[0])}
+
+
+def seed_groups(names: list[str], seed_of_plain_run: int) -> dict[str, dict[str, int]]:
+    """{recipe: {run name: seed}} for recipes run with more than one seed (``<recipe>`` and ``<recipe>-seed<N>``)."""
+    groups: dict[str, dict[str, int]] = {}
+    for name in names:
+        found = SEEDED_RUN.match(name)
+        if found:
+            groups.setdefault(found["recipe"], {})[name] = int(found["seed"])
+    for recipe, members in groups.items():
+        if recipe in names:
+            members[recipe] = seed_of_plain_run
+    return {recipe: dict(sorted(m.items(), key=lambda kv: kv[1])) for recipe, m in groups.items() if len(m) > 1}
+
+
+def across_seeds(per_model: dict[str, dict], members: dict[str, int]) -> dict:
+    """Mean and sample standard deviation over a recipe's seeds of each model's headline numbers."""
+    keys = [f"psnr@{k}" for k in STEP_COUNTS] + ["gain_8_minus_1"]
+    out: dict = {"runs": members}
+    for key in keys:
+        values = [per_model[name][key]["mean"] for name in members]
+        out[key] = {"values": values, "mean": statistics.fmean(values), "std": statistics.stdev(values)}
+    return out
+
+
 def evaluate(num_images: int, batch_size: int) -> dict:
     teacher = load_pretrained(RUNS / "teacher" / "model")
     assert isinstance(teacher, MaskGITVQGAN)
     models: dict[str, SFTok] = {}
-    for name in ("stage1", "stage2_sfvr", "stage2_vanilla", "stage3"):
-        path = RUNS / name / "model"
-        if path.is_dir():
-            models[name] = load_pretrained(path)
-            models[name].attach_teacher(teacher)
+    for name in tokenizer_runs(RUNS):
+        models[name] = load_pretrained(RUNS / name / "model").eval()
+        models[name].attach_teacher(teacher)
     image_size = next(iter(models.values())).config.image_size
     val = ROOT / "workspace" / "data" / "default" / "val-000000.tar"
-    sums: dict[str, dict[str, float]] = {name: {} for name in [*models, "teacher"]}
+    per_image: dict[str, dict[str, list[float]]] = {name: {} for name in [*models, "teacher"]}
     usage = {name: CodebookUsage(m.config.codebook_size, m.config.num_latent_tokens) for name, m in models.items()}
     teacher_usage = CodebookUsage(teacher.config.codebook_size, next(iter(models.values())).config.num_proxy_codes)
+    info_images: list[torch.Tensor] = []
     seen = 0
     for batch in make_eval_loader(str(val), image_size, batch_size):
         images = batch["image"][: num_images - seen]
         n = images.shape[0]
+        if seen < INFO_IMAGES:
+            info_images.append(images[: INFO_IMAGES - seen])
         with torch.inference_mode():
             codes = teacher.encode(images)
             teacher_recon = teacher.decode_codes(codes)
         teacher_usage.update(codes)
-        acc = sums["teacher"]
-        acc["psnr"] = acc.get("psnr", 0.0) + float(psnr(teacher_recon, images).sum())
-        acc["ssim"] = acc.get("ssim", 0.0) + float(ssim(teacher_recon, images).sum())
+        rows = per_image["teacher"]
+        rows.setdefault("psnr", []).extend(psnr(teacher_recon, images).tolist())
+        rows.setdefault("ssim", []).extend(ssim(teacher_recon, images).tolist())
         for name, model in models.items():
             with torch.inference_mode():
                 usage[name].update(model.encode(images)[1]["min_encoding_indices"][:, 0])
+            rows = per_image[name]
             for k in STEP_COUNTS:
                 recon = reconstruct(model, images, k, seed=SEED + seen)
-                acc = sums[name]
-                acc[f"psnr@{k}"] = acc.get(f"psnr@{k}", 0.0) + float(psnr(recon, images).sum())
-                acc[f"ssim@{k}"] = acc.get(f"ssim@{k}", 0.0) + float(ssim(recon, images).sum())
+                rows.setdefault(f"psnr@{k}", []).extend(psnr(recon, images).tolist())
+                rows.setdefault(f"ssim@{k}", []).extend(ssim(recon, images).tolist())
         seen += n
         print(f"  evaluated {seen}/{num_images} held-out crops", flush=True)
         if seen >= num_images:
             break
+    for name in models:
+        rows = per_image[name]
+        rows["gain_8_minus_1"] = [b - a for a, b in zip(rows["psnr@1"], rows["psnr@8"])]
+    summary = {name: {key: mean_ci(values) for key, values in rows.items()} for name, rows in per_image.items()}
+    info_batch = torch.cat(info_images)
+    screen = ScreenDefaults()
+    information = {}
+    for name, model in models.items():
+        print(f"  code information: {name}", flush=True)
+        information[name] = code_information(model, teacher, info_batch, screen).as_dict()
+    from trainers.config import TrainConfig
+
     result = {
         "protocol": {"held_out_images": seen, "image_size": image_size, "batch_size": batch_size, "seed": SEED,
                      "temperature": "model default (1.0)", "psnr_ssim": "Y channel, data range 1 (analysis.image_metrics)",
+                     "intervals": "95% bootstrap over held-out images (1000 resamples)",
+                     "information_images": int(info_batch.shape[0]),
+                     "information_screen_defaults": screen.__dict__,
                      "lpips": "not measured: the VGG/AlexNet backbone weights are not on this machine"},
-        "models": {name: {k: v / seen for k, v in acc.items()} for name, acc in sums.items()},
+        "shipped": SHIPPED,
+        "models": summary,
+        "seeds": seed_groups(list(models), TrainConfig().seed),
+        "information": information,
         "codebook": {name: u.result().summary() for name, u in usage.items()},
         "teacher_codebook": teacher_usage.result().summary(),
     }
+    result["seeds"] = {recipe: across_seeds(summary, members) for recipe, members in result["seeds"].items()}
     samples_dir = ROOT / "assets" / "samples"
-    if "stage3" in models and samples_dir.is_dir() and any(samples_dir.glob("*.png")):
+    if SHIPPED in models and samples_dir.is_dir() and any(samples_dir.glob("*.png")):
         names, images = load_sample_batch(samples_dir, image_size)
         per = {}
         for k in (1, 8):
-            recon = reconstruct(models["stage3"], images, k)
+            recon = reconstruct(models[SHIPPED], images, k)
             per[f"psnr@{k}"] = [round(float(v), 4) for v in psnr(recon, images)]
-        result["shipped_samples"] = {"names": names, **per,
-                                     "note": "all shipped samples encoded as one batch, seed 0, stage-3 model"}
+        info = code_information(models[SHIPPED], teacher, images, ScreenDefaults(images=images.shape[0]))
+        result["shipped_samples"] = {"names": names, **per, "information": info.as_dict(),
+                                     "note": f"all shipped samples encoded as one batch, seed 0, {SHIPPED} model"}
     return result
 
 
@@ -113,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     result["protocol"]["wall_seconds"] = round(time.time() - start, 1)
     out = RUNS / "evaluation.json"
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result["models"], indent=2))
+    print(json.dumps({name: {k: round(v["mean"], 2) for k, v in rows.items()} for name, rows in result["models"].items()},
+                     indent=1))
     print(f"written {out}")
     return 0
 

@@ -40,19 +40,36 @@ STAMPED = ("format", "image_size", "train_crops", "val_crops", "seed", "train_so
 @dataclass(frozen=True)
 class Run:
     stage: str
-    name: str                                            # config configs/default/<name>.yaml, run folder <runs>/<name>
+    name: str                                            # run folder <runs>/<name>
     reads: dict[str, str] = field(default_factory=dict)  # config key -> run whose model it loads
     evaluates: bool = True                               # takes held-out shards for in-training evaluation
+    config: str = ""                                     # configs/default/<config>.yaml (default: the name)
+    seed: int | None = None                              # overrides the config's seed (repeat runs of one recipe)
+
+    @property
+    def config_file(self) -> Path:
+        return ROOT / "configs" / "default" / f"{self.config or self.name}.yaml"
 
 
 _TEACHER = {"teacher_path": "teacher"}
-PLAN: list[list[Run]] = [  # groups run one after another; runs inside a group run in parallel
-    [Run("teacher", "teacher")],
-    [Run("1", "stage1", _TEACHER)],
-    [Run("2", "stage2_sfvr", {**_TEACHER, "init_weights": "stage1"}),
-     Run("2", "stage2_vanilla", {**_TEACHER, "init_weights": "stage1"})],
-    [Run("3", "stage3", {**_TEACHER, "init_weights": "stage2_sfvr"}),
-     Run("generator", "generator", {"tokenizer_path": "stage2_sfvr"}, evaluates=False)],  # stage 3 keeps these tokens
+STAGE2_SEEDS = (42, 43, 44)  # SFVR vs vanilla is judged on the spread over these seeds, not on one run each
+
+
+def _stage2(variant: str, seed: int) -> Run:
+    name = f"stage2_{variant}" if seed == STAGE2_SEEDS[0] else f"stage2_{variant}-seed{seed}"
+    return Run("2", name, {**_TEACHER, "init_weights": "stage1"}, config=f"stage2_{variant}", seed=seed)
+
+
+# Listed in the order they start; a run starts once every run it reads has finished, as many at a time as
+# there are cores (each run takes 1 torch thread by default). The longest runs come first.
+PLAN: list[Run] = [
+    Run("teacher", "teacher"),
+    Run("1", "stage1", _TEACHER),
+    _stage2("sfvr", STAGE2_SEEDS[0]),
+    _stage2("vanilla", STAGE2_SEEDS[0]),
+    Run("generator", "generator", {"tokenizer_path": "stage2_sfvr"}, evaluates=False),  # stage 3 keeps these tokens
+    Run("3", "stage3", {**_TEACHER, "init_weights": "stage2_sfvr"}),
+    *(_stage2(variant, seed) for seed in STAGE2_SEEDS[1:] for variant in ("sfvr", "vanilla")),
 ]
 
 
@@ -90,37 +107,58 @@ def stamp_runs(runs: Path, manifest: dict) -> None:
 
 
 def overrides(run: Run, runs: Path, train_spec: str, val_spec: str, max_steps: int | None) -> list[str]:
-    """What a run takes from this script: the dataset, earlier runs' models, and a step cap for smoke runs."""
+    """What a run takes from this script: the dataset, earlier runs' models, its seed, and a step cap for smoke runs."""
     out = [f"data.train_shards={train_spec}"] + ([f"data.eval_shards={val_spec}"] if run.evaluates else [])
     out += [f"{key}={runs / source / 'model'}" for key, source in run.reads.items()]
+    out += [f"seed={run.seed}"] if run.seed is not None else []
     if max_steps:
         out += [f"max_steps={max_steps}", f"eval_every={max_steps}", f"save_every={max_steps}",
                 "optim.schedule_steps=0"]
     return out
 
 
-def run_group(group: list[Run], runs: Path, extra: dict[str, list[str]], threads: int) -> None:
-    threads = threads or max(1, (os.cpu_count() or 1) // len(group))
-    procs = []
-    for run in group:
-        run_dir = runs / run.name
-        if (run_dir / "model" / "model.safetensors").is_file():
+def finished(run: Run, runs: Path) -> bool:
+    return (runs / run.name / "model" / "model.safetensors").is_file()
+
+
+def start(run: Run, runs: Path, extra: list[str], threads: int) -> subprocess.Popen:
+    run_dir = runs / run.name
+    checkpoints = run_dir / "checkpoints"
+    resume = ["--resume"] if checkpoints.is_dir() and any(checkpoints.iterdir()) else []
+    cmd = [sys.executable, str(ROOT / "launch_training.py"), "--stage", run.stage, "--config", str(run.config_file),
+           "--run-dir", str(run_dir), "--threads", str(threads), "--no-progress", *resume, *extra]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{run.name}: {' '.join(cmd[1:])}")
+    with open(run_dir / "train.log", "a") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def run_plan(plan: list[Run], runs: Path, extra: dict[str, list[str]], slots: int, threads: int) -> None:
+    """Run every unfinished run of ``plan``, ``slots`` at a time, each once the runs it reads have finished."""
+    pending = []
+    for run in plan:
+        if finished(run, runs):
             log(f"{run.name}: done already")
-            continue
-        checkpoints = run_dir / "checkpoints"
-        resume = ["--resume"] if checkpoints.is_dir() and any(checkpoints.iterdir()) else []
-        cmd = [sys.executable, str(ROOT / "launch_training.py"), "--stage", run.stage, "--config",
-               str(ROOT / "configs" / "default" / f"{run.name}.yaml"), "--run-dir", str(run_dir),
-               "--threads", str(threads), "--no-progress", *resume, *extra[run.name]]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log(f"{run.name}: {' '.join(cmd[1:])}")
-        with open(run_dir / "train.log", "a") as out:
-            procs.append((run.name, subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT), time.time()))
-    for name, proc, start in procs:
-        code = proc.wait()
-        if code != 0:
-            raise SystemExit(f"{name} failed with exit code {code}; see {runs / name / 'train.log'}")
-        log(f"{name}: finished in {(time.time() - start) / 60:.1f} min")
+        else:
+            pending.append(run)
+    active: dict[str, tuple[subprocess.Popen, float]] = {}
+    while pending or active:
+        for run in list(pending):
+            if len(active) < slots and all(finished(r, runs) for r in plan if r.name in run.reads.values()):
+                active[run.name] = (start(run, runs, extra[run.name], threads), time.time())
+                pending.remove(run)
+        if not active:
+            raise SystemExit(f"cannot start {[r.name for r in pending]}: a run they read did not finish")
+        time.sleep(2)
+        for name, (proc, began) in list(active.items()):
+            if proc.poll() is None:
+                continue
+            del active[name]
+            if proc.returncode != 0:
+                for other, _ in active.values():
+                    other.terminate()  # each saves a checkpoint on SIGTERM, so the next start resumes it
+                raise SystemExit(f"{name} failed with exit code {proc.returncode}; see {runs / name / 'train.log'}")
+            log(f"{name}: finished in {(time.time() - began) / 60:.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     from trainers.data.default_dataset import DEFAULT_TRAIN_CROPS, DEFAULT_VAL_CROPS, MANIFEST, build_default_dataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parallel", type=int, default=max(1, os.cpu_count() or 1),
+                        help="runs at a time (default: one per core)")
     parser.add_argument("--threads-per-run", type=int, default=0,
-                        help="torch threads per run (0: the machine's cores shared among a group's parallel runs)")
+                        help="torch threads per run (0: the cores divided among the parallel runs)")
     parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--runs", type=Path, default=RUNS)
@@ -151,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{manifest['augmented']['jittered']} colour-jittered)")
     stamp_runs(args.runs, manifest)
     train_spec, val_spec = shard_range(data.train_shards), shard_range(data.val_shards)
-    extra = {run.name: overrides(run, args.runs, train_spec, val_spec, args.max_steps) for group in PLAN for run in group}
-    for group in PLAN:
-        run_group(group, args.runs, extra, args.threads_per_run)
+    extra = {run.name: overrides(run, args.runs, train_spec, val_spec, args.max_steps) for run in PLAN}
+    threads = args.threads_per_run or max(1, (os.cpu_count() or 1) // args.parallel)
+    run_plan(PLAN, args.runs, extra, args.parallel, threads)
     if args.skip_export or args.runs != RUNS or args.data != DATA or args.max_steps:
         log("export skipped (asked, or not the default folders and full schedules)")
     else:

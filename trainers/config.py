@@ -97,6 +97,10 @@ class Stage3Config:
     discriminator: str = "patchgan"  # "dino": the official frozen-DINO discriminator (needs dino_weights)
     disc_lr: float = 1e-4
     dino_weights: str = ""  # local dino_deitsmall16_pretrain.pth for discriminator=dino
+    # Not in the paper (0 = official): cross-entropy of the decoder's logits against the teacher's codes, added
+    # so stage 3 keeps them a model of the codes. L2 alone turns the logits into mixing weights for the soft
+    # render, and code-level analyses (information gain, leave-one-out MI) of such a model measure nothing.
+    code_ce_weight: float = 0.0
 
 
 @dataclass
@@ -187,7 +191,7 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be > 0, got {value}")
         non_negative = ["data.num_workers", "optim.lr", "optim.weight_decay", "optim.warmup_steps", "optim.end_lr",
                         "optim.max_grad_norm", "optim.schedule_steps", "loss.unmasked_weight", "loss.quantizer_weight", "stage3.l2_weight",
-                        "stage3.lpips_weight", "stage3.gan_weight", "stage3.disc_start", "stage3.disc_lr",
+                        "stage3.lpips_weight", "stage3.gan_weight", "stage3.code_ce_weight", "stage3.disc_start", "stage3.disc_lr",
                         "teacher_train.restart_dead_codes_every", "teacher_train.perceptual_weight",
                         "generator_train.unmasked_weight"]
         for name in non_negative:
@@ -218,6 +222,8 @@ class TrainConfig:
                 raise ConfigError("tokenizer_path: the generator stage needs a trained SFTok folder")
         if self.stage in ("1", "2", "3") and not self.teacher_path and not (self.stage == "3" and self.init_weights):
             raise ConfigError("teacher_path: stages 1-3 need a trained MaskGIT-VQGAN teacher folder")
+        if self.stage == "3" and self.stage3.code_ce_weight > 0 and not self.teacher_path:
+            raise ConfigError("stage3.code_ce_weight: the code cross-entropy needs teacher_path (the teacher's codes)")
         if self.stage == "3" and not self.init_weights:
             raise ConfigError("init_weights: stage 3 starts from a stage-2 model (its EMA weights)")
         if self.stage3.discriminator == "dino" and not Path(self.stage3.dino_weights).is_file():

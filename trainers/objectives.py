@@ -95,17 +95,23 @@ class PixelObjective(nn.Module):
     """Stage 3: decode to pixels through the soft pixel head; L2 (+ LPIPS) against the image.
 
     Encoder, latent tokens and quantiser are frozen (no gradient, eval mode). Context slots hold the
-    model's own all-masked first-pass prediction, as the official stage 3 does.
+    model's own all-masked first-pass prediction, as the official stage 3 does. With ``code_ce_weight``
+    > 0 (not in the paper) the masked slots' cross-entropy against ``teacher_codes`` is added, so the
+    logits stay a model of the teacher's codes while the render learns pixels.
     """
 
-    def __init__(self, tokenizer: SFTok, l2_weight: float, lpips_weight: float, lpips: nn.Module | None) -> None:
+    def __init__(self, tokenizer: SFTok, l2_weight: float, lpips_weight: float, lpips: nn.Module | None,
+                 code_ce_weight: float = 0.0, normaliser: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.tokenizer = tokenizer
+        self.normaliser = normaliser  # denominator of the code CE (see weighted_code_ce)
         self.l2_weight = l2_weight
         self.lpips_weight = lpips_weight if lpips is not None else 0.0
         self.lpips = lpips
+        self.code_ce_weight = code_ce_weight
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, masks: torch.Tensor,
+                teacher_codes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         tok = self.tokenizer
         with torch.no_grad():
             z_q = tok.quantize(tok.encode_continuous(images))[0]
@@ -120,6 +126,12 @@ class PixelObjective(nn.Module):
             perceptual = self.lpips(recon * 2 - 1, images * 2 - 1).mean()
             total = total + self.lpips_weight * perceptual
             out["lpips"] = perceptual.detach()
+        if self.code_ce_weight > 0:
+            if teacher_codes is None:
+                raise ValueError("code_ce_weight > 0 needs the teacher's codes")
+            code_ce = weighted_code_ce(logits, teacher_codes, masks, 0.0, 0.0, self.normaliser)
+            total = total + self.code_ce_weight * code_ce
+            out["code_ce"] = code_ce.detach()
         out.update(loss=total, recon=recon)
         return out
 

@@ -186,7 +186,8 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     lpips = _maybe_lpips(cfg.stage3.lpips_weight, cfg.lpips_weights, notes)
     if lpips is not None:
         lpips.to(device)
-    objective = PixelObjective(tok, cfg.stage3.l2_weight, cfg.stage3.lpips_weight, lpips)
+    objective = PixelObjective(tok, cfg.stage3.l2_weight, cfg.stage3.lpips_weight, lpips, cfg.stage3.code_ce_weight,
+                               global_normaliser)
     disc = _discriminator(cfg)
     if disc is not None:
         disc.to(device)
@@ -194,8 +195,11 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
 
     def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         images = batch["image"].to(device)
-        return {"images": images,
-                "masks": draws.per_sample(lambda g: random_masks(1, slots, g, cfg.sfvr.mask_schedule)).to(device)}
+        out = {"images": images,
+               "masks": draws.per_sample(lambda g: random_masks(1, slots, g, cfg.sfvr.mask_schedule)).to(device)}
+        if objective.code_ce_weight > 0:
+            out["teacher_codes"] = _proxy_codes({**batch, "image": images}, teacher).to(device)
+        return out
 
     return Stage("3", objective, tok, prepare, _tokenizer_eval(cfg, None), None, disc, notes)
 

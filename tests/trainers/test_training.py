@@ -114,6 +114,32 @@ def test_stage3_frozen_parts_get_no_gradient(shards: dict[str, str], chain: dict
     assert tok.decoder.ffn[2].weight.grad is not None and tok.pixel_decoder.conv_out.weight.grad is not None
 
 
+def test_stage3_code_ce_adds_the_masked_slots_cross_entropy(shards: dict[str, str], chain: dict) -> None:
+    """stage3.code_ce_weight: loss = L2 + w * CE(logits, teacher codes) over masked slots, with a gradient
+    into the logits; 0 (the official stage 3) leaves the loss the L2 alone."""
+    from trainers.stages import build_stage
+
+    paths = [f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['2'] / 'model'}"]
+    images = torch.rand(2, 3, 64, 64)
+    outs = {}
+    for weight in (0.0, 0.5):
+        cfg = load_config("3", None, overrides(shards, *paths, "stage3.lpips_weight=0", "stage3.gan_weight=0",
+                                               f"stage3.code_ce_weight={weight}"))
+        stage = build_stage(cfg, torch.device("cpu"))
+        inputs = stage.prepare({"image": images}, Draws.make(0, 0, 0, len(images)))
+        assert ("teacher_codes" in inputs) == (weight > 0)
+        outs[weight] = stage.objective(**inputs)
+    assert torch.allclose(outs[0.0]["loss"], outs[0.0]["l2"]) and "code_ce" not in outs[0.0]
+    with_ce = outs[0.5]
+    assert float(with_ce["code_ce"]) > 0.5  # nats over the masked slots of a 32-code teacher
+    assert torch.allclose(with_ce["loss"], with_ce["l2"] + 0.5 * with_ce["code_ce"], atol=1e-6)
+
+
+def test_stage3_code_ce_without_a_teacher_is_rejected_before_any_work(shards: dict[str, str], chain: dict) -> None:
+    with pytest.raises(ConfigError, match="stage3.code_ce_weight"):
+        load_config("3", None, overrides(shards, f"init_weights={chain['3'] / 'model'}", "stage3.code_ce_weight=1"))
+
+
 def _objective_pair(chain: dict) -> tuple[SFTok, MaskGITVQGAN]:
     return load_pretrained(chain["1"] / "model"), load_pretrained(chain["teacher"] / "model")
 

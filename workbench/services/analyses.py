@@ -22,7 +22,7 @@ from PIL import Image
 
 from analysis import (CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap, TrajectoryInformation,
                       UsageStats, codebook_umap, collect_model_usage, decode_trajectory, iter_image_batches,
-                      leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information)
+                      leave_one_out_mi, pick_positions, self_forcing_gap, sftok_mi_inputs, trajectory_information)
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
@@ -263,13 +263,6 @@ class InformationReport:
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [m.summary() for m in self.models]
-
-
-def pick_positions(num_slots: int, count: int, seed: int) -> np.ndarray:
-    """``count`` distinct slots in increasing order, a seeded random subset unless all are asked for."""
-    if count >= num_slots:
-        return np.arange(num_slots)
-    return np.sort(np.random.default_rng(seed).choice(num_slots, size=count, replace=False))
 
 
 @torch.no_grad()

@@ -1,0 +1,89 @@
+"""How much the latent tokens and the decode trajectory tell a trained decoder about the teacher's codes.
+
+One summary per model on held-out images, for the model card's goals: the cross-entropy of the teacher's
+codes given the tokens alone (one all-masked pass) against the codes' marginal entropy (what a decoder
+that ignored the tokens could reach), the information gained at each decode step on the model's own
+trajectory, and how many leave-one-out MI intervals lie above zero with the Information screen's
+default settings. Everything in bits.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .estimators import entropy
+from .model_mi import _ce_bits, bootstrap_mean_ci, leave_one_out_mi, pick_positions, sftok_mi_inputs, trajectory_information
+
+
+@dataclass(frozen=True)
+class ScreenDefaults:
+    """The Information screen's default settings (workbench/ui/pages/information.py)."""
+
+    images: int = 8
+    slots: int = 32
+    steps: int = 8
+    temperature: float = 1.0
+    seed: int = 0
+    block_slots: int = 4
+
+
+@dataclass(frozen=True)
+class CodeInformation:
+    images: int
+    ce_given_tokens_bits: float  # mean over slots and images, one all-masked pass
+    ce_ci: tuple[float, float]  # bootstrap over images
+    marginal_entropy_bits: float  # pooled code distribution over these images (Miller-Madow)
+    tokens_bits_per_slot: float  # marginal - CE: what the tokens tell about a code, per slot
+    tokens_bits_per_image: float
+    gain_bits_per_image: list[float]  # information gain per decode step (screen defaults), step 1 first
+    gain_bits_per_image_all: list[float]  # the same on all ``images``
+    loo_slots_above_zero: int  # at the screen defaults: slots whose interval lies above zero
+    loo_slots: int
+    loo_mean_bits: float
+    loo_mean_ci: tuple[float, float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: torch.Tensor,
+                     screen: ScreenDefaults = ScreenDefaults(), batch_size: int = 64) -> CodeInformation:
+    """Measure an SFTok model against its teacher's codes on ``images`` (held out; at least ``screen.images``)."""
+    if images.shape[0] < screen.images:
+        raise ValueError(f"images: need at least {screen.images}, got {images.shape[0]}")
+    ce_rows, codes_all, gains = [], [], []
+    for first in range(0, images.shape[0], batch_size):
+        inputs = sftok_mi_inputs(model, images[first:first + batch_size], teacher)
+        logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)
+        ce_rows.append(_ce_bits(logits, inputs.targets).mean(dim=1).double())
+        codes_all.append(inputs.targets)
+        traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
+                                      screen.temperature, screen.seed, max_block_slots=1)
+        gains.append((inputs.targets.shape[0], [r.info_gain_bits_per_image for r in traj.rows]))
+    per_image_ce = torch.cat(ce_rows).numpy()
+    codes = torch.cat(codes_all)
+    ce = float(per_image_ce.mean())
+    low, high = bootstrap_mean_ci(per_image_ce[:, None], seed=screen.seed)
+    marginal = entropy(codes.flatten().cpu().numpy(), "miller_madow")
+    total = sum(n for n, _ in gains)
+    gain_all = [sum(n * g[k] for n, g in gains) / total for k in range(screen.steps)]
+
+    head = images[:screen.images]  # the screen: its first N held-out images, its slots, its seed
+    inputs = sftok_mi_inputs(model, head, teacher)
+    traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
+                                  screen.temperature, screen.seed, max_block_slots=screen.block_slots)
+    positions = pick_positions(inputs.targets.shape[1], screen.slots, screen.seed)
+    loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=screen.seed)
+    slots = inputs.targets.shape[1]
+    return CodeInformation(
+        images=int(images.shape[0]), ce_given_tokens_bits=ce, ce_ci=(float(low[0]), float(high[0])),
+        marginal_entropy_bits=float(marginal), tokens_bits_per_slot=float(marginal - ce),
+        tokens_bits_per_image=float((marginal - ce) * slots),
+        gain_bits_per_image=[r.info_gain_bits_per_image for r in traj.rows], gain_bits_per_image_all=gain_all,
+        loo_slots_above_zero=int((loo.ci_low > 0).sum()), loo_slots=int(positions.size),
+        loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])))
+
+
+__all__ = ["CodeInformation", "ScreenDefaults", "code_information"]
