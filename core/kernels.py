@@ -121,12 +121,21 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           activation: Activation = "none") -> torch.Tensor:
-    """``activation(F.linear(x, weight, bias))``; on CPU float32 through oneDNN (fused at inference).
+           activation: Activation = "none", residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``activation(F.linear(x, weight, bias))`` (+ ``residual``); on CPU float32 through oneDNN, with the
+    activation and the residual add fused into the product at inference.
 
     Outside autocast, a float ``x`` whose dtype differs from the weight's is cast to it (and so is the
     bias): a bf16 weight computes in bf16 and returns bf16, an fp32 weight after bf16 layers returns fp32.
+    ``residual`` (the output's shape) is added after the activation; the sum has the residual's dtype.
     """
+    if residual is not None:
+        if (activation == "none" and not torch.is_grad_enabled() and residual.dtype == weight.dtype == x.dtype
+                and residual.shape[:-1] == x.shape[:-1] and _eligible(x, weight)):
+            if _state["counts"] is not None:
+                _state["counts"][(x.device.type, str(x.dtype), "onednn")] += 1
+            return _ONEDNN_LINEAR.binary(x, residual, weight, bias, "add")
+        return residual + linear(x, weight, bias, activation)
     if x.dtype != weight.dtype and x.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
         x = x.to(weight.dtype)
     if bias is not None and bias.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):

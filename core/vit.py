@@ -28,8 +28,10 @@ class PackedSelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, L, W) -> (B, L, W); with ``queries`` (B, M, W) only those M positions attend (-> (B, M, W))."""
+    def forward(self, x: torch.Tensor, queries: torch.Tensor | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, W) -> (B, L, W); with ``queries`` (B, M, W) only those M positions attend (-> (B, M, W)).
+        ``residual`` (the output's shape) is added to the output (fused into the output projection)."""
         b, l, w = x.shape
         h, d = self.heads, w // self.heads
         if queries is None:
@@ -40,7 +42,8 @@ class PackedSelfAttention(nn.Module):
             kv = linear(x, self.in_proj_weight[w:], self.in_proj_bias[w:])  # (B, L, 2W)
             k, v = kv.view(b, l, 2, h, d).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, H, M, W/H)
-        return linear(out.transpose(1, 2).reshape(b, q.shape[2], w), self.out_proj.weight, self.out_proj.bias)
+        return linear(out.transpose(1, 2).reshape(b, q.shape[2], w), self.out_proj.weight, self.out_proj.bias,
+                      residual=residual)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -63,16 +66,16 @@ class ResidualAttentionBlock(nn.Module):
         """
         y = self.ln_1(x)
         if rows is None:
-            x = x + self.attn(y)
+            x = self.attn(y, residual=x)
         else:
             if isinstance(rows, slice):
                 x_rows, y_rows = x[:, rows], y[:, rows]
             else:
                 index = rows.unsqueeze(-1).expand(-1, -1, x.shape[-1])
                 x_rows, y_rows = x.gather(1, index), y.gather(1, index)
-            x = x_rows + self.attn(y, queries=y_rows)
+            x = self.attn(y, queries=y_rows, residual=x_rows)
         fc, proj = self.mlp.c_fc, self.mlp.c_proj  # self.mlp, unrolled so c_fc + GELU run as one call
-        return x + linear(linear(self.ln_2(x), fc.weight, fc.bias, "gelu"), proj.weight, proj.bias)
+        return linear(linear(self.ln_2(x), fc.weight, fc.bias, "gelu"), proj.weight, proj.bias, residual=x)
 
 
 def build_transformer(cfg: VitConfig) -> nn.ModuleList:

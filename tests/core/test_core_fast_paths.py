@@ -29,6 +29,25 @@ def test_linear_matches_torch_for_3d_strided_and_sliced_inputs(activation: str, 
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_linear_residual_add_matches_torch_fused_or_not(activation: str, grad: bool) -> None:
+    """``residual`` is added after the activation; at fp32 inference it is fused into the oneDNN product
+    (one call counted), with gradients or an activation it is a plain add. A strided residual is fine."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 7, 40, generator=gen)
+    weight, bias = torch.randn(30, 40, generator=gen), torch.randn(30, generator=gen)
+    residual = torch.randn(3, 9, 30, generator=gen)[:, 1:8]  # a row slice, as the last block reads its rows
+    act = {"none": lambda y: y, "gelu": F.gelu}[activation]
+    expected = residual + act(F.linear(x, weight, bias))
+    with torch.set_grad_enabled(grad), count_linears() as calls, torch.profiler.profile() as prof:
+        got = linear(x, weight, bias, activation, residual=residual)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert sum(calls.values()) == 1
+    separate_add = any(event.key == "aten::add" for event in prof.key_averages())
+    assert separate_add == (grad or activation != "none" or not onednn_available())
+
+
 @pytest.mark.parametrize("activation", ["none", "gelu"])
 def test_linear_gradients_match_torch(activation: str) -> None:
     gen = torch.Generator().manual_seed(1)
