@@ -56,6 +56,23 @@ def test_shipped_samples_reach_the_card_psnr(model: SFTok, evaluation: dict) -> 
         assert torch.allclose(measured[k], torch.tensor(stated[f"psnr@{k}"]), atol=TOLERANCE_DB), (k, measured[k])
 
 
+def test_code_information_on_the_shipped_samples_is_what_the_card_states(model: SFTok, evaluation: dict) -> None:
+    """Cross-entropy given the tokens, its marginal and the gain per decode step, re-measured on the samples."""
+    from analysis.code_information import ScreenDefaults, code_information
+
+    module = load_script("evaluate_default_model")
+    teacher = load_pretrained(ASSETS / "default" / "teacher", strict=True)
+    _, images = module.load_sample_batch(ASSETS / "samples", model.config.image_size)
+    stated = evaluation["shipped_samples"]["information"]
+    with torch.no_grad():
+        measured = code_information(model.eval(), teacher.eval(), images, ScreenDefaults(images=images.shape[0]))
+    assert measured.ce_given_tokens_bits == pytest.approx(stated["ce_given_tokens_bits"], abs=0.01)
+    assert measured.tokens_bits_per_slot == pytest.approx(stated["tokens_bits_per_slot"], abs=0.01)
+    assert measured.gain_bits_per_image == pytest.approx(stated["gain_bits_per_image"], abs=0.5)
+    assert measured.loo_slots_above_zero == stated["loo_slots_above_zero"]
+    assert 0 < measured.tokens_bits_per_slot < measured.marginal_entropy_bits  # the tokens tell something, not all
+
+
 def test_shipped_generator_samples_match_their_classes_as_the_card_states(model: SFTok) -> None:
     """Regenerate the card's samples and re-score them against the stored class centroids."""
     from analysis.class_match import class_match, colour_histograms

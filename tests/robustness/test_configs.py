@@ -124,6 +124,8 @@ def valid_config(draw) -> tuple[str, dict[str, Any]]:
         values["optim.end_lr"] = lr * draw(st.floats(0, 1))
     if values.get("data.use_proxy_cache"):
         values["data.random_crop"] = False
+    if stage == "3" and values.get("stage3.code_ce_weight"):  # cross-field rule: the code CE needs the teacher
+        values["stage3.code_ce_weight"] = 0.0
     return stage, values
 
 

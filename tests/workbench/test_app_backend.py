@@ -169,7 +169,7 @@ def test_embedded_default_generator_is_offered_first_with_its_class_names(worksp
     registry = ModelRegistry(workspace, tiny_model_dir, teacher=None, default_generator=DEFAULT_GENERATOR_DIR)
     assert registry.choices("generator")[0] == ("embedded default generator", "default")
     names = registry.class_names("default")
-    assert len(names) == 15 and names[9] == "brick"
+    assert len(names) == 19 and names[7] == "brick"
     assert registry.class_names("nowhere/at-all") == []  # unknown choices never raise here
     _, trace = DecodeService(registry).generate("default", "default", 9, DecodeSettings(8, 1.0, 0), 4.5)
     assert trace.num_steps == 8 and trace.final.shape == (64, 64, 3)
