@@ -37,7 +37,9 @@ class CodeInformation:
     tokens_bits_per_slot: float  # marginal - CE: what the tokens tell about a code, per slot
     tokens_bits_per_image: float
     gain_bits_per_image: list[float]  # information gain per decode step (screen defaults), step 1 first
-    gain_bits_per_image_all: list[float]  # the same on all ``images``
+    gain_bits_per_image_all: list[float]  # the same on all ``images``, as groups of ``screen.images``
+    groups_all_positive: int  # groups of ``screen.images`` images whose gain is positive at every step after the first
+    groups: int
     loo_slots_above_zero: int  # at the screen defaults: slots whose interval lies above zero
     loo_slots: int
     loo_mean_bits: float
@@ -53,22 +55,26 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
     """Measure an SFTok model against its teacher's codes on ``images`` (held out; at least ``screen.images``)."""
     if images.shape[0] < screen.images:
         raise ValueError(f"images: need at least {screen.images}, got {images.shape[0]}")
-    ce_rows, codes_all, gains = [], [], []
+    ce_rows, codes_all = [], []
     for first in range(0, images.shape[0], batch_size):
         inputs = sftok_mi_inputs(model, images[first:first + batch_size], teacher)
         logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)
         ce_rows.append(_ce_bits(logits, inputs.targets).mean(dim=1).double())
         codes_all.append(inputs.targets)
-        traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
-                                      screen.temperature, screen.seed, max_block_slots=1)
-        gains.append((inputs.targets.shape[0], [r.info_gain_bits_per_image for r in traj.rows]))
     per_image_ce = torch.cat(ce_rows).numpy()
     codes = torch.cat(codes_all)
     ce = float(per_image_ce.mean())
     low, high = bootstrap_mean_ci(per_image_ce[:, None], seed=screen.seed)
     marginal = entropy(codes.flatten().cpu().numpy(), "miller_madow")
-    total = sum(n for n, _ in gains)
-    gain_all = [sum(n * g[k] for n, g in gains) / total for k in range(screen.steps)]
+    # The screen measures one group of images; how stable is the sign of its gains from group to group?
+    group_gains = []
+    for first in range(0, images.shape[0] - screen.images + 1, screen.images):
+        inputs = sftok_mi_inputs(model, images[first:first + screen.images], teacher)
+        traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
+                                      screen.temperature, screen.seed, max_block_slots=1)
+        group_gains.append([r.info_gain_bits_per_image for r in traj.rows])
+    gain_all = [sum(g[k] for g in group_gains) / len(group_gains) for k in range(screen.steps)]
+    positive_groups = sum(all(v > 0 for v in g[1:]) for g in group_gains)
 
     head = images[:screen.images]  # the screen: its first N held-out images, its slots, its seed
     inputs = sftok_mi_inputs(model, head, teacher)
@@ -82,6 +88,7 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
         marginal_entropy_bits=float(marginal), tokens_bits_per_slot=float(marginal - ce),
         tokens_bits_per_image=float((marginal - ce) * slots),
         gain_bits_per_image=[r.info_gain_bits_per_image for r in traj.rows], gain_bits_per_image_all=gain_all,
+        groups_all_positive=positive_groups, groups=len(group_gains),
         loo_slots_above_zero=int((loo.ci_low > 0).sum()), loo_slots=int(positions.size),
         loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])))
 

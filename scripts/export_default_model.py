@@ -89,13 +89,13 @@ def seeds_section(seeds: dict) -> str:
 
 def information_table(information: dict) -> str:
     rows = ("| model | CE given tokens | marginal entropy | tokens tell (bits/slot) | information gain per image, steps 2-8 "
-            "(screen defaults) | steps 2-8 positive | LOO slots above zero |\n|---|---|---|---|---|---|---|\n")
+            "(screen defaults) | groups positive at every step | LOO slots above zero |\n|---|---|---|---|---|---|---|\n")
     for name in sorted(information):
         r = information[name]
         gains = r["gain_bits_per_image"][1:]
         rows += (f"| {name} | {fmt(r['ce_given_tokens_bits'])} [{fmt(r['ce_ci'][0])}, {fmt(r['ce_ci'][1])}] | "
                  f"{fmt(r['marginal_entropy_bits'])} | {fmt(r['tokens_bits_per_slot'])} | "
-                 f"{', '.join(f'{g:.1f}' for g in gains)} | {sum(g > 0 for g in gains)} of {len(gains)} | "
+                 f"{', '.join(f'{g:.1f}' for g in gains)} | {r['groups_all_positive']} of {r['groups']} | "
                  f"{r['loo_slots_above_zero']} of {r['loo_slots']} |\n")
     return rows
 
@@ -105,6 +105,7 @@ def goals_table(evaluation: dict) -> str:
     shipped = evaluation["shipped"]
     m, info = evaluation["models"][shipped], evaluation["information"][shipped]
     gains = info["gain_bits_per_image"][1:]
+    screen_images = evaluation["protocol"]["information_screen_defaults"]["images"]
     rows = [
         ("held-out PSNR@8", ">= 19 dB", with_ci(m["psnr@8"]) + " dB", m["psnr@8"]["mean"] >= 19),
         ("teacher PSNR", ">= 25 dB", with_ci(evaluation["models"]["teacher"]["psnr"]) + " dB",
@@ -113,7 +114,9 @@ def goals_table(evaluation: dict) -> str:
          f"{fmt(info['tokens_bits_per_slot'])} bits/slot", info["tokens_bits_per_slot"] >= 1.5),
         ("PSNR@8 - PSNR@1", ">= 0.5 dB", with_ci(m["gain_8_minus_1"]) + " dB", m["gain_8_minus_1"]["mean"] >= 0.5),
         ("information gain along the trajectory (Information screen defaults)", "positive at every step",
-         f"steps 2-8: {', '.join(f'{g:.1f}' for g in gains)} bits/image", all(g > 0 for g in gains)),
+         f"first {screen_images} crops, steps 2-8: {', '.join(f'{g:.1f}' for g in gains)} bits/image; positive at every "
+         f"step in {info['groups_all_positive']} of {info['groups']} groups of {screen_images} crops",
+         info["groups_all_positive"] == info["groups"]),
         ("leave-one-out MI intervals above zero (screen defaults)", "most slots",
          f"{info['loo_slots_above_zero']} of {info['loo_slots']}", info["loo_slots_above_zero"] > info["loo_slots"] / 2),
     ]
@@ -199,6 +202,9 @@ teacher's codes given the tokens alone (one all-masked pass; 95% bootstrap inter
 (pooled over slots, Miller-Madow), and their difference. Information gain per step and leave-one-out MI use the
 Information screen's defaults (first {screen['images']} held-out crops, {screen['slots']} slots, {screen['steps']} steps,
 temperature {screen['temperature']}, seed {screen['seed']}); step 1 sees every slot masked, so its gain is 0 by definition.
+On {screen['images']} images the sign of the gain is not stable, so it is also measured on every group of
+{screen['images']} of the {proto['information_images']} crops ("groups positive at every step"); the app's own
+default-dataset build (other crops) can show either sign on its first {screen['images']}.
 
 {information_table(evaluation['information'])}
 ## SFVR against vanilla (stage 2)

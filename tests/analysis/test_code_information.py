@@ -58,6 +58,7 @@ def test_tokens_that_hold_the_codes_tell_the_whole_marginal_entropy(images: torc
     assert info.tokens_bits_per_image == pytest.approx(info.marginal_entropy_bits * SLOTS, abs=1e-4)
     # Everything is known from step 1 on: revealing codes adds nothing, and leaving one out costs nothing.
     assert info.gain_bits_per_image == pytest.approx([0.0] * 8, abs=1e-4)
+    assert info.groups == 3 and info.groups_all_positive == 0  # 24 images in groups of 8; no gain is positive
     assert info.loo_slots == 4 and info.loo_slots_above_zero == 0
 
 
