@@ -133,7 +133,8 @@ def start(run: Run, runs: Path, extra: list[str], threads: int) -> subprocess.Po
         return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
-def run_plan(plan: list[Run], runs: Path, extra: dict[str, list[str]], slots: int, threads: int) -> None:
+def run_plan(plan: list[Run], runs: Path, extra: dict[str, list[str]], slots: int, threads: int,
+             poll_s: float = 2.0) -> None:
     """Run every unfinished run of ``plan``, ``slots`` at a time, each once the runs it reads have finished."""
     pending = []
     for run in plan:
@@ -149,7 +150,7 @@ def run_plan(plan: list[Run], runs: Path, extra: dict[str, list[str]], slots: in
                 pending.remove(run)
         if not active:
             raise SystemExit(f"cannot start {[r.name for r in pending]}: a run they read did not finish")
-        time.sleep(2)
+        time.sleep(poll_s)
         for name, (proc, began) in list(active.items()):
             if proc.poll() is None:
                 continue

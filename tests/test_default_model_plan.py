@@ -1,0 +1,68 @@
+"""scripts/train_default_model.py's plan and scheduler: order, seeds, cores, failures (runs faked, no training)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_default_model import load_script
+
+plan_module = load_script("train_default_model")
+
+
+def test_plan_reads_only_earlier_runs_and_repeats_stage2_with_three_seeds() -> None:
+    names = [run.name for run in plan_module.PLAN]
+    assert len(names) == len(set(names))
+    for i, run in enumerate(plan_module.PLAN):
+        assert run.config_file.is_file(), run.config_file
+        assert set(run.reads.values()) <= set(names[:i]), run.name  # listed after everything it reads
+    seeds = {(run.config, run.seed) for run in plan_module.PLAN if run.stage == "2"}
+    assert seeds == {(f"stage2_{v}", s) for v in ("sfvr", "vanilla") for s in (42, 43, 44)}
+    extra = plan_module.overrides(plan_module.PLAN[3], Path("/r"), "train.tar", "val.tar", None)
+    assert "seed=42" in extra and "init_weights=/r/stage1/model" in extra
+
+
+def fake_start(log: Path, fail: str | None = None):
+    """A start() whose 'run' logs when it began and ended and writes the model file a finished run leaves."""
+    def start(run, runs: Path, extra: list[str], threads: int):
+        import subprocess
+
+        model = runs / run.name / "model" / "model.safetensors"
+        code = (f"import json, time, pathlib; log = open({str(log)!r}, 'a'); "
+                f"log.write(json.dumps(['start', {run.name!r}, time.time()]) + '\\n'); log.flush(); time.sleep(0.3); "
+                + ("raise SystemExit(3)" if run.name == fail else
+                   f"p = pathlib.Path({str(model)!r}); p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(b''); "
+                   f"log.write(json.dumps(['end', {run.name!r}, time.time()]) + '\\n')"))
+        return subprocess.Popen([sys.executable, "-c", code])
+    return start
+
+
+def test_scheduler_keeps_to_its_slots_and_starts_a_run_after_what_it_reads(tmp_path: Path, monkeypatch) -> None:
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setattr(plan_module, "start", fake_start(log))
+    plan = plan_module.PLAN
+    (tmp_path / "teacher" / "model").mkdir(parents=True)
+    (tmp_path / "teacher" / "model" / "model.safetensors").write_bytes(b"")  # finished already: not run again
+    plan_module.run_plan(plan, tmp_path, {run.name: [] for run in plan}, slots=2, threads=1, poll_s=0.02)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    started = [name for kind, name, _ in events if kind == "start"]
+    assert sorted(started) == sorted(run.name for run in plan if run.name != "teacher")
+    ends = {name: t for kind, name, t in events if kind == "end"}
+    starts = {name: t for kind, name, t in events if kind == "start"}
+    for run in plan[1:]:
+        assert all(ends[r] <= starts[run.name] for r in run.reads.values() if r != "teacher"), run.name
+    running, most = 0, 0
+    for kind, _, _ in sorted(events, key=lambda e: e[2]):
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    assert most == 2  # the two stage-2 recipes (and later runs) overlap, never three
+
+
+def test_a_failed_run_stops_the_plan_and_names_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(plan_module, "start", fake_start(tmp_path / "log.jsonl", fail="stage1"))
+    with pytest.raises(SystemExit, match="stage1 failed with exit code 3"):
+        plan_module.run_plan(plan_module.PLAN, tmp_path, {run.name: [] for run in plan_module.PLAN}, slots=2,
+                             threads=1, poll_s=0.02)
+    assert not (tmp_path / "stage2_sfvr").exists()  # nothing that reads stage 1 was started
