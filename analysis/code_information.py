@@ -18,7 +18,7 @@ from .model_mi import _ce_bits, bootstrap_mean_ci, leave_one_out_mi, pick_positi
 
 @dataclass(frozen=True)
 class ScreenDefaults:
-    """The Information screen's default settings (workbench/ui/pages/information.py)."""
+    """The Information screen's default settings (its controls start from these)."""
 
     images: int = 8
     slots: int = 32
@@ -66,28 +66,24 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
     ce = float(per_image_ce.mean())
     low, high = bootstrap_mean_ci(per_image_ce[:, None], seed=screen.seed)
     marginal = entropy(codes.flatten().cpu().numpy(), "miller_madow")
-    # The screen measures one group of images; how stable is the sign of its gains from group to group?
-    group_gains = []
+    # The screen measures one group of images (the first); how stable is the sign of its gains from group to group?
+    group_gains, head = [], None
     for first in range(0, images.shape[0] - screen.images + 1, screen.images):
         inputs = sftok_mi_inputs(model, images[first:first + screen.images], teacher)
         traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
-                                      screen.temperature, screen.seed, max_block_slots=1)
+                                      screen.temperature, screen.seed, max_block_slots=1)  # block TC is not read
         group_gains.append([r.info_gain_bits_per_image for r in traj.rows])
+        head = inputs if head is None else head
     gain_all = [sum(g[k] for g in group_gains) / len(group_gains) for k in range(screen.steps)]
     positive_groups = sum(all(v > 0 for v in g[1:]) for g in group_gains)
-
-    head = images[:screen.images]  # the screen: its first N held-out images, its slots, its seed
-    inputs = sftok_mi_inputs(model, head, teacher)
-    traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
-                                  screen.temperature, screen.seed, max_block_slots=screen.block_slots)
-    positions = pick_positions(inputs.targets.shape[1], screen.slots, screen.seed)
-    loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=screen.seed)
-    slots = inputs.targets.shape[1]
+    positions = pick_positions(head.targets.shape[1], screen.slots, screen.seed)
+    loo = leave_one_out_mi(head.decoder, head.targets, head.z_q, head.mask_id, positions, seed=screen.seed)
+    slots = head.targets.shape[1]
     return CodeInformation(
         images=int(images.shape[0]), ce_given_tokens_bits=ce, ce_ci=(float(low[0]), float(high[0])),
         marginal_entropy_bits=float(marginal), tokens_bits_per_slot=float(marginal - ce),
         tokens_bits_per_image=float((marginal - ce) * slots),
-        gain_bits_per_image=[r.info_gain_bits_per_image for r in traj.rows], gain_bits_per_image_all=gain_all,
+        gain_bits_per_image=group_gains[0], gain_bits_per_image_all=gain_all,
         groups_all_positive=positive_groups, groups=len(group_gains),
         loo_slots_above_zero=int((loo.ci_low > 0).sum()), loo_slots=int(positions.size),
         loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])))

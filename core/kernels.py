@@ -129,13 +129,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     bias): a bf16 weight computes in bf16 and returns bf16, an fp32 weight after bf16 layers returns fp32.
     ``residual`` (the output's shape) is added after the activation; the sum has the residual's dtype.
     """
-    if residual is not None:
-        if (activation == "none" and not torch.is_grad_enabled() and residual.dtype == weight.dtype == x.dtype
-                and residual.shape[:-1] == x.shape[:-1] and _eligible(x, weight)):
-            if _state["counts"] is not None:
-                _state["counts"][(x.device.type, str(x.dtype), "onednn")] += 1
-            return _ONEDNN_LINEAR.binary(x, residual, weight, bias, "add")
-        return residual + linear(x, weight, bias, activation)
     if x.dtype != weight.dtype and x.is_floating_point() and not torch.is_autocast_enabled(x.device.type):
         x = x.to(weight.dtype)
     if bias is not None and bias.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
@@ -143,22 +136,26 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     eligible = _eligible(x, weight)
     if _state["counts"] is not None:
         _state["counts"][(x.device.type, str(x.dtype), "onednn" if eligible else "torch")] += 1
-    if eligible:
-        if not torch.is_grad_enabled():
+    if eligible and not torch.is_grad_enabled():
+        if residual is None:
             return _product(x, weight, bias, activation)
-        if not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        if activation == "none" and residual.dtype == x.dtype and residual.shape[:-1] == x.shape[:-1]:
+            return _ONEDNN_LINEAR.binary(x, residual, weight, bias, "add")
+        y = _product(x, weight, bias, activation)
+    else:
+        if not eligible:
+            y = F.linear(x, weight, bias)
+        elif not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
             y = _product(x, weight, bias)
         elif x.dtype == torch.float32:
             y = _OneDNNLinear.apply(x, weight, bias)
         else:  # bf16 training: torch's kernels and autograd
             y = F.linear(x, weight, bias)
-    else:
-        y = F.linear(x, weight, bias)
-    if activation == "gelu":
-        return F.gelu(y)
-    if activation == "tanh":
-        return torch.tanh(y)
-    return y
+        if activation == "gelu":
+            y = F.gelu(y)
+        elif activation == "tanh":
+            y = torch.tanh(y)
+    return y if residual is None else residual + y
 
 
 # -- bf16 copies of modules, made once ------------------------------------------------------------

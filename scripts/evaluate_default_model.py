@@ -39,11 +39,21 @@ INFO_IMAGES = 64  # held-out crops for the code-information summary (the screen 
 SEEDED_RUN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 
 
-def reconstruct(model: SFTok, images: torch.Tensor, num_steps: int, seed: int = SEED) -> torch.Tensor:
-    """Encode the batch together and decode with a fixed seed (the evaluation protocol)."""
+def encode(model: SFTok, images: torch.Tensor) -> torch.Tensor:
+    """Token ids (B, 1, N) of the batch, encoded together (Sinkhorn assignment sees the whole batch)."""
     with torch.inference_mode():
-        ids = model.encode(images)[1]["min_encoding_indices"]
+        return model.encode(images)[1]["min_encoding_indices"]
+
+
+def decode(model: SFTok, ids: torch.Tensor, num_steps: int, seed: int = SEED) -> torch.Tensor:
+    """Decode with a fixed seed (the evaluation protocol)."""
+    with torch.inference_mode():
         return model.decode_tokens(ids, num_steps=num_steps, generator=torch.Generator().manual_seed(seed))
+
+
+def reconstruct(model: SFTok, images: torch.Tensor, num_steps: int, seed: int = SEED) -> torch.Tensor:
+    """Encode the batch together and decode with a fixed seed."""
+    return decode(model, encode(model, images), num_steps, seed)
 
 
 def load_sample_batch(folder: Path, image_size: int) -> tuple[list[str], torch.Tensor]:
@@ -67,17 +77,20 @@ def mean_ci(values: list[float]) -> dict[str, float]:
     return {"mean": float(array.mean()), "ci_low": float(low[0]), "ci_high": float(high[0])}
 
 
-def seed_groups(names: list[str], seed_of_plain_run: int) -> dict[str, dict[str, int]]:
-    """{recipe: {run name: seed}} for recipes run with more than one seed (``<recipe>`` and ``<recipe>-seed<N>``)."""
-    groups: dict[str, dict[str, int]] = {}
+def seed_groups(names: list[str]) -> dict[str, dict[str, int]]:
+    """{recipe: {run name: seed}} for recipes run with more than one seed (runs ``<recipe>`` and
+    ``<recipe>-seed<N>``); each seed as the run's own config.json recorded it."""
+    groups: dict[str, list[str]] = {}
     for name in names:
         found = SEEDED_RUN.match(name)
         if found:
-            groups.setdefault(found["recipe"], {})[name] = int(found["seed"])
+            groups.setdefault(found["recipe"], []).append(name)
     for recipe, members in groups.items():
         if recipe in names:
-            members[recipe] = seed_of_plain_run
-    return {recipe: dict(sorted(m.items(), key=lambda kv: kv[1])) for recipe, m in groups.items() if len(m) > 1}
+            members.append(recipe)
+    seed = {name: json.loads((RUNS / name / "config.json").read_text())["seed"] for m in groups.values() for name in m}
+    return {recipe: dict(sorted(((n, seed[n]) for n in m), key=lambda kv: kv[1]))
+            for recipe, m in groups.items() if len(m) > 1}
 
 
 def across_seeds(per_model: dict[str, dict], members: dict[str, int]) -> dict:
@@ -117,11 +130,11 @@ def evaluate(num_images: int, batch_size: int) -> dict:
         rows.setdefault("psnr", []).extend(psnr(teacher_recon, images).tolist())
         rows.setdefault("ssim", []).extend(ssim(teacher_recon, images).tolist())
         for name, model in models.items():
-            with torch.inference_mode():
-                usage[name].update(model.encode(images)[1]["min_encoding_indices"][:, 0])
+            ids = encode(model, images)
+            usage[name].update(ids[:, 0])
             rows = per_image[name]
             for k in STEP_COUNTS:
-                recon = reconstruct(model, images, k, seed=SEED + seen)
+                recon = decode(model, ids, k, seed=SEED + seen)
                 rows.setdefault(f"psnr@{k}", []).extend(psnr(recon, images).tolist())
                 rows.setdefault(f"ssim@{k}", []).extend(ssim(recon, images).tolist())
         seen += n
@@ -138,8 +151,6 @@ def evaluate(num_images: int, batch_size: int) -> dict:
     for name, model in models.items():
         print(f"  code information: {name}", flush=True)
         information[name] = code_information(model, teacher, info_batch, screen).as_dict()
-    from trainers.config import TrainConfig
-
     result = {
         "protocol": {"held_out_images": seen, "image_size": image_size, "batch_size": batch_size, "seed": SEED,
                      "temperature": "model default (1.0)", "psnr_ssim": "Y channel, data range 1 (analysis.image_metrics)",
@@ -149,18 +160,18 @@ def evaluate(num_images: int, batch_size: int) -> dict:
                      "lpips": "not measured: the VGG/AlexNet backbone weights are not on this machine"},
         "shipped": SHIPPED,
         "models": summary,
-        "seeds": seed_groups(list(models), TrainConfig().seed),
+        "seeds": {recipe: across_seeds(summary, members) for recipe, members in seed_groups(list(models)).items()},
         "information": information,
         "codebook": {name: u.result().summary() for name, u in usage.items()},
         "teacher_codebook": teacher_usage.result().summary(),
     }
-    result["seeds"] = {recipe: across_seeds(summary, members) for recipe, members in result["seeds"].items()}
     samples_dir = ROOT / "assets" / "samples"
     if SHIPPED in models and samples_dir.is_dir() and any(samples_dir.glob("*.png")):
         names, images = load_sample_batch(samples_dir, image_size)
         per = {}
+        ids = encode(models[SHIPPED], images)
         for k in (1, 8):
-            recon = reconstruct(models[SHIPPED], images, k)
+            recon = decode(models[SHIPPED], ids, k)
             per[f"psnr@{k}"] = [round(float(v), 4) for v in psnr(recon, images)]
         info = code_information(models[SHIPPED], teacher, images, ScreenDefaults(images=images.shape[0]))
         result["shipped_samples"] = {"names": names, **per, "information": info.as_dict(),

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import yaml
 
-from train_default_model import STAGE2_SEEDS
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNS = ROOT / "workspace" / "default-model"
@@ -35,8 +33,7 @@ def run_minutes(name: str, idle_gap_s: float = 300.0) -> tuple[int, float]:
     return max(r["step"] for r in rows), active / 60
 
 
-def stage3_losses() -> str:
-    cfg = yaml.safe_load((ROOT / "configs" / "default" / "stage3.yaml").read_text()).get("stage3", {})
+def stage3_losses(cfg: dict) -> str:
     if float(cfg.get("gan_weight", 0)) > 0:
         return f"L2 + a PatchGAN loss (weight {cfg['gan_weight']}, from step {cfg.get('disc_start', 0)})"
     return "L2 only (the PatchGAN term is off, see below)"
@@ -140,6 +137,7 @@ def card(evaluation: dict) -> str:
     tcb = evaluation["teacher_codebook"]
     screen = proto["information_screen_defaults"]
     stage3 = yaml.safe_load((ROOT / "configs" / "default" / "stage3.yaml").read_text()).get("stage3", {})
+    seeds = list(evaluation["seeds"]["stage2_sfvr"]["runs"].values())  # the seeds evaluated, as their runs recorded
     return f"""# Model card: the embedded default SFTok (tiny preset)
 
 A small SFTok trained by this project, shipped so the workbench opens offline on a model that
@@ -166,7 +164,7 @@ One command reproduces everything from scratch, resumably (each run restarts fro
 It runs each `configs/default/<recipe>.yaml` as
 `python launch_training.py --stage S --config configs/default/<recipe>.yaml --run-dir workspace/default-model/<run>`,
 one run per core at a time, each once the runs it reads have finished: teacher -> stage 1 -> stage 2 (SFVR and
-vanilla, seeds {', '.join(str(s) for s in STAGE2_SEEDS)} each) -> stage 3 (from SFVR seed {STAGE2_SEEDS[0]}) and the
+vanilla, seeds {', '.join(str(s) for s in seeds)} each) -> stage 3 (from SFVR seed {seeds[0]}) and the
 generator; then `python scripts/export_default_model.py` (which runs `scripts/evaluate_default_model.py` and
 `scripts/evaluate_default_generator.py`).
 
@@ -175,7 +173,7 @@ generator; then `python scripts/export_default_model.py` (which runs `scripts/ev
 {timing_rows}
 Hardware: {platform.machine()} CPU, 2 cores, two runs side by side with 1 torch thread each, no GPU; the wall
 minutes count active training only. Batch 16, AdamW, warm-up + cosine, EMA 0.999, gradient clipping 1.0.
-Stage 3 used {stage3_losses()}{code_ce_note(stage3)}; its LPIPS term was off because the VGG16 backbone weights
+Stage 3 used {stage3_losses(stage3)}{code_ce_note(stage3)}; its LPIPS term was off because the VGG16 backbone weights
 (`vgg16-397923af.pth`) are not on this machine and nothing is downloaded.
 
 ## Goals ({GOALS}) on held-out photos

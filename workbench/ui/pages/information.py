@@ -12,6 +12,8 @@ import html
 import gradio as gr
 import pandas as pd
 
+from analysis.code_information import ScreenDefaults
+
 from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport
 from workbench.services.reading_notes import as_markdown, mi_notes, trajectory_notes
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
@@ -19,6 +21,8 @@ from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.context import AppContext
+
+DEFAULTS = ScreenDefaults()  # the model card's code-information numbers use the same settings
 
 NO_MODEL = ("— none —", "")
 SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO MI (bits/slot)", "ci_low": "CI low",
@@ -62,15 +66,15 @@ class InformationPage:
                                                info="e.g. the stage-2 model trained from A, to compare")
                     self.refresh_b = gr.Button("↻", scale=0, min_width=44, elem_id="info-b-refresh")
                 self.data = DatasetPicker(ctx.workspace, "info")
-                self.images = gr.Slider(2, MAX_MI_IMAGES, value=8, step=1, label="Images", elem_id="info-images",
+                self.images = gr.Slider(2, MAX_MI_IMAGES, value=DEFAULTS.images, step=1, label="Images", elem_id="info-images",
                                         info="cost grows with images x slots")
-                self.slots = gr.Slider(1, 256, value=32, step=1, label="Slots measured by leave-one-out",
+                self.slots = gr.Slider(1, 256, value=DEFAULTS.slots, step=1, label="Slots measured by leave-one-out",
                                        elem_id="info-slots", info="a seeded random subset of the proxy slots")
-                self.steps = gr.Slider(1, 16, value=8, step=1, label="Decoding steps", elem_id="info-steps")
+                self.steps = gr.Slider(1, 16, value=DEFAULTS.steps, step=1, label="Decoding steps", elem_id="info-steps")
                 with gr.Accordion("More settings", open=False):
-                    self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature")
-                    self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                    self.block = gr.Slider(1, 64, value=4, step=1, label="Slots per block (total correlation)",
+                    self.temperature = gr.Slider(0, 3, value=DEFAULTS.temperature, step=0.05, label="Temperature")
+                    self.seed = gr.Number(value=DEFAULTS.seed, precision=0, minimum=0, label="Seed")
+                    self.block = gr.Slider(1, 64, value=DEFAULTS.block_slots, step=1, label="Slots per block (total correlation)",
                                            info="caps the chain-rule block of each step; more = slower")
                 self.run = gr.Button("Measure", variant="primary", elem_id="info-run")
                 self.status = gr.Markdown("Choose one or two models and measure.", elem_id="info-status")
