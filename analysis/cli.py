@@ -230,7 +230,7 @@ def cmd_mi(args: argparse.Namespace) -> int:
                 parts[name].append(sftok_mi_inputs(m, model_part, teacher, args.steps, args.temperature, args.seed))
         rest = images[model_part.shape[0]:]
         if rest.shape[0]:  # extra images for the count-based token statistics only
-            tokens.append(model.encode(rest)[1]["min_encoding_indices"][:, 0])
+            tokens.append(model.encode(rest, per_image=True)[1]["min_encoding_indices"][:, 0])
             if teacher is not None:
                 grids.append(teacher.encode(rest))
     first = parts[labels[0]]

@@ -44,9 +44,38 @@ class CodeInformation:
     loo_slots: int
     loo_mean_bits: float
     loo_mean_ci: tuple[float, float]
+    reveal_fractions: tuple[float, ...] = ()
+    ce_hidden_by_reveal_bits: tuple[float, ...] = ()  # CE of the still-hidden codes, per revealed fraction
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+REVEAL_FRACTIONS = (0.0, 0.5, 0.9)
+
+
+class _RevealCurve:
+    """Cross-entropy of the hidden teacher codes when a random fraction of the others is revealed, batch by batch.
+
+    The direct test of whether a decoder reads revealed codes: if it does, the curve falls as more is revealed.
+    """
+
+    def __init__(self, fractions: tuple[float, ...], seed: int) -> None:
+        self.fractions = fractions
+        self.generator = torch.Generator().manual_seed(seed)
+        self.sums = [0.0] * len(fractions)
+        self.counts = [0] * len(fractions)
+
+    def update(self, decoder: torch.nn.Module, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int) -> None:
+        for k, fraction in enumerate(self.fractions):
+            revealed = (torch.rand(targets.shape, generator=self.generator) < fraction).to(targets.device)
+            logits = decoder(torch.where(revealed, targets, torch.full_like(targets, mask_id)), z_q)
+            hidden = _ce_bits(logits, targets)[~revealed]
+            self.sums[k] += float(hidden.double().sum())
+            self.counts[k] += int(hidden.numel())
+
+    def result(self) -> tuple[float, ...]:
+        return tuple(s / max(c, 1) for s, c in zip(self.sums, self.counts))
 
 
 @torch.no_grad()
@@ -56,11 +85,13 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
     if images.shape[0] < screen.images:
         raise ValueError(f"images: need at least {screen.images}, got {images.shape[0]}")
     ce_rows, codes_all = [], []
+    reveal = _RevealCurve(REVEAL_FRACTIONS, screen.seed)
     for first in range(0, images.shape[0], batch_size):
         inputs = sftok_mi_inputs(model, images[first:first + batch_size], teacher)
         logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)
         ce_rows.append(_ce_bits(logits, inputs.targets).mean(dim=1).double())
         codes_all.append(inputs.targets)
+        reveal.update(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id)
     per_image_ce = torch.cat(ce_rows).numpy()
     codes = torch.cat(codes_all)
     ce = float(per_image_ce.mean())
@@ -86,7 +117,8 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
         gain_bits_per_image=group_gains[0], gain_bits_per_image_all=gain_all,
         groups_all_positive=positive_groups, groups=len(group_gains),
         loo_slots_above_zero=int((loo.ci_low > 0).sum()), loo_slots=int(positions.size),
-        loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])))
+        loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])),
+        reveal_fractions=REVEAL_FRACTIONS, ce_hidden_by_reveal_bits=reveal.result())
 
 
-__all__ = ["CodeInformation", "ScreenDefaults", "code_information"]
+__all__ = ["CodeInformation", "REVEAL_FRACTIONS", "ScreenDefaults", "code_information"]

@@ -174,3 +174,25 @@ def neighbour_mutual_information(grid_ids: np.ndarray, correction: Correction = 
         "vertical": (grid[:, :-1, :].ravel(), grid[:, 1:, :].ravel()),
     }
     return {name: mutual_information_test(a, b, correction, num_shuffles, seed) for name, (a, b) in pairs.items()}
+
+
+def left_neighbour_cross_entropy(train_grids: np.ndarray, test_grids: np.ndarray, vocab: int,
+                                 alpha: float = 0.1) -> float:
+    """Bits per code to predict each held-out code from its left neighbour alone, by a bigram table of training codes.
+
+    A model-free baseline for what revealed codes could tell a decoder: a decoder that reads its revealed
+    neighbours should do at least this well on the codes it has to guess. Add-``alpha`` smoothing keeps
+    pairs unseen in training finite. Grids are (N, S) with S a square; the first column has no left
+    neighbour and is not scored.
+    """
+    train, test = np.asarray(train_grids, dtype=np.int64), np.asarray(test_grids, dtype=np.int64)
+    side = int(round(math.sqrt(train.shape[1])))
+    if train.ndim != 2 or test.ndim != 2 or side * side != train.shape[1] or test.shape[1] != train.shape[1]:
+        raise ValueError(f"grids: expected (N, S) with the same square S, got {train.shape} and {test.shape}")
+    if alpha <= 0:
+        raise ValueError(f"alpha: must be > 0, got {alpha}")
+    train, test = train.reshape(-1, side, side), test.reshape(-1, side, side)
+    counts = np.full((vocab, vocab), alpha)
+    np.add.at(counts, (train[:, :, :-1].ravel(), train[:, :, 1:].ravel()), 1)
+    table = counts / counts.sum(axis=1, keepdims=True)
+    return float(-np.log2(table[test[:, :, :-1].ravel(), test[:, :, 1:].ravel()]).mean())

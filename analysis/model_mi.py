@@ -369,7 +369,7 @@ def sftok_mi_inputs(model: torch.nn.Module, images: torch.Tensor, teacher: torch
     Without a teacher the estimators measure the model's self-consistency rather than the data; the
     target decode uses its own random stream, independent of ``decode_trajectory(seed=seed)``.
     """
-    _, info = model.encode(images)
+    _, info = model.encode(images, per_image=True)
     ids = info["min_encoding_indices"][:, 0]
     z_q = model.quantize.get_codebook_entry(ids)
     if teacher is not None:

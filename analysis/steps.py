@@ -118,7 +118,7 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
         batches = tqdm(batches, desc="steps", unit="batch")
     for index, batch in enumerate(batches):
         images = batch_images(batch).to(device).float()
-        _, info = model.encode(images)
+        _, info = model.encode(images, per_image=True)
         ids = info["min_encoding_indices"]
         records = model.decode_steps(ids, num_steps, temperature, derived_generator(device, seed, num_steps, index),
                                      previews=True)

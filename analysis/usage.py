@@ -159,7 +159,7 @@ def collect_model_usage(model: "SFTok", teacher: "MaskGITVQGAN | None", batches:
     proxy = CodebookUsage(teacher.config.codebook_size, cfg.num_proxy_codes, reservoir, seed) if teacher else None
     for batch in batches:
         images = batch.images if device is None else batch.images.to(device)
-        _, info = model.encode(images)
+        _, info = model.encode(images, per_image=True)
         usage.update(info["min_encoding_indices"], batch.keys)
         if proxy is not None:
             proxy.update(teacher.encode(images), batch.keys)

@@ -80,6 +80,7 @@ class TeacherConfig:
 
 
 QUANTIZER_MODES = ("sinkhorn", "nearest")
+WEIGHT_INITS = ("official", "pytorch")  # how a new model's encoder/decoder weights start (core.sftok.official_init)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class SFTokConfig:
     codebook_size: int = 8192
     commitment_cost: float = 0.25
     quantizer_mode: str = "sinkhorn"
+    weight_init: str = "official"  # "pytorch": torch's default layer init (what the embedded default was trained from)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     has_pixel_head: bool = True
     # Decode defaults (the official yaml files lack model.generator; see reference section 3.1).
@@ -117,6 +119,7 @@ class SFTokConfig:
                  f"must be an integer >= 2, got {self.codebook_size!r}")
         _require(self.quantizer_mode in QUANTIZER_MODES, "quantizer_mode",
                  f"{self.quantizer_mode!r} is not one of {QUANTIZER_MODES}")
+        _require(self.weight_init in WEIGHT_INITS, "weight_init", f"{self.weight_init!r} is not one of {WEIGHT_INITS}")
         _require(1 <= self.num_steps <= 32, "num_steps", f"must be in 1..32, got {self.num_steps}")
         _require(self.randomize_temperature >= 0, "randomize_temperature", "must be >= 0")
         _require(self.commitment_cost >= 0, "commitment_cost", "must be >= 0")

@@ -1,9 +1,11 @@
 """OptVQ: L2-normalised codebook with optimal-transport (Sinkhorn) assignment, as SFTok uses it.
 
 Assignment is Sinkhorn by default, also at inference, so token ids depend on which other vectors
-share the call (the whole batch of B*N vectors is balanced jointly). ``mode="nearest"`` is the
-documented alternative: plain nearest codeword, batch-independent, not what the official weights
-were trained with.
+share the call (the whole batch of B*N vectors is balanced jointly, as in official training).
+``per_image=True`` balances each image's N vectors on their own, so an image's ids are a function of
+that image alone: what analyses need (a measurement must not change with the number of images
+measured). ``mode="nearest"`` is the other documented alternative: plain nearest codeword, not what
+the official weights were trained with.
 """
 from __future__ import annotations
 
@@ -55,18 +57,21 @@ class OptVQ(nn.Module):
         """Effective codewords (K, C): L2-normalised shared_linear(embedding)."""
         return F.normalize(self.shared_linear(self.embedding.float()), dim=-1).view(-1, self.token_size)
 
-    def assign(self, vectors: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    def assign(self, vectors: torch.Tensor, codes: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+        """Code index per vector; Sinkhorn balances each run of ``group_size`` vectors alone (None: all jointly)."""
         with torch.no_grad():
-            if self.mode == "sinkhorn":
+            if self.mode == "nearest":
+                return nearest_assign(vectors, codes)
+            if group_size is None:
                 return sinkhorn_assign(vectors, codes)
-            return nearest_assign(vectors, codes)
+            return torch.cat([sinkhorn_assign(group, codes) for group in vectors.split(group_size)])
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, z: torch.Tensor, per_image: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, c, _, n = z.shape
         with torch.autocast(device_type=z.device.type, enabled=False):
             z_n = F.normalize(z.float().reshape(b, c, n).transpose(1, 2).reshape(-1, c), dim=-1)  # (B*N, C)
             codes = self.codebook()
-            indices = self.assign(z_n.detach(), codes.detach())
+            indices = self.assign(z_n.detach(), codes.detach(), n if per_image else None)
             quantized = codes[indices]
             commitment = self.commitment_cost * torch.mean((quantized.detach() - z_n) ** 2)
             codebook_loss = torch.mean((quantized - z_n.detach()) ** 2)

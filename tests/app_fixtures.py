@@ -17,11 +17,15 @@ def free_port() -> int:
 
 
 def save_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A random-init tiny SFTok with pixel head, saved as a model folder."""
+    """A random-init tiny SFTok with pixel head, saved as a model folder.
+
+    PyTorch's default init, not the official N(0, 0.02): an untrained encoder with such small weights gives
+    different pictures nearly the same token ids, and the app tests need pictures told apart.
+    """
     from core import SFTok, create_config, save_pretrained
 
     torch.manual_seed(seed)
-    return save_pretrained(SFTok(create_config("tiny")).eval(), folder)
+    return save_pretrained(SFTok(create_config("tiny", weight_init="pytorch")).eval(), folder)
 
 
 def write_sample_photos(folder: Path) -> Path:

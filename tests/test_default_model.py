@@ -71,6 +71,7 @@ def test_code_information_on_the_shipped_samples_is_what_the_card_states(model: 
     assert measured.ce_given_tokens_bits == pytest.approx(stated["ce_given_tokens_bits"], abs=0.01)
     assert measured.tokens_bits_per_slot == pytest.approx(stated["tokens_bits_per_slot"], abs=0.01)
     assert measured.gain_bits_per_image == pytest.approx(stated["gain_bits_per_image"], abs=0.5)
+    assert measured.ce_hidden_by_reveal_bits == pytest.approx(stated["ce_hidden_by_reveal_bits"], abs=0.01)
     assert measured.loo_slots_above_zero == stated["loo_slots_above_zero"]
     assert 0 < measured.tokens_bits_per_slot < measured.marginal_entropy_bits  # the tokens tell something, not all
 

@@ -31,13 +31,18 @@ class Config:
 class FakeModel:
     """Tokens = the teacher's codes; the decoder either reads them (oracle) or returns ``prior`` logits."""
 
-    def __init__(self, prior: torch.Tensor | None = None) -> None:
+    def __init__(self, prior: torch.Tensor | None = None, reads_revealed: bool = False) -> None:
         self.teacher, self.quantize, self.config, self.prior = Teacher(), Quantize(), Config(), prior
+        self.reads_revealed = reads_revealed
 
-    def encode(self, images: torch.Tensor):
+    def encode(self, images: torch.Tensor, per_image: bool = False):
         return None, {"min_encoding_indices": self.teacher.encode(images)[:, None]}
 
     def decoder(self, ids: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        if self.reads_revealed:  # the prior with nothing revealed; certain and right once any code is revealed
+            codes = torch.nn.functional.one_hot(z_q[:, 0, 0].long(), VOCAB).float() * 40.0
+            any_revealed = (ids != VOCAB).any(dim=1)[:, None, None]
+            return torch.where(any_revealed, codes, self.prior.expand(ids.shape[0], SLOTS, VOCAB))
         if self.prior is not None:
             return self.prior.expand(ids.shape[0], SLOTS, VOCAB).clone()
         codes = z_q[:, 0, 0].long()
@@ -60,6 +65,8 @@ def test_tokens_that_hold_the_codes_tell_the_whole_marginal_entropy(images: torc
     assert info.gain_bits_per_image == pytest.approx([0.0] * 8, abs=1e-4)
     assert info.groups == 3 and info.groups_all_positive == 0  # 24 images in groups of 8; no gain is positive
     assert info.loo_slots == 4 and info.loo_slots_above_zero == 0
+    assert info.reveal_fractions == (0.0, 0.5, 0.9)
+    assert info.ce_hidden_by_reveal_bits == pytest.approx((0.0, 0.0, 0.0), abs=1e-6)
 
 
 def test_a_decoder_that_ignores_its_tokens_sits_at_the_marginal(images: torch.Tensor) -> None:
@@ -71,6 +78,18 @@ def test_a_decoder_that_ignores_its_tokens_sits_at_the_marginal(images: torch.Te
     assert info.ce_given_tokens_bits == pytest.approx(plug_in, abs=1e-4)
     assert abs(info.tokens_bits_per_slot) < 0.1  # only the Miller-Madow correction separates the two
     assert info.ce_ci[0] < info.ce_given_tokens_bits < info.ce_ci[1]
+    # revealing codes cannot help a decoder that reads nothing: the hidden codes stay at the plug-in entropy
+    assert info.ce_hidden_by_reveal_bits == pytest.approx((plug_in,) * 3, abs=0.15)
+
+
+def test_the_reveal_curve_falls_for_a_decoder_that_reads_revealed_codes(images: torch.Tensor) -> None:
+    codes = Teacher().encode(images).flatten()
+    freq = torch.bincount(codes, minlength=VOCAB).double() / codes.numel()
+    prior = torch.log(freq.clamp(min=1e-12)).float()
+    info = code_information(FakeModel(prior, reads_revealed=True), Teacher(), images, ScreenDefaults(images=8, slots=4))
+    nothing, half, most = info.ce_hidden_by_reveal_bits
+    assert nothing == pytest.approx(info.ce_given_tokens_bits, abs=1e-4) and nothing > 1.0
+    assert half == pytest.approx(0.0, abs=1e-6) and most == pytest.approx(0.0, abs=1e-6)
 
 
 def test_too_few_images_for_the_screen_defaults_is_refused(images: torch.Tensor) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analysis.estimators import (entropy, entropy_from_counts, mutual_information, mutual_information_test,
-                                 neighbour_mutual_information, pairwise_mutual_information)
+                                 left_neighbour_cross_entropy, neighbour_mutual_information, pairwise_mutual_information)
 
 
 def h2(p: float) -> float:
@@ -98,3 +98,13 @@ def test_pairwise_and_neighbour_mi_find_the_planted_dependence() -> None:
     assert abs(nb["vertical"].bits) < 0.01
     with pytest.raises(ValueError, match="square"):
         neighbour_mutual_information(np.zeros((3, 10), dtype=int))
+
+
+def test_left_neighbour_cross_entropy_known_answers():
+    # every training row is (0, 1): from 8 pairs the smoothed table gives P(1 | 0) = 8.1 / 8.2
+    train = np.tile([0, 1, 0, 1], (4, 1))
+    assert left_neighbour_cross_entropy(train, train, vocab=2) == pytest.approx(-math.log2(8.1 / 8.2), abs=1e-12)
+    # a pair never seen in training costs log2(8.2 / 0.1) bits
+    assert left_neighbour_cross_entropy(train, np.zeros((3, 4)), vocab=2) == pytest.approx(math.log2(82), abs=1e-12)
+    with pytest.raises(ValueError, match="square"):
+        left_neighbour_cross_entropy(np.zeros((2, 6)), np.zeros((2, 6)), vocab=2)

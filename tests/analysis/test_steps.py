@@ -69,7 +69,7 @@ def test_step_zero_preview_is_the_single_step_reconstruction(tiny_model, photos)
     assert res.per_step[0].lpips is None and res.per_step[0].rfid is None
     assert set(res.skipped) == {"lpips", "rfid"}
     with torch.no_grad():
-        ids = tiny_model.encode(photos[:2])[1]["min_encoding_indices"]
+        ids = tiny_model.encode(photos[:2], per_image=True)[1]["min_encoding_indices"]
         one = tiny_model.decode_tokens(ids, 1)
     assert res.sweep[0].psnr == pytest.approx(psnr(one, photos[:2]).double().mean().item(), abs=1e-5)
     assert res.sweep[0].ssim == pytest.approx(ssim(one, photos[:2]).double().mean().item(), abs=1e-6)
@@ -90,6 +90,6 @@ def test_stage_one_model_renders_through_the_attached_teacher(tiny_teacher, phot
     model.attach_teacher(tiny_teacher)
     res = evaluate_steps(model, [photos[:2]], num_steps=2, sweep=(2,))
     with torch.no_grad():
-        ids = model.encode(photos[:2])[1]["min_encoding_indices"]
+        ids = model.encode(photos[:2], per_image=True)[1]["min_encoding_indices"]
         final = model.decode_tokens(ids, 2, None, derived_generator("cpu", 0, 2, 0))  # hard codes via the teacher
     assert res.sweep[0].psnr == pytest.approx(psnr(final, photos[:2]).double().mean().item(), abs=1e-5)

@@ -127,7 +127,7 @@ def test_bf16_passes_really_run_in_bf16(tiny_model: SFTok, tiny_ids: torch.Tenso
     assert {dtype for (_, dtype, _) in fp32_counts} == {"torch.float32"}
     assert logits16.dtype == torch.float32
     difference = float((logits16 - logits32).abs().max())
-    assert difference > 1e-3  # the passes ran in bf16 (fp32 routes differ by ~1e-6) ...
+    assert difference > 1e-4  # the passes ran in bf16 (measured 5e-4; fp32 routes differ by ~1e-6) ...
     assert difference < 1.0 + 0.2 * float(logits32.abs().max())
     assert float((proxy16 == proxy32).float().mean()) >= 0.95  # ... and tokens mostly agree (measured 99.0%)
     # the model itself is untouched: fp32 weights, and fp32 decoding is bit-identical afterwards

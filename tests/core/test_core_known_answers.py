@@ -127,3 +127,18 @@ def test_row_restricted_block_equals_rows_of_full_block():
     rows = torch.tensor([[0, 4, 8], [7, 7, 1]])
     assert torch.allclose(block(x, rows=rows), full.gather(1, rows[..., None].expand(-1, -1, 32)), atol=1e-6)
     assert torch.allclose(block(x, rows=slice(2, 5)), full[:, 2:5], atol=1e-6)
+
+
+def test_optvq_per_image_assignment_is_each_image_alone():
+    """Jointly, four vectors share two codes two apiece, so 10 and 30 degrees both take the code at 0 and
+    80/85 both the code at 90. Alone, each image balances its own two vectors over both codes (for
+    80/85: 80 to 0 and 85 to 90 costs 2 sin 40 + 2 sin 2.5 = 1.37 < 2 sin 5 + 2 sin 42.5 = 1.53)."""
+    vq = quantizer([0, 90])
+    batch = torch.cat([tokens([10, 30]), tokens([80, 85])])
+    joint = vq(batch)[1]["min_encoding_indices"].reshape(2, 2).tolist()
+    per_image = vq(batch, per_image=True)[1]["min_encoding_indices"].reshape(2, 2).tolist()
+    assert joint == [[0, 0], [1, 1]]
+    assert per_image == [[0, 1], [0, 1]] == [indices(vq, [10, 30]), indices(vq, [80, 85])]
+    # nearest assignment has no coupling to undo
+    near = quantizer([0, 90], "nearest")
+    assert near(batch, per_image=True)[1]["min_encoding_indices"].tolist() == near(batch)[1]["min_encoding_indices"].tolist()

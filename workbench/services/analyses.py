@@ -233,7 +233,6 @@ class ModelInformation:
     loo: LeaveOneOutMI
     trajectory: TrajectoryInformation
     gap: SelfForcingGap
-    joint_assignment: bool = False  # tokens assigned jointly over the measured images (Sinkhorn quantizer)
 
     def summary(self) -> dict[str, Any]:
         rows = self.trajectory.rows
@@ -283,8 +282,7 @@ def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher:
     progress(0.9, f"{label}: self-forcing gap")
     gap = self_forcing_gap(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, num_steps, temperature, seed,
                            trajectory)
-    joint = model.config.quantizer_mode == "sinkhorn" and images.shape[0] > 1
-    return ModelInformation(label, inputs.target_source, loo, info, gap, joint)
+    return ModelInformation(label, inputs.target_source, loo, info, gap)
 
 
 # -- the service the screens call ------------------------------------------------------------------

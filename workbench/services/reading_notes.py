@@ -37,10 +37,6 @@ def trajectory_notes(report: InformationReport) -> list[str]:
             steps = ", ".join(str(s) for s in negative)
             notes.append(f"{m.label}: negative information gain at step {steps}: the model predicts worse than the "
                          "codes' marginal there (revealing codes misled it on these images).")
-        if m.joint_assignment:
-            notes.append(f"{m.label}: its Sinkhorn quantizer assigns the tokens of the {m.loo.num_images} images jointly, "
-                         "so a different image count gives somewhat different tokens; on a small model these numbers, "
-                         "signs included, can change with it.")
     return notes
 
 
