@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .estimators import entropy
-from .model_mi import _ce_bits, bootstrap_mean_ci, leave_one_out_mi, pick_positions, sftok_mi_inputs, trajectory_information
+from .model_mi import (REVEAL_FRACTIONS, _ce_bits, bootstrap_mean_ci, hidden_ce_bits, leave_one_out_mi, pick_positions,
+                       sftok_mi_inputs, trajectory_information)
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,8 @@ class CodeInformation:
         return asdict(self)
 
 
-REVEAL_FRACTIONS = (0.0, 0.5, 0.9)
-
-
 class _RevealCurve:
-    """Cross-entropy of the hidden teacher codes when a random fraction of the others is revealed, batch by batch.
-
-    The direct test of whether a decoder reads revealed codes: if it does, the curve falls as more is revealed.
-    """
+    """``hidden_ce_bits`` accumulated batch by batch, one random stream for the whole run."""
 
     def __init__(self, fractions: tuple[float, ...], seed: int) -> None:
         self.fractions = fractions
@@ -68,9 +63,7 @@ class _RevealCurve:
 
     def update(self, decoder: torch.nn.Module, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int) -> None:
         for k, fraction in enumerate(self.fractions):
-            revealed = (torch.rand(targets.shape, generator=self.generator) < fraction).to(targets.device)
-            logits = decoder(torch.where(revealed, targets, torch.full_like(targets, mask_id)), z_q)
-            hidden = _ce_bits(logits, targets)[~revealed]
+            hidden = hidden_ce_bits(decoder, z_q, targets, mask_id, fraction, self.generator)
             self.sums[k] += float(hidden.double().sum())
             self.counts[k] += int(hidden.numel())
 

@@ -296,6 +296,29 @@ def trajectory_information(decoder: Decoder, z_q: torch.Tensor, targets: torch.T
 
 
 # -- self-forcing gap ------------------------------------------------------------------------------
+REVEAL_FRACTIONS = (0.0, 0.5, 0.9)
+
+
+@torch.no_grad()
+def hidden_ce_bits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int, fraction: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """CE (bits) of every still-hidden target code, 1-D, when a random ``fraction`` of the codes is revealed.
+
+    The direct test of whether a decoder reads revealed codes: if it does, these fall as ``fraction`` grows.
+    """
+    targets = _check_codes(targets, z_q, mask_id)
+    revealed = (torch.rand(targets.shape, generator=generator) < fraction).to(targets.device)
+    logits = decoder(torch.where(revealed, targets, torch.full_like(targets, mask_id)), z_q)
+    return _ce_bits(logits, targets)[~revealed]
+
+
+def reveal_curve(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int,
+                 fractions: tuple[float, ...] = REVEAL_FRACTIONS, seed: int = 0) -> tuple[float, ...]:
+    """Mean CE (bits/slot) of the hidden codes at each revealed ``fraction``, on one batch."""
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(float(hidden_ce_bits(decoder, z_q, targets, mask_id, f, generator).mean()) for f in fractions)
+
+
 @dataclass(frozen=True)
 class SelfForcingRow:
     step: int

@@ -122,6 +122,10 @@ def test_information_one_and_two_models(fresh, served_app):
     assert all(len(t["x"]) == 4 and np.isfinite(t["y"]).all() for t in trajectory)
     gap = figure(out["gap"])["data"]
     assert [len(t["y"]) for t in gap] == [4, 4, 4] and gap[0]["y"][0] == 0  # no context yet at step 1
+    # does the decoder read revealed codes? three cross-entropies, and a sentence when revealing does not help
+    none, most = row["CE hidden, 0% revealed"], row["CE hidden, 90% revealed"]
+    assert 0 < none < 20 and 0 < row["CE hidden, 50% revealed"] < 20 and 0 < most < 20
+    assert ("does not read revealed codes" in out["trajectory_notes"]) == (none - most < 0.05)
 
     # a second checkpoint in the workspace appears after a refresh and is measured on the same slots
     torch.manual_seed(5)
@@ -186,3 +190,16 @@ def test_read_samples_and_outline(tmp_path):
     assert ring.shape == (64, 64, 3)
     cell = ring[16:32, 16:32]  # row 1, col 1 at 16 px per cell
     assert (cell[0] == NEW).all() and (cell[8, 8] == 0).all() and (ring[0, 0] == 0).all()
+
+
+def test_a_flat_reveal_curve_is_said_in_words_and_a_falling_one_is_not():
+    from types import SimpleNamespace
+
+    from workbench.services.reading_notes import reveal_note
+
+    flat = reveal_note(SimpleNamespace(label="A", reveal_bits=(6.76, 6.77, 6.87)))
+    assert flat == ("A: with 90% of the target codes revealed, its cross-entropy on the rest is 6.87 bits/slot against "
+                    "6.76 with none revealed: this decoder does not read revealed codes, so its later decode steps "
+                    "gain little from the codes committed earlier.")
+    assert reveal_note(SimpleNamespace(label="B", reveal_bits=(6.76, 6.0, 5.1))) is None
+    assert reveal_note(SimpleNamespace(label="C", reveal_bits=())) is None  # not measured

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis import (CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap, TrajectoryInformation,
-                      UsageStats, codebook_umap, collect_model_usage, decode_trajectory, iter_image_batches,
-                      leave_one_out_mi, pick_positions, self_forcing_gap, sftok_mi_inputs, trajectory_information)
+from analysis import (REVEAL_FRACTIONS, CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap,
+                      TrajectoryInformation, UsageStats, codebook_umap, collect_model_usage, decode_trajectory,
+                      iter_image_batches, leave_one_out_mi, pick_positions, reveal_curve, self_forcing_gap,
+                      sftok_mi_inputs, trajectory_information)
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
@@ -226,6 +227,10 @@ def code_examples(report: CodebookReport, book_name: str, code: int | float | No
 
 
 # -- information -----------------------------------------------------------------------------------
+def reveal_key(fraction: float) -> str:
+    return f"ce_hidden_{round(100 * fraction)}pct_revealed"
+
+
 @dataclass(frozen=True)
 class ModelInformation:
     label: str
@@ -233,6 +238,7 @@ class ModelInformation:
     loo: LeaveOneOutMI
     trajectory: TrajectoryInformation
     gap: SelfForcingGap
+    reveal_bits: tuple[float, ...] = ()  # CE of the hidden target codes with REVEAL_FRACTIONS of them revealed
 
     def summary(self) -> dict[str, Any]:
         rows = self.trajectory.rows
@@ -244,7 +250,8 @@ class ModelInformation:
                 "ce_leave_one_out_bits": float(self.loo.ce_loo_bits.mean()),
                 "info_gain_bits_per_image": float(sum(r.info_gain_bits_per_image for r in rows)),
                 "block_tc_bits_per_image": float(sum(r.block_tc_bits for r in rows)),
-                "self_forcing_kl_bits": self.gap.mean_kl_bits, "last_step_accuracy": final_acc}
+                "self_forcing_kl_bits": self.gap.mean_kl_bits, "last_step_accuracy": final_acc,
+                **{reveal_key(f): v for f, v in zip(REVEAL_FRACTIONS, self.reveal_bits)}}
 
 
 @dataclass(frozen=True)
@@ -282,7 +289,8 @@ def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher:
     progress(0.9, f"{label}: self-forcing gap")
     gap = self_forcing_gap(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, num_steps, temperature, seed,
                            trajectory)
-    return ModelInformation(label, inputs.target_source, loo, info, gap)
+    reveal = reveal_curve(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, REVEAL_FRACTIONS, seed)
+    return ModelInformation(label, inputs.target_source, loo, info, gap, reveal)
 
 
 # -- the service the screens call ------------------------------------------------------------------

@@ -6,7 +6,8 @@ have to know that: each case gets one plain sentence.
 """
 from __future__ import annotations
 
-from workbench.services.analyses import InformationReport
+from analysis import REVEAL_FRACTIONS
+from workbench.services.analyses import InformationReport, ModelInformation
 
 
 def mi_notes(report: InformationReport) -> list[str]:
@@ -28,6 +29,20 @@ def mi_notes(report: InformationReport) -> list[str]:
     return notes
 
 
+#: The hidden codes' cross-entropy must fall by at least this much (bits/slot) with most codes revealed
+#: for a decoder to count as reading them.
+READS_REVEALED_BITS = 0.05
+
+
+def reveal_note(m: ModelInformation) -> str | None:
+    """One sentence when revealing most of the target codes does not help the decoder with the rest."""
+    if len(m.reveal_bits) < 2 or m.reveal_bits[0] - m.reveal_bits[-1] >= READS_REVEALED_BITS:
+        return None
+    return (f"{m.label}: with {round(100 * REVEAL_FRACTIONS[-1])}% of the target codes revealed, its cross-entropy on "
+            f"the rest is {m.reveal_bits[-1]:.2f} bits/slot against {m.reveal_bits[0]:.2f} with none revealed: this "
+            "decoder does not read revealed codes, so its later decode steps gain little from the codes committed earlier.")
+
+
 def trajectory_notes(report: InformationReport) -> list[str]:
     """Notes on the information-gain panel: negative gains, per model."""
     notes = []
@@ -37,6 +52,9 @@ def trajectory_notes(report: InformationReport) -> list[str]:
             steps = ", ".join(str(s) for s in negative)
             notes.append(f"{m.label}: negative information gain at step {steps}: the model predicts worse than the "
                          "codes' marginal there (revealing codes misled it on these images).")
+        note = reveal_note(m)
+        if note:
+            notes.append(note)
     return notes
 
 

@@ -12,9 +12,10 @@ import html
 import gradio as gr
 import pandas as pd
 
+from analysis import REVEAL_FRACTIONS
 from analysis.code_information import ScreenDefaults
 
-from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport
+from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport, reveal_key
 from workbench.services.reading_notes import as_markdown, mi_notes, trajectory_notes
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
 from workbench.ui.components.dataset_picker import DatasetPicker
@@ -28,7 +29,8 @@ NO_MODEL = ("— none —", "")
 SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO MI (bits/slot)", "ci_low": "CI low",
                    "ci_high": "CI high", "ce_all_masked_bits": "CE all masked", "ce_leave_one_out_bits": "CE leave-one-out",
                    "info_gain_bits_per_image": "info gain (bits/img)", "block_tc_bits_per_image": "block TC (bits/img)",
-                   "self_forcing_kl_bits": "self-forcing KL (bits/slot)", "last_step_accuracy": "last-step accuracy"}
+                   "self_forcing_kl_bits": "self-forcing KL (bits/slot)", "last_step_accuracy": "last-step accuracy",
+                   **{reveal_key(f): f"CE hidden, {round(100 * f)}% revealed" for f in REVEAL_FRACTIONS}}
 
 
 def summary_frame(report: InformationReport | None) -> pd.DataFrame:
