@@ -13,6 +13,20 @@ from .kernels import linear
 from .vit import build_transformer
 
 
+def sincos_grid(side: int, width: int) -> torch.Tensor:
+    """(side*side, width) 2-D sine-cosine positions in raster order: half the channels encode the row, half the column."""
+    if width % 4:
+        raise ValueError(f"width: must be a multiple of 4 for 2-D sine-cosine positions, got {width}")
+    quarter = width // 4
+    freqs = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    parts = []
+    for coord in (rows.flatten(), cols.flatten()):
+        angles = coord[:, None].double() * freqs[None]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
 class MultiStepDecoder(nn.Module):
     def __init__(self, cfg: SFTokConfig) -> None:
         super().__init__()
@@ -32,6 +46,28 @@ class MultiStepDecoder(nn.Module):
         self.transformer = build_transformer(cfg.decoder)
         self.ln_post = nn.LayerNorm(width)
         self.ffn = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Tanh(), nn.Conv2d(2 * width, self.vocab_size, 1))
+
+    @torch.no_grad()
+    def reset_code_embeddings(self, generator: torch.Generator | None = None, std: float = 0.02) -> None:
+        """Draw the code rows of the input table (not the mask row) anew from N(0, std).
+
+        A stage-1 model never reads them (every slot is masked there), so they are still at their initial
+        values; from PyTorch's N(0, 1) they would be ~sqrt(width) times longer than a slot's position.
+        """
+        table = self.learnable_embedding.weight
+        table[: self.vocab_size] = std * torch.randn(self.vocab_size, table.shape[1], generator=generator).to(table)
+
+    @torch.no_grad()
+    def add_sincos_slot_positions(self) -> None:
+        """Add a 2-D sine-cosine grid to the slots' positional embeddings (the class row is left alone).
+
+        Scaled to the embeddings' mean row norm, so the learned positions keep their say; the grid gives
+        attention a ready notion of which slots are neighbours.
+        """
+        positions = self.learnable_embedding_positional_embedding
+        grid = sincos_grid(self.grid_size, positions.shape[1]).to(positions)
+        scale = positions[1:].norm(dim=1).mean() / grid.norm(dim=1).mean()
+        positions[1:] += scale * grid
 
     def hidden_states(self, proxy_ids: torch.Tensor, z_q: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
         """Final-layer features (B, S, W) of the proxy slots, or (B, M, W) of ``slots`` (B, M) only.

@@ -274,3 +274,47 @@ def test_failed_checkpoint_write_keeps_the_previous_one(shards: dict[str, str], 
 def test_invalid_configs_are_rejected_naming_the_field(shards: dict[str, str], bad: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         load_config("2", None, overrides(shards, "teacher_path=x", bad))
+
+
+def test_decoder_init_redraws_the_code_table_and_adds_grid_positions(shards: dict[str, str], chain: dict) -> None:
+    from core.decoder import sincos_grid
+    from trainers.stages import build_stage
+
+    start = load_pretrained(chain["1"] / "model").decoder
+    extra = [f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['1'] / 'model'}", "seed=7",
+             "decoder_init.reset_code_embeddings=true", "decoder_init.sincos_slot_positions=true"]
+    decoder = build_stage(load_config("2", None, overrides(shards, *extra)), torch.device("cpu")).saved_model.decoder
+    table, vocab = decoder.learnable_embedding.weight.detach(), decoder.vocab_size
+    expected = 0.02 * torch.randn(vocab, table.shape[1], generator=torch.Generator().manual_seed(7))
+    assert torch.equal(table[:vocab], expected)
+    assert torch.equal(table[vocab], start.learnable_embedding.weight[vocab])  # the mask row is stage 1's
+    before = start.learnable_embedding_positional_embedding.detach()
+    after = decoder.learnable_embedding_positional_embedding.detach()
+    assert torch.equal(after[0], before[0])  # the class row is left alone
+    grid = sincos_grid(decoder.grid_size, after.shape[1])
+    scale = before[1:].norm(dim=1).mean() / grid.norm(dim=1).mean()
+    assert torch.allclose(after[1:] - before[1:], scale * grid, atol=1e-6)
+    # neighbouring slots' grid rows are more alike than distant ones': the notion of "next to" attention can use
+    assert float(grid[0] @ grid[1]) > float(grid[0] @ grid[-1])
+
+
+def test_decoder_init_is_not_applied_again_on_resume(shards: dict[str, str], chain: dict, tmp_path: Path) -> None:
+    extra = [f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['1'] / 'model'}", "max_steps=8",
+             "save_every=100", "decoder_init.reset_code_embeddings=true", "decoder_init.sincos_slot_positions=true"]
+    cfg = load_config("2", None, overrides(shards, *extra))
+    full = train(cfg, tmp_path / "full", sink=MemorySink(), progress=False)
+    calls = {"n": 0}
+
+    def stop_after_4() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 4
+
+    part = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, should_stop=stop_after_4)
+    rest = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, resume=True)
+    assert [v for _, v in part.losses + rest.losses] == [v for _, v in full.losses]
+
+
+def test_decoder_init_outside_stages_1_and_2_is_rejected(shards: dict[str, str], chain: dict) -> None:
+    with pytest.raises(ConfigError, match="decoder_init"):
+        load_config("3", None, overrides(shards, f"init_weights={chain['2'] / 'model'}",
+                                         "decoder_init.sincos_slot_positions=true"))
