@@ -1,6 +1,8 @@
 """Initialisation as the official model does it, and encodings that do not depend on the batch."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -55,3 +57,14 @@ def test_per_image_encoding_is_each_image_alone():
     two = sftok_mi_inputs(model, images[:2]).token_ids
     four = sftok_mi_inputs(model, images).token_ids
     assert torch.equal(two, four[:2])
+
+
+def test_sincos_grid_rows_encode_row_and_column():
+    from core.decoder import sincos_grid
+
+    grid = sincos_grid(4, 8)  # 16 slots; channels: sin/cos of the row, then sin/cos of the column (2 frequencies each)
+    assert grid.shape == (16, 8)
+    assert torch.allclose(grid[5], torch.tensor([math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)] * 2))
+    assert torch.allclose(grid[:, 0].reshape(4, 4)[:, 0], torch.sin(torch.arange(4.0)))  # slot (r, 0): sin(r)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sincos_grid(4, 6)
