@@ -95,9 +95,22 @@ def seed_groups(names: list[str]) -> dict[str, dict[str, int]]:
             for recipe, m in groups.items() if len(m) > 1}
 
 
+CODE_HEADLINES = ("tokens_bits_per_slot", "reveal_drop_bits", "loo_mean_bits")
+
+
+def code_headline(info: dict) -> dict[str, dict[str, float]]:
+    """A model's code-level numbers in the per-model summary's shape: what the tokens tell, how much revealing
+    90% of the teacher's codes lowers the cross-entropy of the rest, and the leave-one-out MI (bits/slot)."""
+    curve = info["ce_hidden_by_reveal_bits"]
+    values = {"tokens_bits_per_slot": info["tokens_bits_per_slot"], "reveal_drop_bits": curve[0] - curve[-1],
+              "loo_mean_bits": info["loo_mean_bits"]}
+    return {key: {"mean": float(v)} for key, v in values.items()}
+
+
 def across_seeds(per_model: dict[str, dict], members: dict[str, int]) -> dict:
     """Mean and sample standard deviation over a recipe's seeds of each model's headline numbers."""
     keys = [f"psnr@{k}" for k in STEP_COUNTS] + ["gain_8_minus_1"]
+    keys += [k for k in CODE_HEADLINES if all(k in per_model[name] for name in members)]
     out: dict = {"runs": members}
     for key in keys:
         values = [per_model[name][key]["mean"] for name in members]
@@ -179,7 +192,8 @@ def evaluate(num_images: int, batch_size: int) -> dict:
                      "lpips": "not measured: the VGG/AlexNet backbone weights are not on this machine"},
         "shipped": SHIPPED,
         "models": summary,
-        "seeds": {recipe: across_seeds(summary, members) for recipe, members in seed_groups(list(models)).items()},
+        "seeds": {recipe: across_seeds({n: {**summary[n], **code_headline(information[n])} for n in models}, members)
+                  for recipe, members in seed_groups(list(models)).items()},
         "information": information,
         "codebook": {name: u.result().summary() for name, u in usage.items()},
         "teacher_codebook": teacher_usage.result().summary(),
