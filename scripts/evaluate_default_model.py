@@ -191,6 +191,7 @@ def evaluate(num_images: int, batch_size: int) -> dict:
                      "information_screen_defaults": screen.__dict__,
                      "lpips": "not measured: the VGG/AlexNet backbone weights are not on this machine"},
         "shipped": SHIPPED,
+        "shipped_from": Path(json.loads((RUNS / SHIPPED / "config.json").read_text())["init_weights"]).parent.name,
         "models": summary,
         "seeds": {recipe: across_seeds({n: {**summary[n], **code_headline(information[n])} for n in models}, members)
                   for recipe, members in seed_groups(list(models)).items()},

@@ -174,7 +174,7 @@ One command reproduces everything from scratch, resumably (each run restarts fro
 It runs each `configs/default/<recipe>.yaml` as
 `python launch_training.py --stage S --config configs/default/<recipe>.yaml --run-dir workspace/default-model/<run>`,
 one run per core at a time, each once the runs it reads have finished: teacher -> stage 1 -> stage 2 (SFVR and
-vanilla, seeds {', '.join(str(s) for s in seeds)} each) -> stage 3 (from SFVR seed {seeds[0]}) and the
+vanilla, seeds {', '.join(str(s) for s in seeds)} each) -> stage 3 (from `{evaluation.get('shipped_from', 'stage2_sfvr')}`) and the
 generator; then `python scripts/export_default_model.py` (which runs `scripts/evaluate_default_model.py` and
 `scripts/evaluate_default_generator.py`).
 

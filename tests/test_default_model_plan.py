@@ -20,6 +20,11 @@ def test_plan_reads_only_earlier_runs_and_repeats_stage2_with_three_seeds() -> N
         assert set(run.reads.values()) <= set(names[:i]), run.name  # listed after everything it reads
     seeds = {(run.config, run.seed) for run in plan_module.PLAN if run.stage == "2"}
     assert seeds == {(f"stage2_{v}", s) for v in ("sfvr", "vanilla") for s in (42, 43, 44)}
+    # the shipped stage 3 and the generator build on one stage-2 run; the other recipe gets a stage 3 too
+    reads = {run.name: run.reads for run in plan_module.PLAN}
+    shipped = f"stage2_{plan_module.SHIPPED_RECIPE}"
+    assert reads["stage3"]["init_weights"] == reads["generator"]["tokenizer_path"] == shipped
+    assert reads[f"stage3_{plan_module.OTHER_RECIPE}"]["init_weights"] == f"stage2_{plan_module.OTHER_RECIPE}"
     extra = plan_module.overrides(plan_module.PLAN[3], Path("/r"), "train.tar", "val.tar", None)
     assert "seed=42" in extra and "init_weights=/r/stage1/model" in extra
 
