@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .estimators import entropy
-from .model_mi import (REVEAL_FRACTIONS, _ce_bits, bootstrap_mean_ci, hidden_ce_bits, leave_one_out_mi, pick_positions,
+from .model_mi import (REVEAL_FRACTIONS, RevealCurve, _ce_bits, bootstrap_mean_ci, leave_one_out_mi, pick_positions,
                        sftok_mi_inputs, trajectory_information)
 
 
@@ -52,25 +52,6 @@ class CodeInformation:
         return asdict(self)
 
 
-class _RevealCurve:
-    """``hidden_ce_bits`` accumulated batch by batch, one random stream for the whole run."""
-
-    def __init__(self, fractions: tuple[float, ...], seed: int) -> None:
-        self.fractions = fractions
-        self.generator = torch.Generator().manual_seed(seed)
-        self.sums = [0.0] * len(fractions)
-        self.counts = [0] * len(fractions)
-
-    def update(self, decoder: torch.nn.Module, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int) -> None:
-        for k, fraction in enumerate(self.fractions):
-            hidden = hidden_ce_bits(decoder, z_q, targets, mask_id, fraction, self.generator)
-            self.sums[k] += float(hidden.double().sum())
-            self.counts[k] += int(hidden.numel())
-
-    def result(self) -> tuple[float, ...]:
-        return tuple(s / max(c, 1) for s, c in zip(self.sums, self.counts))
-
-
 @torch.no_grad()
 def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: torch.Tensor,
                      screen: ScreenDefaults = ScreenDefaults(), batch_size: int = 64) -> CodeInformation:
@@ -78,7 +59,7 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
     if images.shape[0] < screen.images:
         raise ValueError(f"images: need at least {screen.images}, got {images.shape[0]}")
     ce_rows, codes_all = [], []
-    reveal = _RevealCurve(REVEAL_FRACTIONS, screen.seed)
+    reveal = RevealCurve(REVEAL_FRACTIONS, screen.seed)
     for first in range(0, images.shape[0], batch_size):
         inputs = sftok_mi_inputs(model, images[first:first + batch_size], teacher)
         logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)

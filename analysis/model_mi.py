@@ -295,7 +295,7 @@ def trajectory_information(decoder: Decoder, z_q: torch.Tensor, targets: torch.T
     return TrajectoryInformation(tuple(rows), len(trajectory), float(temperature), b)
 
 
-# -- self-forcing gap ------------------------------------------------------------------------------
+# -- reveal curve: does the decoder read revealed codes? -------------------------------------------
 REVEAL_FRACTIONS = (0.0, 0.5, 0.9)
 
 
@@ -312,13 +312,36 @@ def hidden_ce_bits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, m
     return _ce_bits(logits, targets)[~revealed]
 
 
+class RevealCurve:
+    """Mean CE (bits/slot) of the hidden codes at each revealed fraction, accumulated batch by batch.
+
+    One random stream for the whole run, so splitting the images into batches draws the same reveals.
+    """
+
+    def __init__(self, fractions: tuple[float, ...] = REVEAL_FRACTIONS, seed: int = 0) -> None:
+        self.fractions = fractions
+        self.generator = torch.Generator().manual_seed(seed)
+        self.sums = [0.0] * len(fractions)
+        self.counts = [0] * len(fractions)
+
+    def update(self, decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int) -> "RevealCurve":
+        for k, fraction in enumerate(self.fractions):
+            hidden = hidden_ce_bits(decoder, z_q, targets, mask_id, fraction, self.generator)
+            self.sums[k] += float(hidden.double().sum())
+            self.counts[k] += int(hidden.numel())
+        return self
+
+    def result(self) -> tuple[float, ...]:
+        return tuple(s / max(c, 1) for s, c in zip(self.sums, self.counts))
+
+
 def reveal_curve(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, mask_id: int,
                  fractions: tuple[float, ...] = REVEAL_FRACTIONS, seed: int = 0) -> tuple[float, ...]:
-    """Mean CE (bits/slot) of the hidden codes at each revealed ``fraction``, on one batch."""
-    generator = torch.Generator().manual_seed(seed)
-    return tuple(float(hidden_ce_bits(decoder, z_q, targets, mask_id, f, generator).mean()) for f in fractions)
+    """:class:`RevealCurve` of one batch."""
+    return RevealCurve(fractions, seed).update(decoder, z_q, targets, mask_id).result()
 
 
+# -- self-forcing gap ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SelfForcingRow:
     step: int

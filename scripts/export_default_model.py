@@ -390,15 +390,21 @@ def shipped_choice(evaluation: dict) -> str:
     shipped, others = evaluation["shipped"], other_stage3(evaluation)
     if not others:
         return ""
-    met = lambda name: sum(ok for *_, ok in goal_rows(evaluation, name))  # noqa: E731
-    drop = lambda name: (lambda c: c[0] - c[-1])(evaluation["information"][name]["ce_hidden_by_reveal_bits"])  # noqa: E731
-    psnr8 = lambda name: evaluation["models"][name]["psnr@8"]["mean"]  # noqa: E731
+
+    def facts(name: str) -> tuple[int, str, str]:
+        """Goals met, PSNR@8 and the reveal-curve drop of run ``name``."""
+        curve = evaluation["information"][name]["ce_hidden_by_reveal_bits"]
+        met = sum(ok for *_, ok in goal_rows(evaluation, name))
+        return met, fmt(evaluation["models"][name]["psnr@8"]["mean"]), fmt(curve[0] - curve[-1])
+
+    met, psnr8, drop = facts(shipped)
     lines = [f"- Which stage 2 ships: the shipped stage 3 builds on `{evaluation.get('shipped_from', 'stage2_sfvr')}` and "
-             f"meets {met(shipped)} of the {len(goal_rows(evaluation, shipped))} goals (PSNR@8 {fmt(psnr8(shipped))} dB; "
-             f"revealing 90% of the teacher's codes lowers the cross-entropy of the rest by {fmt(drop(shipped))} bits/slot)."]
+             f"meets {met} of the {len(goal_rows(evaluation, shipped))} goals (PSNR@8 {psnr8} dB; revealing 90% of the "
+             f"teacher's codes lowers the cross-entropy of the rest by {drop} bits/slot)."]
     for name in others:
-        lines.append(f"  `{name}` (the same stage-3 recipe on the other stage 2) meets {met(name)} (PSNR@8 "
-                     f"{fmt(psnr8(name))} dB; {fmt(drop(name))} bits/slot).")
+        met, psnr8, drop = facts(name)
+        lines.append(f"  `{name}` (the same stage-3 recipe on the other stage 2) meets {met} (PSNR@8 {psnr8} dB; "
+                     f"{drop} bits/slot).")
     lines.append("  Rule: ship the stage 3 that meets more goals; a tie goes to SFVR, the paper's recipe.")
     return "\n".join(lines)
 

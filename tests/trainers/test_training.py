@@ -200,21 +200,25 @@ def test_stage1_overfits_a_fixed_batch(shards: dict[str, str], chain: dict, tmp_
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_resume_replays_the_uninterrupted_run(shards: dict[str, str], chain: dict, tmp_path: Path) -> None:
-    extra = [f"teacher_path={chain['teacher'] / 'model'}", "max_steps=12", "save_every=100"]
-    cfg = load_config("2", None, overrides(shards, *extra))
+def assert_resume_replays(cfg, tmp_path: Path, stop_after: int) -> None:
+    """A run stopped after ``stop_after`` steps and resumed logs exactly the losses of one uninterrupted run."""
     full = train(cfg, tmp_path / "full", sink=MemorySink(), progress=False)
     calls = {"n": 0}
 
-    def stop_after_6() -> bool:
+    def stop() -> bool:
         calls["n"] += 1
-        return calls["n"] > 6
+        return calls["n"] > stop_after
 
-    part = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, should_stop=stop_after_6)
-    assert part.interrupted and part.final_step == 6
+    part = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, should_stop=stop)
+    assert part.interrupted and part.final_step == stop_after
     rest = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, resume=True)
-    assert rest.final_step == 12
+    assert rest.final_step == cfg.max_steps
     assert [v for _, v in part.losses + rest.losses] == [v for _, v in full.losses]
+
+
+def test_resume_replays_the_uninterrupted_run(shards: dict[str, str], chain: dict, tmp_path: Path) -> None:
+    extra = [f"teacher_path={chain['teacher'] / 'model'}", "max_steps=12", "save_every=100"]
+    assert_resume_replays(load_config("2", None, overrides(shards, *extra)), tmp_path, stop_after=6)
 
 
 def test_stopping_early_on_a_longer_schedule_replays_its_first_steps(shards: dict[str, str], chain: dict,
@@ -301,17 +305,7 @@ def test_decoder_init_redraws_the_code_table_and_adds_grid_positions(shards: dic
 def test_decoder_init_is_not_applied_again_on_resume(shards: dict[str, str], chain: dict, tmp_path: Path) -> None:
     extra = [f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['1'] / 'model'}", "max_steps=8",
              "save_every=100", "decoder_init.reset_code_embeddings=true", "decoder_init.sincos_slot_positions=true"]
-    cfg = load_config("2", None, overrides(shards, *extra))
-    full = train(cfg, tmp_path / "full", sink=MemorySink(), progress=False)
-    calls = {"n": 0}
-
-    def stop_after_4() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 4
-
-    part = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, should_stop=stop_after_4)
-    rest = train(cfg, tmp_path / "split", sink=MemorySink(), progress=False, resume=True)
-    assert [v for _, v in part.losses + rest.losses] == [v for _, v in full.losses]
+    assert_resume_replays(load_config("2", None, overrides(shards, *extra)), tmp_path, stop_after=4)
 
 
 def test_decoder_init_outside_stages_1_and_2_is_rejected(shards: dict[str, str], chain: dict) -> None:
