@@ -21,11 +21,20 @@ from workbench.services.analyses import CodebookBook, InformationReport
 from workbench.ui.components.plots import COLORS, as_plot
 
 MARGIN = dict(l=55, r=25, t=70, b=45)
+BELOW_AXES = 75  # px under the x-axis titles where a legend goes when subplot titles fill the space above
 
 
-def _style(fig: go.Figure, height: int) -> go.Figure:
-    fig.update_layout(template="plotly_white", height=height, margin=MARGIN,
-                      legend=dict(orientation="h", y=1.08, yanchor="bottom", x=0))
+def _style(fig: go.Figure, height: int, legend_below: bool = False) -> go.Figure:
+    """A legend above the plot shares the top margin with the title; side-by-side panels put their own titles
+    there too, so they take the legend below the axes instead (it would cover the figure's title)."""
+    if legend_below:
+        plot_height = height - MARGIN["t"] - MARGIN["b"]
+        legend = dict(orientation="h", y=-BELOW_AXES / plot_height, yanchor="top", x=0)
+        fig.update_layout(height=height + BELOW_AXES, margin={**MARGIN, "b": MARGIN["b"] + BELOW_AXES})
+    else:
+        legend = dict(orientation="h", y=1.08, yanchor="bottom", x=0)
+        fig.update_layout(height=height, margin=MARGIN)
+    fig.update_layout(template="plotly_white", legend=legend)
     return fig
 
 
@@ -52,9 +61,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _plot(fig: go.Figure, height: int) -> PlotData:
+def _plot(fig: go.Figure, height: int, legend_below: bool = False) -> PlotData:
     """Styled and sent as plain JSON lists (``go.Figure.to_json`` would base64-pack numpy arrays)."""
-    return as_plot(json_safe(_style(fig, height).to_plotly_json()))
+    return as_plot(json_safe(_style(fig, height, legend_below).to_plotly_json()))
 
 
 def usage_plot(book: CodebookBook) -> PlotData:
@@ -170,7 +179,7 @@ def trajectory_plot(report: InformationReport) -> PlotData:
         fig.update_xaxes(title_text="decode step", dtick=1, row=1, col=col)
     fig.update_layout(title=f"Information along the decode trajectory ({report.num_steps} steps, "
                             f"temperature {report.temperature:g})")
-    return _plot(fig, 400)
+    return _plot(fig, 400, legend_below=True)
 
 
 def self_forcing_plot(report: InformationReport) -> PlotData:
@@ -180,7 +189,7 @@ def self_forcing_plot(report: InformationReport) -> PlotData:
     for i, trace in enumerate(fig.data):
         trace.line.color = COLORS[(i // 3) % len(COLORS)]
     fig.update_xaxes(dtick=1)
-    return _plot(fig, 380)
+    return _plot(fig, 380, legend_below=True)
 
 
 def empty_plot(message: str) -> PlotData:
