@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from .estimators import entropy
-from .model_mi import (REVEAL_FRACTIONS, RevealCurve, _ce_bits, bootstrap_mean_ci, leave_one_out_mi, pick_positions,
-                       sftok_mi_inputs, trajectory_information)
+from .model_mi import (REVEAL_FRACTIONS, MIInputs, RevealCurve, _ce_bits, bootstrap_mean_ci, leave_one_out_mi,
+                       pick_positions, sftok_mi_inputs, trajectory_information)
 
 
 @dataclass(frozen=True)
@@ -52,25 +53,58 @@ class CodeInformation:
         return asdict(self)
 
 
+class TokensTell:
+    """What the tokens alone tell a decoder about the teacher's codes, accumulated batch by batch: the codes'
+    cross-entropy from one all-masked pass against their marginal entropy (pooled over slots, Miller-Madow)."""
+
+    def __init__(self) -> None:
+        self._ce_rows: list[torch.Tensor] = []
+        self._codes: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def update(self, inputs: MIInputs) -> "TokensTell":
+        logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)
+        self._ce_rows.append(_ce_bits(logits, inputs.targets).mean(dim=1).double())
+        self._codes.append(inputs.targets)
+        return self
+
+    def per_image_ce(self) -> np.ndarray:
+        """Mean cross-entropy (bits/slot) of each image's codes given its tokens."""
+        return torch.cat(self._ce_rows).numpy()
+
+    def marginal_bits(self) -> float:
+        return float(entropy(torch.cat(self._codes).flatten().cpu().numpy(), "miller_madow"))
+
+    def bits_per_slot(self) -> float:
+        """Marginal entropy minus cross-entropy: what the tokens tell about one code."""
+        return self.marginal_bits() - float(self.per_image_ce().mean())
+
+
+def tokens_tell(model: torch.nn.Module, teacher: torch.nn.Module, images: torch.Tensor,
+                batch_size: int = 64) -> TokensTell:
+    """:class:`TokensTell` of ``model`` on ``images`` (each image's tokens assigned alone)."""
+    tell = TokensTell()
+    for first in range(0, images.shape[0], batch_size):
+        tell.update(sftok_mi_inputs(model, images[first:first + batch_size], teacher))
+    return tell
+
+
 @torch.no_grad()
 def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: torch.Tensor,
                      screen: ScreenDefaults = ScreenDefaults(), batch_size: int = 64) -> CodeInformation:
     """Measure an SFTok model against its teacher's codes on ``images`` (held out; at least ``screen.images``)."""
     if images.shape[0] < screen.images:
         raise ValueError(f"images: need at least {screen.images}, got {images.shape[0]}")
-    ce_rows, codes_all = [], []
+    tell = TokensTell()
     reveal = RevealCurve(REVEAL_FRACTIONS, screen.seed)
     for first in range(0, images.shape[0], batch_size):
         inputs = sftok_mi_inputs(model, images[first:first + batch_size], teacher)
-        logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)
-        ce_rows.append(_ce_bits(logits, inputs.targets).mean(dim=1).double())
-        codes_all.append(inputs.targets)
+        tell.update(inputs)
         reveal.update(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id)
-    per_image_ce = torch.cat(ce_rows).numpy()
-    codes = torch.cat(codes_all)
+    per_image_ce = tell.per_image_ce()
     ce = float(per_image_ce.mean())
     low, high = bootstrap_mean_ci(per_image_ce[:, None], seed=screen.seed)
-    marginal = entropy(codes.flatten().cpu().numpy(), "miller_madow")
+    marginal = tell.marginal_bits()
     # The screen measures one group of images (the first); how stable is the sign of its gains from group to group?
     group_gains, head = [], None
     for first in range(0, images.shape[0] - screen.images + 1, screen.images):
@@ -95,4 +129,4 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
         reveal_fractions=REVEAL_FRACTIONS, ce_hidden_by_reveal_bits=reveal.result())
 
 
-__all__ = ["CodeInformation", "REVEAL_FRACTIONS", "ScreenDefaults", "code_information"]
+__all__ = ["CodeInformation", "REVEAL_FRACTIONS", "ScreenDefaults", "TokensTell", "code_information", "tokens_tell"]

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.code_information import ScreenDefaults, code_information  # noqa: E402
+from analysis.code_information import ScreenDefaults, code_information, tokens_tell  # noqa: E402
 from analysis.estimators import left_neighbour_cross_entropy  # noqa: E402
 from analysis.image_metrics import psnr, ssim  # noqa: E402
 from analysis.model_mi import bootstrap_mean_ci  # noqa: E402
@@ -38,6 +38,8 @@ SEED = 0
 SHIPPED = "stage3"  # the run exported as assets/default/sftok
 BASELINE_TRAIN_CROPS = 2048  # training crops whose teacher codes build the left-neighbour table
 INFO_IMAGES = 64  # held-out crops for the code-information summary (the screen defaults use the first 8)
+TRAINING_CROPS = 256  # training crops measured beside the held-out ones: how far the models generalise
+TRAIN_SHARDS = ROOT / "workspace" / "data" / "default" / "train-{000000..000019}.tar"
 SEEDED_RUN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 
 
@@ -120,9 +122,8 @@ def across_seeds(per_model: dict[str, dict], members: dict[str, int]) -> dict:
 
 def neighbour_baseline(teacher: MaskGITVQGAN, held_out_codes: torch.Tensor, image_size: int, batch_size: int) -> dict:
     """What a decoder reading its revealed neighbours could reach: a left-neighbour bigram of training codes."""
-    train = ROOT / "workspace" / "data" / "default" / "train-{000000..000019}.tar"
     grids = []
-    for batch in make_eval_loader(str(train), image_size, batch_size):
+    for batch in make_eval_loader(str(TRAIN_SHARDS), image_size, batch_size):
         with torch.inference_mode():
             grids.append(teacher.encode(batch["image"]))
         if sum(len(g) for g in grids) >= BASELINE_TRAIN_CROPS:
@@ -131,6 +132,36 @@ def neighbour_baseline(teacher: MaskGITVQGAN, held_out_codes: torch.Tensor, imag
     ce = left_neighbour_cross_entropy(train_codes, held_out_codes.numpy(), teacher.config.codebook_size)
     return {"left_neighbour_ce_bits": ce, "train_crops": int(train_codes.shape[0]),
             "held_out_crops": int(held_out_codes.shape[0]), "smoothing": 0.1}
+
+
+def first_crops(shards: str, image_size: int, count: int, batch_size: int) -> torch.Tensor:
+    """The first ``count`` crops of ``shards`` in file order (the default dataset's shards mix all photos)."""
+    batches, seen = [], 0
+    for batch in make_eval_loader(shards, image_size, batch_size):
+        batches.append(batch["image"][: count - seen])
+        seen += batches[-1].shape[0]
+        if seen >= count:
+            break
+    return torch.cat(batches)
+
+
+def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: torch.Tensor, batch_size: int) -> dict:
+    """The held-out protocol (PSNR@1/@8, what the tokens tell) on crops of the training photos: a model that
+    reaches a goal here but not on held-out photos is limited by how well it generalises, not by its size."""
+    out: dict = {"crops": int(images.shape[0]),
+                 "teacher": {"psnr": mean_ci(psnr(teacher.decode_codes(teacher.encode(images)), images).tolist())}}
+    for name, model in models.items():
+        rows: dict[str, list[float]] = {"psnr@1": [], "psnr@8": []}
+        for first in range(0, images.shape[0], batch_size):
+            batch = images[first:first + batch_size]
+            ids = encode(model, batch)
+            for k in (1, 8):
+                rows[f"psnr@{k}"].extend(psnr(decode(model, ids, k, seed=SEED + first), batch).tolist())
+        tell = tokens_tell(model, teacher, images[:INFO_IMAGES], batch_size)  # as many crops as held out
+        out[name] = {key: mean_ci(values) for key, values in rows.items()} | {
+            "tokens_bits_per_slot": tell.bits_per_slot()}
+        print(f"  training photos: {name}", flush=True)
+    return out
 
 
 def evaluate(num_images: int, batch_size: int) -> dict:
@@ -200,6 +231,9 @@ def evaluate(num_images: int, batch_size: int) -> dict:
         "teacher_codebook": teacher_usage.result().summary(),
         "code_baseline": neighbour_baseline(teacher, torch.cat(held_out_codes), image_size, batch_size),
     }
+    with torch.inference_mode():
+        result["training_photos"] = training_photos(
+            models, teacher, first_crops(str(TRAIN_SHARDS), image_size, TRAINING_CROPS, batch_size), batch_size)
     samples_dir = ROOT / "assets" / "samples"
     if SHIPPED in models and samples_dir.is_dir() and any(samples_dir.glob("*.png")):
         names, images = load_sample_batch(samples_dir, image_size)

@@ -76,6 +76,24 @@ def test_code_information_on_the_shipped_samples_is_what_the_card_states(model: 
     assert 0 < measured.tokens_bits_per_slot < measured.marginal_entropy_bits  # the tokens tell something, not all
 
 
+def test_the_training_photo_measurement_follows_the_held_out_protocol(model: SFTok, evaluation: dict) -> None:
+    """The card's training-photo columns come from the same decode and code measurement as its held-out ones:
+    run on the shipped samples, they give the samples' stated numbers."""
+    module = load_script("evaluate_default_model")
+    teacher = load_pretrained(ASSETS / "default" / "teacher", strict=True).eval()
+    names, images = module.load_sample_batch(ASSETS / "samples", model.config.image_size)
+    with torch.inference_mode():
+        measured = module.training_photos({"shipped": model.eval()}, teacher, images, batch_size=len(names))
+    stated = evaluation["shipped_samples"]
+    assert measured["crops"] == len(names)
+    for k in (1, 8):
+        mean = sum(stated[f"psnr@{k}"]) / len(names)
+        assert measured["shipped"][f"psnr@{k}"]["mean"] == pytest.approx(mean, abs=TOLERANCE_DB)
+    assert measured["shipped"]["tokens_bits_per_slot"] == pytest.approx(
+        stated["information"]["tokens_bits_per_slot"], abs=0.01)
+    assert 20 < measured["teacher"]["psnr"]["mean"] < 40
+
+
 def test_shipped_generator_samples_match_their_classes_as_the_card_states(model: SFTok) -> None:
     """Regenerate the card's samples and re-score them against the stored class centroids."""
     from analysis.class_match import class_match, colour_histograms

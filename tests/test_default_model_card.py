@@ -36,3 +36,30 @@ def test_seed_verdicts_follow_the_spread(scripts) -> None:
     assert "**vanilla is higher**" in lines["- leave-one-out MI"]
     assert "**no difference can be claimed**" in lines["- what the tokens tell about the teacher's codes"]
     assert "**no difference can be claimed**" in lines["- PSNR@8"]  # equal means, zero spread: no claim
+
+
+def test_training_photo_numbers_sit_beside_the_held_out_ones(scripts) -> None:
+    _, export = scripts
+
+    def stat(mean: float) -> dict:
+        return {"mean": mean, "ci_low": mean - 0.5, "ci_high": mean + 0.5}
+
+    evaluation = {
+        "shipped": "stage3", "protocol": {"information_images": 64},
+        "models": {"stage3": {"psnr@8": stat(16.0)}, "teacher": {"psnr": stat(25.0)}},
+        "information": {"stage3": {"tokens_bits_per_slot": 0.75}},
+        "training_photos": {"crops": 256, "teacher": {"psnr": stat(26.0)},
+                            "stage3": {"psnr@8": stat(19.5), "tokens_bits_per_slot": 1.5}},
+    }
+    section = export.training_photos_section(evaluation, photos=19)
+    row = next(line for line in section.splitlines() if line.startswith("| stage3 |"))
+    assert row == "| stage3 | 19.50 [19.00, 20.00] | 16.00 [15.50, 16.50] | -3.50 | 1.50 | 0.75 |"
+    assert "| teacher (PSNR) | 26.00 [25.50, 26.50] | 25.00 [24.50, 25.50] | -1.00 | - | - |" in section
+    assert "first 256 crops" in section and "from 19 photos" in section
+    assert "PSNR@8 19.50 [19.00, 20.00] dB" in export.training_goals_line(evaluation)
+    bullet = export.limits_bullet(evaluation, photos=19)
+    assert "trained on 19 photos generalises" in bullet and "19.50 dB" in bullet and "16.00 dB" in bullet
+    # an evaluation from before the measurement existed: no section, no sentence, the old reading
+    del evaluation["training_photos"]
+    assert export.training_photos_section(evaluation, photos=19) == "" == export.training_goals_line(evaluation)
+    assert export.limits_bullet(evaluation, photos=19).startswith("- What limits quality is the size")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.code_information import ScreenDefaults, code_information
+from analysis.code_information import ScreenDefaults, code_information, tokens_tell
 from analysis.estimators import entropy
 
 SLOTS, VOCAB = 16, 8  # a 4x4 code grid over 8 codes; mask id = VOCAB
@@ -95,3 +95,18 @@ def test_the_reveal_curve_falls_for_a_decoder_that_reads_revealed_codes(images: 
 def test_too_few_images_for_the_screen_defaults_is_refused(images: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="at least 8"):
         code_information(FakeModel(), Teacher(), images[:5], ScreenDefaults(images=8))
+
+
+def test_tokens_tell_alone_matches_the_full_summary_in_any_batch_size(images: torch.Tensor) -> None:
+    """The evaluation's training-photo measurement: only the tokens' share, the same number as code_information."""
+    codes = Teacher().encode(images).flatten()
+    freq = torch.bincount(codes, minlength=VOCAB).double() / codes.numel()
+    uniform = torch.zeros(VOCAB)  # a decoder that says nothing: log2(8) = 3 bits per code
+    info = code_information(FakeModel(uniform), Teacher(), images, ScreenDefaults(images=8, slots=4))
+    for batch in (5, 24):
+        tell = tokens_tell(FakeModel(uniform), Teacher(), images, batch_size=batch)
+        assert tell.per_image_ce() == pytest.approx([3.0] * 24, abs=1e-5)
+        assert tell.bits_per_slot() == pytest.approx(info.tokens_bits_per_slot, abs=1e-9)
+    plug_in = float(-(freq[freq > 0] * torch.log2(freq[freq > 0])).sum())
+    assert tell.bits_per_slot() == pytest.approx(plug_in - 3.0, abs=0.1)  # negative: worse than the marginal
+    assert tokens_tell(FakeModel(), Teacher(), images).bits_per_slot() == pytest.approx(tell.marginal_bits(), abs=1e-6)
