@@ -28,6 +28,7 @@ from analysis.code_information import ScreenDefaults, code_information, tokens_t
 from analysis.estimators import left_neighbour_cross_entropy  # noqa: E402
 from analysis.image_metrics import psnr, ssim  # noqa: E402
 from analysis.model_mi import bootstrap_mean_ci  # noqa: E402
+from analysis.pixel_baselines import fit_thumbnail_probe, thumbnail_psnr  # noqa: E402
 from analysis.usage import CodebookUsage  # noqa: E402
 from core import MaskGITVQGAN, SFTok, load_pretrained  # noqa: E402
 from trainers.data.loaders import make_eval_loader  # noqa: E402
@@ -40,6 +41,8 @@ BASELINE_TRAIN_CROPS = 2048  # training crops whose teacher codes build the left
 INFO_IMAGES = 64  # held-out crops for the code-information summary (the screen defaults use the first 8)
 TRAINING_CROPS = 256  # training crops measured beside the held-out ones: how far the models generalise
 TRAIN_SHARDS = ROOT / "workspace" / "data" / "default" / "train-{000000..000019}.tar"
+THUMBNAIL_SIZES = (1, 2, 4, 8)  # model-free references: each crop rebuilt from its own s x s thumbnail
+PROBE_CROPS, PROBE_SIZE = 4096, 4  # training crops that fit the thumbnail probe of the shipped model's features
 SEEDED_RUN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 
 
@@ -164,6 +167,32 @@ def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: tor
     return out
 
 
+def thumbnail_references(images: torch.Tensor) -> dict[str, dict[str, float]]:
+    """PSNR of each crop rebuilt from its own s x s thumbnail (s = 1: its mean colour), per size."""
+    return {str(s): mean_ci(thumbnail_psnr(images, s).tolist()) for s in THUMBNAIL_SIZES}
+
+
+def thumbnail_probes(model: SFTok, held_out: torch.Tensor, image_size: int, batch_size: int) -> dict:
+    """Do the model's features carry a crop's layout? Ridge probes from its quantised tokens and from its encoder's
+    continuous outputs to the 4x4 thumbnail, fit on training crops, measured on the held-out ones."""
+    train = first_crops(str(TRAIN_SHARDS), image_size, PROBE_CROPS, batch_size)
+
+    def features(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens, continuous = [], []
+        for first in range(0, images.shape[0], batch_size):
+            batch = images[first:first + batch_size]
+            tokens.append(model.encode(batch, per_image=True)[0].flatten(1))
+            continuous.append(torch.nn.functional.normalize(model.encode_continuous(batch), dim=1).flatten(1))
+        return {"tokens": torch.cat(tokens), "continuous": torch.cat(continuous)}
+
+    fit, measure = features(train), features(held_out)
+    out: dict = {"train_crops": int(train.shape[0]), "thumbnail": PROBE_SIZE, "ridge": 10.0}
+    for key in ("tokens", "continuous"):
+        probe = fit_thumbnail_probe(fit[key], train, PROBE_SIZE, ridge=10.0)
+        out[key] = mean_ci(probe.psnr(measure[key], held_out).tolist())
+    return out
+
+
 def evaluate(num_images: int, batch_size: int) -> dict:
     teacher = load_pretrained(RUNS / "teacher" / "model")
     assert isinstance(teacher, MaskGITVQGAN)
@@ -177,6 +206,7 @@ def evaluate(num_images: int, batch_size: int) -> dict:
     usage = {name: CodebookUsage(m.config.codebook_size, m.config.num_latent_tokens) for name, m in models.items()}
     teacher_usage = CodebookUsage(teacher.config.codebook_size, next(iter(models.values())).config.num_proxy_codes)
     info_images: list[torch.Tensor] = []
+    held_out_images: list[torch.Tensor] = []
     held_out_codes: list[torch.Tensor] = []
     seen = 0
     for batch in make_eval_loader(str(val), image_size, batch_size):
@@ -189,6 +219,7 @@ def evaluate(num_images: int, batch_size: int) -> dict:
             teacher_recon = teacher.decode_codes(codes)
         teacher_usage.update(codes)
         held_out_codes.append(codes)
+        held_out_images.append(images)
         rows = per_image["teacher"]
         rows.setdefault("psnr", []).extend(psnr(teacher_recon, images).tolist())
         rows.setdefault("ssim", []).extend(ssim(teacher_recon, images).tolist())
@@ -231,9 +262,14 @@ def evaluate(num_images: int, batch_size: int) -> dict:
         "teacher_codebook": teacher_usage.result().summary(),
         "code_baseline": neighbour_baseline(teacher, torch.cat(held_out_codes), image_size, batch_size),
     }
+    held_out = torch.cat(held_out_images)
     with torch.inference_mode():
-        result["training_photos"] = training_photos(
-            models, teacher, first_crops(str(TRAIN_SHARDS), image_size, TRAINING_CROPS, batch_size), batch_size)
+        training = first_crops(str(TRAIN_SHARDS), image_size, TRAINING_CROPS, batch_size)
+        result["training_photos"] = training_photos(models, teacher, training, batch_size)
+        result["thumbnails"] = {"held_out": thumbnail_references(held_out), "training": thumbnail_references(training),
+                                "upsampling": "area average down, bicubic up (analysis.pixel_baselines)"}
+        if SHIPPED in models:
+            result["thumbnail_probes"] = thumbnail_probes(models[SHIPPED], held_out, image_size, batch_size)
     samples_dir = ROOT / "assets" / "samples"
     if SHIPPED in models and samples_dir.is_dir() and any(samples_dir.glob("*.png")):
         names, images = load_sample_batch(samples_dir, image_size)

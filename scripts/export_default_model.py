@@ -148,24 +148,26 @@ def goals_table(evaluation: dict) -> str:
 
 
 def training_photos_section(evaluation: dict, photos: int) -> str:
-    """The held-out numbers beside the same protocol on training crops: how much of each goal is generalisation."""
+    """The held-out numbers beside the same protocol on training crops, each also against the teacher on the same
+    crops: what is the photos' difficulty (the teacher's gap too) and what is the tokenizer's own."""
     train = evaluation.get("training_photos")
     if not train:
         return ""
     held, info = evaluation["models"], evaluation["information"]
-    rows = ("| model | PSNR@8, training crops | PSNR@8, held-out | held-out - training | tokens tell, training "
-            "(bits/slot) | tokens tell, held-out |\n|---|---|---|---|---|---|\n")
-    for name in sorted(n for n in train if n in info):
-        t, h = train[name]["psnr@8"]["mean"], held[name]["psnr@8"]["mean"]
-        rows += (f"| {name} | {with_ci(train[name]['psnr@8'])} | {with_ci(held[name]['psnr@8'])} | {fmt(h - t)} | "
-                 f"{fmt(train[name]['tokens_bits_per_slot'])} | {fmt(info[name]['tokens_bits_per_slot'])} |\n")
     teacher_t, teacher_h = train["teacher"]["psnr"], held["teacher"]["psnr"]
-    rows += (f"| teacher (PSNR) | {with_ci(teacher_t)} | {with_ci(teacher_h)} | "
-             f"{fmt(teacher_h['mean'] - teacher_t['mean'])} | - | - |\n")
+    rows = ("| model | PSNR@8, training crops | PSNR@8, held-out | below the teacher, training | below the teacher, "
+            "held-out | tokens tell, training (bits/slot) | tokens tell, held-out |\n|---|---|---|---|---|---|---|\n")
+    for name in sorted(n for n in train if n in info):
+        t, h = train[name]["psnr@8"], held[name]["psnr@8"]
+        rows += (f"| {name} | {with_ci(t)} | {with_ci(h)} | {fmt(teacher_t['mean'] - t['mean'])} | "
+                 f"{fmt(teacher_h['mean'] - h['mean'])} | {fmt(train[name]['tokens_bits_per_slot'])} | "
+                 f"{fmt(info[name]['tokens_bits_per_slot'])} |\n")
+    rows += f"| teacher (PSNR) | {with_ci(teacher_t)} | {with_ci(teacher_h)} | - | - | - | - |\n"
     return f"""## Training photos against held-out photos
-The same protocol on the first {train['crops']} crops of the training shards (every training photo; tokens tell: the
-first {evaluation['protocol']['information_images']} of them, as many as held out). A goal met here but not on the
-held-out photos is limited by how far the model generalises from {photos} photos, not by its size.
+The same protocol on the first {train['crops']} crops of the training shards (all {photos} training photos; tokens
+tell: the first {evaluation['protocol']['information_images']} of them, as many as held out). The teacher row (a
+convolutional autoencoder of 4x4-pixel patches, trained on the same photos) says how much harder the held-out photos
+are for a model of their local detail; "below the teacher" is what the tokenizer loses on top, on each set.
 
 {rows}"""
 
@@ -175,9 +177,10 @@ def training_goals_line(evaluation: dict) -> str:
     train = evaluation.get("training_photos", {}).get(evaluation["shipped"])
     if not train:
         return ""
+    teacher = evaluation["training_photos"]["teacher"]["psnr"]["mean"]
     return (f"On crops of its training photos the shipped model reaches PSNR@8 {with_ci(train['psnr@8'])} dB and its "
-            f"tokens tell {fmt(train['tokens_bits_per_slot'])} bits/slot (section \"Training photos against held-out "
-            "photos\").\n")
+            f"tokens tell {fmt(train['tokens_bits_per_slot'])} bits/slot, but its teacher reaches {fmt(teacher)} dB "
+            "there: those photos are easier (section \"Training photos against held-out photos\").\n")
 
 
 def card(evaluation: dict) -> str:
@@ -270,6 +273,7 @@ teacher's own codes and asks the decoder for the rest: a decoder that reads reve
 
 {information_table(evaluation['information'])}
 {training_photos_section(evaluation, photo_count())}
+{thumbnails_section(evaluation)}
 ## SFVR against vanilla (stage 2)
 {seeds_section(evaluation['seeds'])}
 
@@ -346,19 +350,67 @@ def curve_text(name: str) -> str:
     return ", ".join(f"{v:.2f} (step {s})" for s, v in eval_curve(name))
 
 
+SAME_GAP_DB = 1.0  # gaps to the teacher on training and held-out crops closer than this read as "about as far"
+
+
+def thumbnails_section(evaluation: dict) -> str:
+    """Model-free reference points: each crop rebuilt from its own s x s thumbnail, and what the shipped model's
+    features tell a linear probe about that thumbnail."""
+    refs = evaluation.get("thumbnails")
+    if not refs:
+        return ""
+    sizes = list(refs["held_out"])
+    head = "| crops | " + " | ".join(f"{s}x{s}" + (" (mean colour)" if s == "1" else "") for s in sizes) + " |"
+    rows = "\n".join(f"| {label} | " + " | ".join(with_ci(refs[key][s]) for s in sizes) + " |"
+                     for label, key in (("held-out", "held_out"), ("training", "training")))
+    text = f"""## Reference points without a model
+PSNR (dB, Y) of each crop rebuilt from its own s x s thumbnail ({refs['upsampling']}): what 3 s^2 numbers per
+crop already reach; 64 tokens of a 1024-code codebook hold 640 bits.
+
+{head}
+|---|{"---|" * len(sizes)}
+{rows}
+"""
+    probes = evaluation.get("thumbnail_probes")
+    if probes:
+        size = probes["thumbnail"]
+        text += f"""
+A ridge probe (ridge {probes['ridge']:g}) fit on {probes['train_crops']} training crops reads the {size}x{size} thumbnail off the
+shipped model's features; rebuilt from what it reads, the held-out crops score {with_ci(probes['tokens'])} dB from the 64
+quantised token vectors and {with_ci(probes['continuous'])} dB from the encoder's continuous outputs, against
+{with_ci(refs['held_out']['1'])} dB for each crop's own mean colour and {with_ci(refs['held_out'][str(size)])} dB for its own
+{size}x{size} thumbnail.
+"""
+    return text
+
+
 def limits_bullet(evaluation: dict, photos: int) -> str:
-    """The first reading: what limits quality, from the training-photo measurement when there is one."""
+    """The first reading: what limits quality, from the reference points and the training-photo measurement."""
     shipped = evaluation["shipped"]
-    train = evaluation.get("training_photos", {}).get(shipped)
-    if not train:
+    train, refs = evaluation.get("training_photos"), evaluation.get("thumbnails")
+    if not train or shipped not in train or not refs:
         return "- What limits quality is the size of this model and of its data, not the length of training."
-    held, info = evaluation["models"][shipped], evaluation["information"][shipped]
-    return (f"- What limits quality is how far a tokenizer trained on {photos} photos generalises, not its size "
-            f"nor the\n  length of training. On crops of its training photos the shipped model reaches PSNR@8 "
-            f"{fmt(train['psnr@8']['mean'])} dB\n  and its tokens tell {fmt(train['tokens_bits_per_slot'])} bits/slot; on "
-            f"the held-out photos {fmt(held['psnr@8']['mean'])} dB and\n  {fmt(info['tokens_bits_per_slot'])} bits/slot "
-            "(section \"Training photos against held-out photos\"): the\n  capacity for the quality goals is there, the "
-            "photos to learn image statistics that transfer are not.")
+    held, info = evaluation["models"], evaluation["information"][shipped]
+    t, h = train[shipped]["psnr@8"]["mean"], held[shipped]["psnr@8"]["mean"]
+    mean_t, mean_h = refs["training"]["1"]["mean"], refs["held_out"]["1"]["mean"]
+    teacher_t, teacher_h = train["teacher"]["psnr"]["mean"], held["teacher"]["psnr"]["mean"]
+    extra = (teacher_h - h) - (teacher_t - t)  # what the tokenizer loses on held-out photos beyond the teacher's loss
+    behind = ("about as far behind on both sets" if abs(extra) < SAME_GAP_DB else
+              f"{fmt(abs(extra))} dB {'further' if extra > 0 else 'less far'} behind on the held-out photos")
+    probe = evaluation.get("thumbnail_probes", {})
+    probe_text = (f" A linear probe reads no layout off its features either ({fmt(probe['tokens']['mean'])} dB from the "
+                  f"tokens, {fmt(probe['continuous']['mean'])} from\n  the encoder's outputs, section \"Reference points "
+                  "without a model\").") if probe else ""
+    return (f"- What limits quality is what this recipe learns, not what 64 tokens can hold. Each held-out crop "
+            f"rebuilt from its\n  own mean colour scores {fmt(mean_h)} dB, from a 2x2 thumbnail (12 numbers) "
+            f"{fmt(refs['held_out']['2']['mean'])} dB; the shipped model scores {fmt(h)}\n  dB ({fmt(t)} on training "
+            f"crops, whose mean colour alone scores {fmt(mean_t)}): its reconstructions carry about a crop's mean\n  "
+            f"colour, not its layout.{probe_text} On crops of its {photos} training photos its tokens tell "
+            f"{fmt(train[shipped]['tokens_bits_per_slot'])}\n  bits/slot about the teacher's codes (held out: "
+            f"{fmt(info['tokens_bits_per_slot'])}), partly which photo a crop shows, which does not transfer. The\n  "
+            f"held-out photos are harder pictures: the teacher loses {fmt(teacher_t - teacher_h)} dB on them too "
+            f"({fmt(teacher_t)} -> {fmt(teacher_h)}), and\n  measured against its teacher the tokenizer is {behind} "
+            f"({fmt(teacher_t - t)} and {fmt(teacher_h - h)} dB).")
 
 
 def reading(evaluation: dict) -> str:
@@ -382,7 +434,7 @@ def reading(evaluation: dict) -> str:
   {fmt(info['tokens_bits_per_image'], 0)} bits per image about the teacher's held-out codes (cross-entropy
   {fmt(info['tokens_bits_per_slot'])} bits/slot below the marginal), of the {capacity:.0f} bits 64 tokens of a
   {evaluation['codebook'][shipped]['codebook_size']}-code codebook can hold. PSNR@8 stays at {fmt(m['psnr@8']['mean'])} dB
-  against the 19 dB goal; the teacher alone (a convolutional autoencoder: local statistics, which transfer) reaches
+  against the 19 dB goal; the teacher alone reaches
   {fmt(evaluation['models']['teacher']['psnr']['mean'])} dB.
 - What the decode steps get: multi-step decoding pays off by the information the codes share given the tokens,
   I(m_i; m_rest | Z_q) (the paper's argument). Measured leave-one-out on this model it is

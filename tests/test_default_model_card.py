@@ -53,13 +53,31 @@ def test_training_photo_numbers_sit_beside_the_held_out_ones(scripts) -> None:
     }
     section = export.training_photos_section(evaluation, photos=19)
     row = next(line for line in section.splitlines() if line.startswith("| stage3 |"))
-    assert row == "| stage3 | 19.50 [19.00, 20.00] | 16.00 [15.50, 16.50] | -3.50 | 1.50 | 0.75 |"
-    assert "| teacher (PSNR) | 26.00 [25.50, 26.50] | 25.00 [24.50, 25.50] | -1.00 | - | - |" in section
-    assert "first 256 crops" in section and "from 19 photos" in section
-    assert "PSNR@8 19.50 [19.00, 20.00] dB" in export.training_goals_line(evaluation)
+    # 26.0 - 19.5 below the teacher on training crops, 25.0 - 16.0 on held-out ones
+    assert row == "| stage3 | 19.50 [19.00, 20.00] | 16.00 [15.50, 16.50] | 6.50 | 9.00 | 1.50 | 0.75 |"
+    assert "| teacher (PSNR) | 26.00 [25.50, 26.50] | 25.00 [24.50, 25.50] | - | - | - | - |" in section
+    assert "first 256 crops" in section and "all 19 training photos" in section
+    line = export.training_goals_line(evaluation)
+    assert "PSNR@8 19.50 [19.00, 20.00] dB" in line and "teacher reaches 26.00 dB" in line
+    assert export.limits_bullet(evaluation, photos=19).startswith("- What limits quality is the size")  # no references
+    evaluation["thumbnails"] = {"held_out": {"1": stat(16.5), "2": stat(18.5)}, "training": {"1": stat(19.9), "2": stat(21.0)},
+                                "upsampling": "area down, bicubic up"}
+    evaluation["thumbnail_probes"] = {"thumbnail": 2, "ridge": 10.0, "train_crops": 4096, "tokens": stat(16.2),
+                                      "continuous": stat(16.4)}
     bullet = export.limits_bullet(evaluation, photos=19)
-    assert "trained on 19 photos generalises" in bullet and "19.50 dB" in bullet and "16.00 dB" in bullet
+    assert "own mean colour scores 16.50 dB, from a 2x2 thumbnail (12 numbers) 18.50 dB" in bullet
+    assert "shipped model scores 16.00\n  dB (19.50 on training crops, whose mean colour alone scores 19.90)" in bullet
+    assert "(16.20 dB from the tokens, 16.40 from" in bullet and "its 19 training photos" in bullet
+    assert "loses 1.00 dB on them too (26.00 -> 25.00)" in bullet
+    assert "2.50 dB further behind on the held-out photos (6.50 and 9.00 dB)" in bullet
+    evaluation["models"]["stage3"]["psnr@8"] = stat(18.0)  # 7.0 below the teacher held out, 6.5 on training crops
+    assert "about as far behind on both sets (6.50 and 7.00 dB)" in export.limits_bullet(evaluation, photos=19)
+    section = export.thumbnails_section(evaluation)
+    assert "| held-out | 16.50 [16.00, 17.00] | 18.50 [18.00, 19.00] |" in section and "1x1 (mean colour)" in section
+    assert "16.20 [15.70, 16.70] dB from the 64\nquantised token vectors" in section
     # an evaluation from before the measurement existed: no section, no sentence, the old reading
-    del evaluation["training_photos"]
+    for key in ("training_photos", "thumbnails", "thumbnail_probes"):
+        evaluation.pop(key, None)
     assert export.training_photos_section(evaluation, photos=19) == "" == export.training_goals_line(evaluation)
+    assert export.thumbnails_section(evaluation) == ""
     assert export.limits_bullet(evaluation, photos=19).startswith("- What limits quality is the size")
