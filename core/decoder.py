@@ -58,6 +58,17 @@ class MultiStepDecoder(nn.Module):
         table[: self.vocab_size] = std * torch.randn(self.vocab_size, table.shape[1], generator=generator).to(table)
 
     @torch.no_grad()
+    def reset_mask_embedding(self, generator: torch.Generator | None = None, std: float = 0.02) -> None:
+        """Draw the mask row of the input table anew from N(0, std).
+
+        In stage 1 every slot holds the mask row; at PyTorch's N(0, 1) it is ~sqrt(width) times longer than a
+        slot's position, so after the first LayerNorm the slots barely differ from one another.
+        """
+        table = self.learnable_embedding.weight
+        rows = table.shape[0] - self.vocab_size
+        table[self.vocab_size:] = std * torch.randn(rows, table.shape[1], generator=generator).to(table)
+
+    @torch.no_grad()
     def add_sincos_slot_positions(self) -> None:
         """Add a 2-D sine-cosine grid to the slots' positional embeddings (the class row is left alone).
 

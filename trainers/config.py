@@ -92,6 +92,10 @@ class DecoderInitConfig:
 
     reset_code_embeddings: bool = False  # code rows of the input table -> N(0, 0.02) (stage 1 never trained them)
     sincos_slot_positions: bool = False  # add a 2-D sine-cosine grid to the slots' positional embeddings
+    reset_mask_embedding: bool = False  # the mask row -> N(0, 0.02), so positions tell stage 1's all-masked slots apart
+
+    def any(self) -> bool:
+        return self.reset_code_embeddings or self.sincos_slot_positions or self.reset_mask_embedding
 
 
 @dataclass
@@ -229,7 +233,7 @@ class TrainConfig:
         if not self.data.train_shards:
             raise ConfigError("data.train_shards: required (a shard path, brace pattern or list)")
         init = self.decoder_init
-        if (init.reset_code_embeddings or init.sincos_slot_positions) and self.stage not in ("1", "2"):
+        if init.any() and self.stage not in ("1", "2"):
             raise ConfigError(f"decoder_init: applies to stages 1 and 2 only, not stage {self.stage!r}")
         model_cfg = self.model_config()
         if self.stage == "generator":

@@ -134,6 +134,8 @@ def _tokenizer_for_stage(cfg: TrainConfig, device: torch.device, teacher: MaskGI
         load_weights(tok, state, strict=True, source=cfg.init_weights)
     if cfg.decoder_init.reset_code_embeddings:
         tok.decoder.reset_code_embeddings(torch.Generator().manual_seed(cfg.seed))
+    if cfg.decoder_init.reset_mask_embedding:
+        tok.decoder.reset_mask_embedding(torch.Generator().manual_seed(cfg.seed + 1))
     if cfg.decoder_init.sincos_slot_positions:
         tok.decoder.add_sincos_slot_positions()
     return tok.to(device)

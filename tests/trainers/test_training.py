@@ -302,6 +302,21 @@ def test_decoder_init_redraws_the_code_table_and_adds_grid_positions(shards: dic
     assert float(grid[0] @ grid[1]) > float(grid[0] @ grid[-1])
 
 
+def test_decoder_init_can_shrink_stage_one_mask_row(shards: dict[str, str], chain: dict) -> None:
+    """Stage 1 from scratch: only the mask row is redrawn (seeded by the run's seed), the code rows stay as built."""
+    from trainers.stages import build_stage
+
+    base = [f"teacher_path={chain['teacher'] / 'model'}", "seed=11", "model.weight_init=pytorch"]
+    shrunk = build_stage(load_config("1", None, overrides(shards, *base, "decoder_init.reset_mask_embedding=true")),
+                         torch.device("cpu")).saved_model.decoder
+    table, vocab = shrunk.learnable_embedding.weight.detach(), shrunk.vocab_size
+    expected = 0.02 * torch.randn(1, table.shape[1], generator=torch.Generator().manual_seed(12))
+    assert torch.equal(table[vocab:], expected)
+    # the code rows keep PyTorch's N(0, 1), ~sqrt(width) times a slot position's length; the mask row is far shorter
+    positions = shrunk.learnable_embedding_positional_embedding[1:].norm(dim=1).mean()
+    assert table[:vocab].norm(dim=1).mean() > 5 * positions > 5 * table[vocab].norm()
+
+
 def test_decoder_init_is_not_applied_again_on_resume(shards: dict[str, str], chain: dict, tmp_path: Path) -> None:
     extra = [f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['1'] / 'model'}", "max_steps=8",
              "save_every=100", "decoder_init.reset_code_embeddings=true", "decoder_init.sincos_slot_positions=true"]
@@ -312,3 +327,6 @@ def test_decoder_init_outside_stages_1_and_2_is_rejected(shards: dict[str, str],
     with pytest.raises(ConfigError, match="decoder_init"):
         load_config("3", None, overrides(shards, f"init_weights={chain['2'] / 'model'}",
                                          "decoder_init.sincos_slot_positions=true"))
+    with pytest.raises(ConfigError, match="decoder_init"):
+        load_config("3", None, overrides(shards, f"init_weights={chain['2'] / 'model'}",
+                                         "decoder_init.reset_mask_embedding=true"))
