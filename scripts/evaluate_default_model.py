@@ -267,7 +267,7 @@ def evaluate(num_images: int, batch_size: int) -> dict:
         training = first_crops(str(TRAIN_SHARDS), image_size, TRAINING_CROPS, batch_size)
         result["training_photos"] = training_photos(models, teacher, training, batch_size)
         result["thumbnails"] = {"held_out": thumbnail_references(held_out), "training": thumbnail_references(training),
-                                "upsampling": "area average down, bicubic up (analysis.pixel_baselines)"}
+                                "upsampling": "area average down, bicubic up"}
         if SHIPPED in models:
             result["thumbnail_probes"] = thumbnail_probes(models[SHIPPED], held_out, image_size, batch_size)
     samples_dir = ROOT / "assets" / "samples"

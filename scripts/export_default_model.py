@@ -364,8 +364,8 @@ def thumbnails_section(evaluation: dict) -> str:
     rows = "\n".join(f"| {label} | " + " | ".join(with_ci(refs[key][s]) for s in sizes) + " |"
                      for label, key in (("held-out", "held_out"), ("training", "training")))
     text = f"""## Reference points without a model
-PSNR (dB, Y) of each crop rebuilt from its own s x s thumbnail ({refs['upsampling']}): what 3 s^2 numbers per
-crop already reach; 64 tokens of a 1024-code codebook hold 640 bits.
+PSNR (dB, Y) of each crop rebuilt from its own s x s thumbnail by `analysis.pixel_baselines` ({refs['upsampling']}):
+what 3 s^2 numbers per crop already reach; 64 tokens of a 1024-code codebook hold 640 bits.
 
 {head}
 |---|{"---|" * len(sizes)}
@@ -398,7 +398,7 @@ def limits_bullet(evaluation: dict, photos: int) -> str:
     behind = ("about as far behind on both sets" if abs(extra) < SAME_GAP_DB else
               f"{fmt(abs(extra))} dB {'further' if extra > 0 else 'less far'} behind on the held-out photos")
     probe = evaluation.get("thumbnail_probes", {})
-    probe_text = (f" A linear probe reads no layout off its features either ({fmt(probe['tokens']['mean'])} dB from the "
+    probe_text = (f" A linear probe reads little layout off its features either ({fmt(probe['tokens']['mean'])} dB from the "
                   f"tokens, {fmt(probe['continuous']['mean'])} from\n  the encoder's outputs, section \"Reference points "
                   "without a model\").") if probe else ""
     return (f"- What limits quality is what this recipe learns, not what 64 tokens can hold. Each held-out crop "
