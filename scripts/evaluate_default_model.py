@@ -39,10 +39,10 @@ SEED = 0
 SHIPPED = "stage3"  # the run exported as assets/default/sftok
 BASELINE_TRAIN_CROPS = 2048  # training crops whose teacher codes build the left-neighbour table
 INFO_IMAGES = 64  # held-out crops for the code-information summary (the screen defaults use the first 8)
-TRAINING_CROPS = 256  # training crops measured beside the held-out ones: how far the models generalise
+TRAINING_CROPS = 256  # training crops measured beside the held-out ones (and the teacher on them)
 TRAIN_SHARDS = ROOT / "workspace" / "data" / "default" / "train-{000000..000019}.tar"
 THUMBNAIL_SIZES = (1, 2, 4, 8)  # model-free references: each crop rebuilt from its own s x s thumbnail
-PROBE_CROPS, PROBE_SIZE = 4096, 4  # training crops that fit the thumbnail probe of the shipped model's features
+PROBE_CROPS, PROBE_SIZE, PROBE_RIDGE = 4096, 4, 10.0  # the thumbnail probe of the shipped model's features
 SEEDED_RUN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 
 
@@ -149,8 +149,8 @@ def first_crops(shards: str, image_size: int, count: int, batch_size: int) -> to
 
 
 def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: torch.Tensor, batch_size: int) -> dict:
-    """The held-out protocol (PSNR@1/@8, what the tokens tell) on crops of the training photos: a model that
-    reaches a goal here but not on held-out photos is limited by how well it generalises, not by its size."""
+    """The held-out protocol (PSNR@1/@8, what the tokens tell) on crops of the training photos, with the teacher on
+    the same crops: it tells harder held-out photos (the teacher drops too) from what a model does not carry over."""
     out: dict = {"crops": int(images.shape[0]),
                  "teacher": {"psnr": mean_ci(psnr(teacher.decode_codes(teacher.encode(images)), images).tolist())}}
     for name, model in models.items():
@@ -186,9 +186,9 @@ def thumbnail_probes(model: SFTok, held_out: torch.Tensor, image_size: int, batc
         return {"tokens": torch.cat(tokens), "continuous": torch.cat(continuous)}
 
     fit, measure = features(train), features(held_out)
-    out: dict = {"train_crops": int(train.shape[0]), "thumbnail": PROBE_SIZE, "ridge": 10.0}
+    out: dict = {"train_crops": int(train.shape[0]), "thumbnail": PROBE_SIZE, "ridge": PROBE_RIDGE}
     for key in ("tokens", "continuous"):
-        probe = fit_thumbnail_probe(fit[key], train, PROBE_SIZE, ridge=10.0)
+        probe = fit_thumbnail_probe(fit[key], train, PROBE_SIZE, ridge=PROBE_RIDGE)
         out[key] = mean_ci(probe.psnr(measure[key], held_out).tolist())
     return out
 
