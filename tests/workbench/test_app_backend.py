@@ -1,6 +1,7 @@
 """Backend of the app without a browser: workspace guard, model registry, decode cache, renders, forms."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from analysis.pixel_baselines import thumbnail_psnr
 from core import SFTok, create_config, load_pretrained, save_pretrained
 from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError, TraceExpired
 from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
@@ -16,6 +18,7 @@ from workbench.services.model_registry import DEFAULT_GENERATOR_DIR, ModelRegist
 from workbench.io.workspace import PathRefused, Workspace
 from workbench.services.step_pictures import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
 from workbench.services.reconstruction import edit_token, nearest_codes, reconstruct_file
+from workbench.ui.components.step_scrubber import curve_note
 from workbench.services.training_form import FormError, LaunchForm, parse_extra, parse_grid, shard_spec
 
 
@@ -112,6 +115,9 @@ def test_trace_matches_the_model_and_is_cached(service, sample_dir, tiny_model_d
     expected = tensor_to_uint8(model.reconstruct(image, 8, 1.0, torch.Generator().manual_seed(7)))[0]
     assert np.abs(trace.final.astype(int) - expected.astype(int)).max() <= 1
     assert set(trace.metrics) == {"PSNR (dB)", "SSIM"} and trace.metrics["PSNR (dB)"].shape == (8,)
+    # model-free scale: the input rebuilt from its own mean colour and 4x4 thumbnail
+    assert trace.thumbnail_psnr == pytest.approx({s: float(thumbnail_psnr(image, s)[0]) for s in (1, 4)})
+    assert 5 < trace.thumbnail_psnr[1] < trace.thumbnail_psnr[4] < 60
     decodes = service.decodes
     again = reconstruct_file(service, "default", sample_dir / "chelsea.png", settings)
     assert service.decodes == decodes and again.trace_key == rec.trace_key
@@ -216,3 +222,18 @@ def test_training_form_maps_fields_to_overrides(workspace):
         parse_extra("no equals sign")
     assert parse_grid("optim.lr=1e-4, 3e-4\nsfvr.enabled=true,false") == {"optim.lr": [1e-4, 3e-4],
                                                                          "sfvr.enabled": [True, False]}
+
+
+def test_curve_note_places_the_last_step_against_the_image_thumbnails(service, sample_dir):
+    trace = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(4, 1.0, 0)).trace
+
+    def note(psnr: list[float], thumbnails: dict[int, float]) -> str:
+        return curve_note(dataclasses.replace(trace, metrics={"PSNR (dB)": np.array(psnr)}, thumbnail_psnr=thumbnails))
+
+    below = note([15.0, 14.0], {1: 16.0, 4: 20.0})
+    assert "PSNR peaks at step 1 (15.00 dB) and falls to 14.00 dB" in below
+    assert "from its mean colour 16.00 dB, a 4x4 thumbnail 20.00 dB." in below
+    assert "The last step (14.00 dB) is further from the image than its mean colour" in below
+    above = note([17.0, 18.0], {1: 16.0, 4: 20.0})
+    assert "peaks" not in above and "further" not in above and "mean colour 16.00 dB" in above
+    assert note([17.0, 18.0], {}) == ""  # nothing to compare with (a generated image has no input)

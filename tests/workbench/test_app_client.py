@@ -46,6 +46,9 @@ def test_sample_reconstruction_and_scrubbing(fresh):
     assert frames["info"][7].count("mean confidence") == 1
     assert "<b>Step 8 / 8</b>" in out["scrubber"]  # the last step is what shows first
     assert '"title": {"text": "Per-step metrics"' in out["curve"]["plot"]
+    # the PSNR comes with the image's own mean colour and 4x4 thumbnail for scale, said in words
+    assert "For scale, this image rebuilt without a model from its mean colour " in out["note"]
+    assert "a 4x4 thumbnail" in out["note"]
     # more steps: the frames follow the decode
     more = named(fresh.predict("chelsea", "default", 12, 1.0, 3, "confidence", api_name="/reconstruct_sample"))
     assert frames_of(more["scrubber"])["steps"] == 12

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from analysis.image_metrics import psnr, ssim
+from analysis.pixel_baselines import thumbnail_psnr
 from core import MaskGITGenerator, SFTok
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
@@ -24,6 +25,7 @@ from workbench.services.model_registry import ModelRegistry
 from workbench.services.traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
 
 MAX_TEMPERATURE = 10.0
+REFERENCE_THUMBNAILS = (1, 4)  # the upload rebuilt from its mean colour and from a 4x4 thumbnail: scale for its PSNR
 StepMetricFn = Callable[[torch.Tensor, torch.Tensor], dict[str, np.ndarray]]
 
 
@@ -89,8 +91,9 @@ def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings
         final = model.render_codes(records[-1].ids_out)
         label = "soft preview through the frozen teacher (final image: hard codes)"
     metrics = step_metrics(previews, reference)
+    references = {s: float(thumbnail_psnr(reference, s)[0]) for s in REFERENCE_THUMBNAILS}
     return trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
-                                   ids[0].numpy().copy(), label, metrics)
+                                   ids[0].numpy().copy(), label, metrics, references)
 
 
 @torch.no_grad()

@@ -34,6 +34,8 @@ class StepTrace:
     tokens: np.ndarray  # (N,) int: the latent token ids that were decoded
     preview_label: str  # how previews were rendered (shown in the UI)
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (T,) per-step values
+    # PSNR (dB) of the input rebuilt from its own s x s thumbnail, keyed by s: model-free scale for the PSNR curve
+    thumbnail_psnr: dict[int, float] = field(default_factory=dict)
 
     @property
     def num_steps(self) -> int:
@@ -59,7 +61,8 @@ def grid_side_of(num_cells: int) -> int:
 
 def trace_from_decode_steps(records: Sequence[DecodeStep], mask_id: int, previews: np.ndarray, final: np.ndarray,
                             tokens: np.ndarray, preview_label: str,
-                            metrics: dict[str, np.ndarray] | None = None) -> StepTrace:
+                            metrics: dict[str, np.ndarray] | None = None,
+                            thumbnail_psnr: dict[int, float] | None = None) -> StepTrace:
     """First batch element of ``SFTok.decode_steps`` records as a :class:`StepTrace`."""
     return StepTrace(
         grid_side=grid_side_of(records[0].ids_out.shape[1]), mask_id=mask_id,
@@ -68,7 +71,8 @@ def trace_from_decode_steps(records: Sequence[DecodeStep], mask_id: int, preview
         confidence=_stack([r.confidence for r in records], np.float32),
         entropy=_stack([r.entropy for r in records], np.float32),
         temperature=np.array([r.temperature for r in records], dtype=np.float32),
-        previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}))
+        previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}),
+        thumbnail_psnr=dict(thumbnail_psnr or {}))
 
 
 def trace_from_generator_steps(steps: Sequence[StepOutput], mask_id: int, previews: np.ndarray, final: np.ndarray,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from workbench.services.decoding import DecodeService, TraceExpired
 from workbench.services.lru import LRU
@@ -73,16 +74,33 @@ def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str) -> 
 
 
 def curve_note(trace: StepTrace) -> str:
-    """A sentence for per-step numbers that look wrong (PSNR falling with more steps)."""
+    """Sentences for the per-step PSNR: a fall with more steps, and the image's own thumbnails for scale."""
     psnr = trace.metrics.get("PSNR (dB)")
-    if psnr is None or len(psnr) < 2:
+    if psnr is None or len(psnr) == 0:
         return ""
+    return " ".join(filter(None, (_falling_note(psnr), _scale_note(float(psnr[-1]), trace.thumbnail_psnr))))
+
+
+def _falling_note(psnr: np.ndarray) -> str:
     best = int(psnr.argmax())
-    if best == len(psnr) - 1 or float(psnr[best] - psnr[-1]) < 0.05:
+    if len(psnr) < 2 or best == len(psnr) - 1 or float(psnr[best] - psnr[-1]) < 0.05:
         return ""
     return (f"PSNR peaks at step {best + 1} ({float(psnr[best]):.2f} dB) and falls to {float(psnr[-1]):.2f} dB at the "
             "last step. Not a bug: early previews are soft averages over many codes, which score well on PSNR; "
             "later steps commit to single codes with sharper, not always closer, detail.")
+
+
+def _scale_note(final: float, thumbnails: dict[int, float]) -> str:
+    """Where the last step's PSNR sits against the image rebuilt from its own s x s thumbnails (no model)."""
+    if not thumbnails:
+        return ""
+    scale = ", ".join(f"{'its mean colour' if s == 1 else f'a {s}x{s} thumbnail'} {v:.2f} dB"
+                      for s, v in sorted(thumbnails.items()))
+    text = f"For scale, this image rebuilt without a model from {scale}."
+    if 1 in thumbnails and final < thumbnails[1]:
+        text += (f" The last step ({final:.2f} dB) is further from the image than its mean colour: the decode "
+                 "gets less of it right than one flat colour would.")
+    return text
 
 
 class StepScrubber:
