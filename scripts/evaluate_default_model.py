@@ -125,13 +125,9 @@ def across_seeds(per_model: dict[str, dict], members: dict[str, int]) -> dict:
 
 def neighbour_baseline(teacher: MaskGITVQGAN, held_out_codes: torch.Tensor, image_size: int, batch_size: int) -> dict:
     """What a decoder reading its revealed neighbours could reach: a left-neighbour bigram of training codes."""
-    grids = []
-    for batch in make_eval_loader(str(TRAIN_SHARDS), image_size, batch_size):
-        with torch.inference_mode():
-            grids.append(teacher.encode(batch["image"]))
-        if sum(len(g) for g in grids) >= BASELINE_TRAIN_CROPS:
-            break
-    train_codes = torch.cat(grids)[:BASELINE_TRAIN_CROPS].numpy()
+    crops = first_crops(str(TRAIN_SHARDS), image_size, BASELINE_TRAIN_CROPS, batch_size)
+    with torch.inference_mode():
+        train_codes = torch.cat([teacher.encode(batch) for batch in crops.split(batch_size)]).numpy()
     ce = left_neighbour_cross_entropy(train_codes, held_out_codes.numpy(), teacher.config.codebook_size)
     return {"left_neighbour_ce_bits": ce, "train_crops": int(train_codes.shape[0]),
             "held_out_crops": int(held_out_codes.shape[0]), "smoothing": 0.1}
@@ -181,8 +177,9 @@ def thumbnail_probes(model: SFTok, held_out: torch.Tensor, image_size: int, batc
         tokens, continuous = [], []
         for first in range(0, images.shape[0], batch_size):
             batch = images[first:first + batch_size]
-            tokens.append(model.encode(batch, per_image=True)[0].flatten(1))
-            continuous.append(torch.nn.functional.normalize(model.encode_continuous(batch), dim=1).flatten(1))
+            z = model.encode_continuous(batch)  # encoded once: the tokens are its quantisation (as SFTok.encode)
+            tokens.append(model.quantize(z, per_image=True)[0].flatten(1))
+            continuous.append(torch.nn.functional.normalize(z, dim=1).flatten(1))
         return {"tokens": torch.cat(tokens), "continuous": torch.cat(continuous)}
 
     fit, measure = features(train), features(held_out)

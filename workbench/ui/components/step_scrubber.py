@@ -83,7 +83,7 @@ def curve_note(trace: StepTrace) -> str:
 
 def _falling_note(psnr: np.ndarray) -> str:
     best = int(psnr.argmax())
-    if len(psnr) < 2 or best == len(psnr) - 1 or float(psnr[best] - psnr[-1]) < 0.05:
+    if best == len(psnr) - 1 or float(psnr[best] - psnr[-1]) < 0.05:  # also a single step
         return ""
     return (f"PSNR peaks at step {best + 1} ({float(psnr[best]):.2f} dB) and falls to {float(psnr[-1]):.2f} dB at the "
             "last step. Not a bug: early previews are soft averages over many codes, which score well on PSNR; "
