@@ -144,11 +144,11 @@ def first_crops(shards: str, image_size: int, count: int, batch_size: int) -> to
     return torch.cat(batches)
 
 
-def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: torch.Tensor, batch_size: int) -> dict:
-    """The held-out protocol (PSNR@1/@8, what the tokens tell) on crops of the training photos, with the teacher on
-    the same crops: it tells harder held-out photos (the teacher drops too) from what a model does not carry over."""
-    out: dict = {"crops": int(images.shape[0]),
-                 "teacher": {"psnr": mean_ci(psnr(teacher.decode_codes(teacher.encode(images)), images).tolist())}}
+def crop_protocol(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: torch.Tensor, batch_size: int,
+                  label: str) -> dict[str, dict]:
+    """Per model: PSNR@1/@8 (decoded with the protocol's seeds) and what its tokens tell about the teacher's codes on
+    the first ``INFO_IMAGES`` of ``images``; the measurement the held-out-against-training comparisons share."""
+    out: dict[str, dict] = {}
     for name, model in models.items():
         rows: dict[str, list[float]] = {"psnr@1": [], "psnr@8": []}
         for first in range(0, images.shape[0], batch_size):
@@ -156,11 +156,19 @@ def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: tor
             ids = encode(model, batch)
             for k in (1, 8):
                 rows[f"psnr@{k}"].extend(psnr(decode(model, ids, k, seed=SEED + first), batch).tolist())
-        tell = tokens_tell(model, teacher, images[:INFO_IMAGES], batch_size)  # as many crops as held out
+        tell = tokens_tell(model, teacher, images[:INFO_IMAGES], batch_size)
         out[name] = {key: mean_ci(values) for key, values in rows.items()} | {
             "tokens_bits_per_slot": tell.bits_per_slot()}
-        print(f"  training photos: {name}", flush=True)
+        print(f"  {label}: {name}", flush=True)
     return out
+
+
+def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: torch.Tensor, batch_size: int) -> dict:
+    """The held-out protocol (PSNR@1/@8, what the tokens tell) on crops of the training photos, with the teacher on
+    the same crops: it tells harder held-out photos (the teacher drops too) from what a model does not carry over."""
+    teacher_psnr = mean_ci(psnr(teacher.decode_codes(teacher.encode(images)), images).tolist())
+    return {"crops": int(images.shape[0]), "teacher": {"psnr": teacher_psnr},
+            **crop_protocol(models, teacher, images, batch_size, "training photos")}
 
 
 def thumbnail_references(images: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -12,6 +12,7 @@ import math
 import platform
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -220,7 +221,7 @@ reconstructs real images. It is a demonstration model: 64x64 px inputs, not Imag
   The shipped tokenizer is the `{shipped}` run.
 - Generator: class-conditional MaskGIT over the 64 tokens (see the last section).
 - Files: `teacher/`, `sftok/` and `generator/` (`config.json` + `model.safetensors`, EMA weights),
-  `evaluation.json`, `generator_evaluation.json`, `generator_samples.png`.
+  `evaluation.json`, `scaling.json`, `generator_evaluation.json`, `generator_samples.png`.
 
 ## Data
 {data_section(proto)}
@@ -281,6 +282,7 @@ teacher's own codes and asks the decoder for the rest: a decoder that reads reve
 {information_table(evaluation['information'])}
 {training_photos_section(evaluation, photo_count())}
 {thumbnails_section(evaluation)}
+{scaling_section(saved_scaling(), timing.get('stage1', (0, None))[1])}
 ## SFVR against vanilla (stage 2)
 {seeds_section(evaluation['seeds'])}
 
@@ -388,6 +390,132 @@ quantised token vectors and {with_ci(probes['continuous'])} dB from the encoder'
     return text
 
 
+TOKENS_GOAL_BITS = 1.5  # issue 15: CE of the codes given the tokens at least this far below their marginal
+
+
+def saved_scaling() -> dict | None:
+    """The scaling measurement shipped beside the card, if it was made."""
+    path = ASSETS / "default" / "scaling.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def doubling_rates(points: list[tuple[int, float]]) -> list[tuple[int, int, float]]:
+    """(from, to, change per doubling) between neighbouring (size, value) points, sizes ascending: how fast a
+    measure grows with steps or photos, interval by interval, so a flattening curve shows as falling rates."""
+    points = sorted(points)
+    return [(a, b, (vb - va) / math.log2(b / a)) for (a, va), (b, vb) in zip(points, points[1:])]
+
+
+def rates_text(rates: list[tuple[int, int, float]], unit: str) -> str:
+    """'+0.30 bits/slot from 800 to 2000 and +0.11 from 2000 to 5000': the unit once, after the first rate."""
+    return " and ".join(f"{rate:+.2f}{' ' + unit if i == 0 else ''} from {a} to {b}" for i, (a, b, rate) in enumerate(rates))
+
+
+def doublings_needed(points: list[tuple[int, float]], goal: float) -> float | None:
+    """Doublings beyond the largest point that reach ``goal`` at the last interval's rate (None: not rising)."""
+    rate = doubling_rates(points)[-1][2]
+    last = max(points)[1]
+    return None if rate <= 0 else max(0.0, (goal - last) / rate)
+
+
+def held_out_points(runs: list[dict], axis: str, measure: str) -> list[tuple[int, float]]:
+    """(steps or photos, held-out value) per run; PSNR is stored with its interval, the bits as a number."""
+    values = [r["held_out"][measure] for r in runs]
+    return [(r[axis], v["mean"] if isinstance(v, dict) else v) for r, v in zip(runs, values)]
+
+
+def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
+    """The scaling runs in words: rates per doubling of steps and of photos, a single run's spread, and how far
+    each lever would have to go to reach the tokens goal at its last rate."""
+    first = [r for r in runs.values() if r.get("seed", 42) == 42]  # repeats only give the spread
+    full = max(r["photos"] for r in first)
+    budget = next(r["steps"] for r in first if r["photos"] != full)  # the photo runs' common length
+    by_steps = [r for r in first if r["photos"] == full]
+    by_photos = sorted((r for r in first if r["steps"] == budget), key=lambda r: r["photos"])
+    tell_steps = held_out_points(by_steps, "steps", "tokens_bits_per_slot")
+    tell_photos = held_out_points(by_photos, "photos", "tokens_bits_per_slot")
+    gaps = ", ".join(f"{r['training']['tokens_bits_per_slot'] - r['held_out']['tokens_bits_per_slot']:.2f}" for r in by_photos)
+    text = (f"Per doubling of the steps on all {full} photos, what the tokens tell about held-out codes changed by "
+            f"{rates_text(doubling_rates(tell_steps), 'bits/slot')} steps (held-out PSNR@8: "
+            f"{rates_text(doubling_rates(held_out_points(by_steps, 'steps', 'psnr@8')), 'dB')}); per doubling of the "
+            f"photos at {budget} steps by {rates_text(doubling_rates(tell_photos), 'bits/slot')} photos, while what they "
+            f"tell on the runs' own training crops beyond held-out ones shrank ({gaps} bits/slot with "
+            f"{', '.join(str(r['photos']) for r in by_photos)} photos).")
+    for name, r in runs.items():
+        if r.get("seed", 42) == 42:
+            continue
+        twin = next(t for t in first if (t["steps"], t["photos"]) == (r["steps"], r["photos"]))
+        tell_moved = abs(r["held_out"]["tokens_bits_per_slot"] - twin["held_out"]["tokens_bits_per_slot"])
+        psnr_moved = abs(r["held_out"]["psnr@8"]["mean"] - twin["held_out"]["psnr@8"]["mean"])
+        text += (f" The repeat `{name}` (seed {r['seed']}) says how far a single run moves: {tell_moved:.2f} bits/slot "
+                 f"and {psnr_moved:.2f} dB on held-out crops.")
+    more_steps = doublings_needed(tell_steps, TOKENS_GOAL_BITS)
+    more_photos = doublings_needed(tell_photos, TOKENS_GOAL_BITS)
+    if more_steps is None:
+        text += " More steps did not raise what the tokens tell at the last interval"
+    else:
+        factor = 2 ** more_steps
+        hours = factor * stage1_minutes / 60 if stage1_minutes else None
+        span = "" if hours is None else (f", about {hours:.0f} hours" if hours < 48 else f", about {hours / 24:.0f} days")
+        text += (f" At the last interval's rate the goal of {TOKENS_GOAL_BITS} bits/slot needs about {more_steps:.1f} "
+                 f"more doublings of the steps ({factor:,.0f} times the recipe's {max(tell_steps)[0]}{span} of one core "
+                 "for stage 1 alone)")
+        rates = [rate for *_, rate in doubling_rates(tell_steps)]
+        text += ", and that rate is falling" if rates[-1] < rates[0] else ""
+    if more_photos is None:
+        return text + "; more photos did not raise it either."
+    text += (f"; at the photos' last rate it needs about {more_photos:.1f} doublings of the photos (about "
+             f"{full * 2 ** more_photos:.0f} photos at {budget} steps). Rough extrapolations from single runs")
+    lever = more_steps is None or more_photos < more_steps
+    return text + ("; they say distinct photos move this recipe further than steps do." if lever else ".")
+
+
+def scaling_summary(scaling: dict | None) -> str:
+    """One sentence for the card's first reading: held-out tokens tell along both levers, pointing at the section."""
+    if not scaling:
+        return ""
+    first = [r for r in scaling["runs"].values() if r.get("seed", 42) == 42]
+    full = max(r["photos"] for r in first)
+    budget = next(r["steps"] for r in first if r["photos"] != full)
+    photos = sorted(held_out_points([r for r in first if r["steps"] == budget], "photos", "tokens_bits_per_slot"))
+    steps = sorted(held_out_points([r for r in first if r["photos"] == full], "steps", "tokens_bits_per_slot"))
+
+    def series(points: list[tuple[int, float]]) -> tuple[str, str]:
+        return " / ".join(f"{v:.2f}" for _, v in points), " / ".join(str(n) for n, _ in points)
+
+    (tell_p, n_p), (tell_s, n_s) = series(photos), series(steps)
+    return (f"\n  Stage 1's tokens tell {tell_p} bits/slot about held-out codes after {budget} steps on {n_p} photos,\n"
+            f"  and {tell_s} after {n_s} steps on all {full} (section \"How stage 1 scales with steps and with photos\").")
+
+
+def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
+    """How stage 1 of this recipe scales with steps and with photos (scripts/measure_default_scaling.py)."""
+    if not scaling:
+        return ""
+    runs, proto = scaling["runs"], scaling["protocol"]
+    order = sorted(runs.items(), key=lambda item: (item[1]["photos"], item[1]["steps"], item[1].get("seed", 42)))
+    rows = "".join(
+        f"| {name} | {r['steps']} | {r['photos']} | {r.get('seed', 42)} | {with_ci(r['held_out']['psnr@8'])} | "
+        f"{fmt(r['held_out']['tokens_bits_per_slot'])} | {with_ci(r['training']['psnr@8'])} | "
+        f"{fmt(r['training']['tokens_bits_per_slot'])} |\n" for name, r in order)
+    full = max(r["photos"] for r in runs.values())
+    budget = next(r["steps"] for r in runs.values() if r["photos"] != full)
+    intro = (f"`scripts/measure_default_scaling.py` trains stage 1 of this recipe (`{proto['config']}`, one run per "
+             f"setting, one setting again with another seed) for fewer steps on all {full} training photos, and for "
+             f"{budget} steps on nested subsets of the photos (the first 5 and 10 of a seeded shuffle, every crop cut "
+             "from them; a shorter run's learning-rate schedule ends at its last step), and measures each with the "
+             f"protocol above on {proto['crops']} held-out crops and on {proto['crops']} crops of the run's own training "
+             "photos. `stage1` is the shipped recipe's run.")
+    return f"""## How stage 1 scales with steps and with photos
+{textwrap.fill(intro, width=118, break_on_hyphens=False)}
+
+| run | steps | photos | seed | held-out PSNR@8 | held-out tokens tell (bits/slot) | own training crops PSNR@8 | own training crops tokens tell |
+|---|---|---|---|---|---|---|---|
+{rows}
+{textwrap.fill(scaling_reading(runs, stage1_minutes), width=118, break_on_hyphens=False)}
+"""
+
+
 SAME_GAP_DB = 1.0  # gaps to the teacher on training and held-out crops closer than this read as "about as far"
 
 
@@ -436,7 +564,7 @@ def reading(evaluation: dict) -> str:
                    "not distinguishable from zero: given the tokens, the other codes tell this decoder little")
     reveal_verdict = (f"revealed codes lower it by {fmt(drop)} bits/slot: the decoder reads them" if drop >= 0.05 else
                       "revealing codes does not lower it: this decoder does not read them")
-    return f"""{limits_bullet(evaluation, photo_count())} The in-training
+    return f"""{limits_bullet(evaluation, photo_count())}{scaling_summary(saved_scaling())} The in-training
   held-out PSNR@8 (RGB, so a little below the Y-channel numbers above) of stage 1 went {curve_text('stage1')}: flat
   from the middle of the run; stage 3 went {curve_text('stage3')}. The tokens tell the decoder
   {fmt(info['tokens_bits_per_image'], 0)} bits per image about the teacher's held-out codes (cross-entropy
@@ -643,6 +771,8 @@ def main(argv: list[str] | None = None) -> int:
                         str(ASSETS / "default" / "generator"), "--out", str(ASSETS / "default")], cwd=ROOT, check=True)
     evaluation = json.loads((RUNS / "evaluation.json").read_text())
     shutil.copy(RUNS / "evaluation.json", ASSETS / "default" / "evaluation.json")
+    if (RUNS / "scaling.json").is_file():  # scripts/measure_default_scaling.py
+        shutil.copy(RUNS / "scaling.json", ASSETS / "default" / "scaling.json")
     (ASSETS / "default" / "MODEL_CARD.md").write_text(card(evaluation))
     size = sum(p.stat().st_size for p in (ASSETS / "default").rglob("*") if p.is_file())
     print(f"assets/default: {size / 1e6:.1f} MB")

@@ -1,0 +1,98 @@
+"""The scaling measurement behind the card's "How stage 1 scales" section: photo subsets, slopes, the section."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.test_default_model import load_script
+from tests.trainers.shard_fixtures import write_shards
+from trainers.data.loaders import make_eval_loader
+
+
+@pytest.fixture(scope="module")
+def scaling():
+    return load_script("measure_default_scaling")
+
+
+@pytest.fixture(scope="module")
+def export():
+    return load_script("export_default_model")
+
+
+def test_photo_subsets_are_nested_and_fixed(scaling) -> None:
+    ids = list(range(19))
+    order = scaling.photo_order(ids)
+    assert sorted(order) == ids and order != ids
+    assert order == scaling.photo_order(list(range(19)))  # the same seed gives the same subsets on any machine
+    assert set(order[:5]) < set(order[:10])
+
+
+def test_subset_shard_keeps_exactly_the_chosen_photos(scaling, tmp_path) -> None:
+    shards = write_shards(tmp_path / "src", "train", count=40, per_shard=16)  # labels cycle 0..3
+    out = tmp_path / "subset" / "train-000000.tar"
+    assert scaling.subset_shard(shards, {1, 3}, out) == 20
+    labels, pixels = [], 0
+    for batch in make_eval_loader(str(out), 64, 8):
+        labels += batch["class_id"].tolist()
+        pixels += batch["image"].shape[0]
+    assert sorted(set(labels)) == [1, 3] and pixels == 20
+    assert not out.with_suffix(".partial").exists()
+
+
+def test_doubling_rates_known_answer(export) -> None:
+    points = [(3200, 0.65), (800, 0.2), (1600, 0.35)]  # unsorted on purpose
+    rates = export.doubling_rates(points)
+    assert [(a, b) for a, b, _ in rates] == [(800, 1600), (1600, 3200)]
+    assert [r for *_, r in rates] == pytest.approx([0.15, 0.30])
+    assert export.doublings_needed(points, 1.25) == pytest.approx(2.0)  # (1.25 - 0.65) / 0.30
+    assert export.doublings_needed([(800, 0.5), (1600, 0.4)], 1.5) is None  # falling: no amount of doubling helps
+
+
+def _run(steps: int, photos: int, tell: float, psnr8: float, own_tell: float, seed: int = 42) -> dict:
+    def stat(v: float) -> dict:
+        return {"mean": v, "ci_low": v - 0.1, "ci_high": v + 0.1}
+    return {"steps": steps, "photos": photos, "seed": seed,
+            "held_out": {"psnr@8": stat(psnr8), "tokens_bits_per_slot": tell},
+            "training": {"psnr@8": stat(psnr8 + 3), "tokens_bits_per_slot": own_tell}}
+
+
+def _section(export, runs: dict, minutes: float | None = 30.0) -> str:
+    return export.scaling_section({"protocol": {"crops": 256, "config": "configs/default/stage1.yaml"}, "runs": runs},
+                                  minutes)
+
+
+def test_scaling_section_reads_the_runs(export) -> None:
+    runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
+            "steps-800-seed43": _run(800, 19, 0.15, 13.5, 0.6, seed=43), "stage1": _run(5000, 19, 0.75, 14.8, 1.5),
+            "photos-5": _run(2000, 5, 0.2, 11.3, 1.35), "photos-10": _run(2000, 10, 0.4, 14.8, 1.3)}
+    text = _section(export, runs)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
+    assert [row.split(" | ")[0] for row in rows] == ["| photos-5", "| photos-10", "| steps-800", "| steps-800-seed43",
+                                                     "| steps-2000", "| stage1"]
+    assert "| photos-5 | 2000 | 5 | 42 | 11.30 [11.20, 11.40] | 0.20 | 14.30 [14.20, 14.40] | 1.35 |" in rows
+    flat = " ".join(text.split())
+    r = 0.4 / math.log2(2.5)  # 800 -> 2000 steps: +0.40 bits/slot over 1.32 doublings
+    assert f"changed by {r:+.2f} bits/slot from 800 to 2000 and {0.15 / math.log2(2.5):+.2f} from 2000 to 5000 steps" in flat
+    assert f"by +0.20 bits/slot from 5 to 10 and {0.2 / math.log2(1.9):+.2f} from 10 to 19 photos" in flat
+    assert "beyond held-out ones shrank (1.15, 0.90, 0.60 bits/slot with 5, 10, 19 photos)" in flat
+    assert "seed 43) says how far a single run moves: 0.05 bits/slot and 0.50 dB" in flat
+    steps_needed = (1.5 - 0.75) / (0.15 / math.log2(2.5))
+    assert f"needs about {steps_needed:.1f} more doublings of the steps ({2 ** steps_needed:,.0f} times" in flat
+    assert "and that rate is falling" in flat
+    photos_needed = (1.5 - 0.6) / (0.2 / math.log2(1.9))
+    assert f"about {photos_needed:.1f} doublings of the photos (about {19 * 2 ** photos_needed:.0f} photos" in flat
+    assert "distinct photos move this recipe further than steps do" in flat
+    assert export.scaling_section(None, 30.0) == ""
+    summary = " ".join(export.scaling_summary({"protocol": {}, "runs": runs}).split())
+    assert summary.startswith("Stage 1's tokens tell 0.20 / 0.40 / 0.60 bits/slot about held-out codes after 2000 steps on "
+                              "5 / 10 / 19 photos, and 0.20 / 0.60 / 0.75 after 800 / 2000 / 5000 steps on all 19")
+    assert export.scaling_summary(None) == ""
+
+
+def test_scaling_section_says_when_steps_do_not_help(export) -> None:
+    runs = {"steps-800": _run(800, 19, 0.8, 13.0, 1.0), "stage1": _run(5000, 19, 0.7, 13.0, 1.5),
+            "photos-5": _run(800, 5, 0.3, 12.0, 2.5)}
+    flat = " ".join(_section(export, runs, None).split())
+    assert "More steps did not raise what the tokens tell" in flat
+    assert "doublings of the photos" in flat and "further than steps do" in flat
