@@ -427,7 +427,7 @@ def held_out_points(runs: list[dict], axis: str, measure: str) -> list[tuple[int
 def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
     """The scaling runs in words: rates per doubling of steps and of photos, a single run's spread, and how far
     each lever would have to go to reach the tokens goal at its last rate."""
-    first = [r for r in runs.values() if r.get("seed", 42) == 42]  # repeats only give the spread
+    first = [r for r in runs.values() if "repeat_of" not in r]  # repeats only give the spread
     full = max(r["photos"] for r in first)
     budget = next(r["steps"] for r in first if r["photos"] != full)  # the photo runs' common length
     by_steps = [r for r in first if r["photos"] == full]
@@ -442,9 +442,9 @@ def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
             f"tell on the runs' own training crops beyond held-out ones shrank ({gaps} bits/slot with "
             f"{', '.join(str(r['photos']) for r in by_photos)} photos).")
     for name, r in runs.items():
-        if r.get("seed", 42) == 42:
+        if "repeat_of" not in r:
             continue
-        twin = next(t for t in first if (t["steps"], t["photos"]) == (r["steps"], r["photos"]))
+        twin = runs[r["repeat_of"]]
         tell_moved = abs(r["held_out"]["tokens_bits_per_slot"] - twin["held_out"]["tokens_bits_per_slot"])
         psnr_moved = abs(r["held_out"]["psnr@8"]["mean"] - twin["held_out"]["psnr@8"]["mean"])
         text += (f" The repeat `{name}` (seed {r['seed']}) says how far a single run moves: {tell_moved:.2f} bits/slot "
@@ -474,7 +474,7 @@ def scaling_summary(scaling: dict | None) -> str:
     """One sentence for the card's first reading: held-out tokens tell along both levers, pointing at the section."""
     if not scaling:
         return ""
-    first = [r for r in scaling["runs"].values() if r.get("seed", 42) == 42]
+    first = [r for r in scaling["runs"].values() if "repeat_of" not in r]
     full = max(r["photos"] for r in first)
     budget = next(r["steps"] for r in first if r["photos"] != full)
     photos = sorted(held_out_points([r for r in first if r["steps"] == budget], "photos", "tokens_bits_per_slot"))
@@ -493,9 +493,9 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
     if not scaling:
         return ""
     runs, proto = scaling["runs"], scaling["protocol"]
-    order = sorted(runs.items(), key=lambda item: (item[1]["photos"], item[1]["steps"], item[1].get("seed", 42)))
+    order = sorted(runs.items(), key=lambda item: (item[1]["photos"], item[1]["steps"], item[1]["seed"]))
     rows = "".join(
-        f"| {name} | {r['steps']} | {r['photos']} | {r.get('seed', 42)} | {with_ci(r['held_out']['psnr@8'])} | "
+        f"| {name} | {r['steps']} | {r['photos']} | {r['seed']} | {with_ci(r['held_out']['psnr@8'])} | "
         f"{fmt(r['held_out']['tokens_bits_per_slot'])} | {with_ci(r['training']['psnr@8'])} | "
         f"{fmt(r['training']['tokens_bits_per_slot'])} |\n" for name, r in order)
     full = max(r["photos"] for r in runs.values())

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from evaluate_default_model import RUNS, TRAIN_SHARDS, crop_protocol, first_crops  # noqa: E402
 from core import load_pretrained  # noqa: E402
+from trainers.config import load_config  # noqa: E402
 from trainers.data.shards import expand_shards  # noqa: E402
 
 DATA = ROOT / "workspace" / "data" / "default"
@@ -75,14 +76,17 @@ def subset_shard(shards: str, class_ids: set[int], out: Path) -> int:
 def plan(dataset: dict) -> dict[str, dict]:
     """Run name -> steps, photos (class ids) and training shards; 'stage1' is the shipped recipe's run."""
     photos = dataset["train_class_ids"]
-    runs = {f"steps-{s}": {"steps": s, "photos": photos, "shards": str(TRAIN_SHARDS)} for s in STEP_BUDGETS}
+    recipe = load_config("1", str(CONFIG), [], check_paths=False)
+    runs = {f"steps-{s}": {"steps": s, "photos": photos, "shards": str(TRAIN_SHARDS), "seed": recipe.seed}
+            for s in STEP_BUDGETS}
     order = photo_order(photos)
     for count in PHOTO_COUNTS:
-        runs[f"photos-{count}"] = {"steps": PHOTO_BUDGET, "photos": sorted(order[:count]),
+        runs[f"photos-{count}"] = {"steps": PHOTO_BUDGET, "photos": sorted(order[:count]), "seed": recipe.seed,
                                    "shards": str(OUT / f"data-{count}" / "train-000000.tar")}
     for name, seed in REPEATS.items():
-        runs[f"{name}-seed{seed}"] = {**runs[name], "seed": seed}
-    runs["stage1"] = {"steps": 5000, "photos": photos, "shards": str(TRAIN_SHARDS), "dir": str(RUNS / "stage1")}
+        runs[f"{name}-seed{seed}"] = {**runs[name], "seed": seed, "repeat_of": name}
+    runs["stage1"] = {"steps": recipe.max_steps, "photos": photos, "shards": str(TRAIN_SHARDS), "seed": recipe.seed,
+                      "dir": str(RUNS / "stage1")}
     return runs
 
 
@@ -97,8 +101,7 @@ def train(name: str, run: dict, threads: int) -> None:
     subprocess.run([sys.executable, str(ROOT / "launch_training.py"), "--stage", "1", "--config", str(CONFIG),
                     "--run-dir", str(run_dir), "--threads", str(threads), "--no-progress", *resume,
                     f"max_steps={run['steps']}", f"eval_every={min(1000, run['steps'])}",
-                    f"data.train_shards={run['shards']}", *([f"seed={run['seed']}"] if "seed" in run else [])],
-                   check=True, cwd=ROOT)
+                    f"data.train_shards={run['shards']}", f"seed={run['seed']}"], check=True, cwd=ROOT)
 
 
 def measure(runs: dict[str, dict], batch_size: int) -> dict:
@@ -107,11 +110,16 @@ def measure(runs: dict[str, dict], batch_size: int) -> dict:
     result: dict = {"protocol": {"crops": CROPS, "shuffle_seed": SHUFFLE_SEED, "config": str(CONFIG.relative_to(ROOT))},
                     "runs": {}}
     for name, run in runs.items():
-        model = load_pretrained(Path(run.get("dir", OUT / name)) / "model").eval()
+        folder = Path(run.get("dir", OUT / name)) / "model"
+        if not (folder / "model.safetensors").is_file():
+            print(f"  {name}: not trained yet, left out", flush=True)
+            continue
+        model = load_pretrained(folder).eval()
         model.attach_teacher(teacher)
         own = first_crops(run["shards"], 64, CROPS, batch_size)
         result["runs"][name] = {
-            "steps": run["steps"], "photos": len(run["photos"]), "seed": run.get("seed", 42),
+            "steps": run["steps"], "photos": len(run["photos"]), "seed": run["seed"],
+            **({"repeat_of": run["repeat_of"]} if "repeat_of" in run else {}),
             "held_out": crop_protocol({name: model}, teacher, held_out, batch_size, "held-out")[name],
             "training": crop_protocol({name: model}, teacher, own, batch_size, "own training crops")[name]}
     return result

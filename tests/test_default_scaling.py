@@ -49,10 +49,11 @@ def test_doubling_rates_known_answer(export) -> None:
     assert export.doublings_needed([(800, 0.5), (1600, 0.4)], 1.5) is None  # falling: no amount of doubling helps
 
 
-def _run(steps: int, photos: int, tell: float, psnr8: float, own_tell: float, seed: int = 42) -> dict:
+def _run(steps: int, photos: int, tell: float, psnr8: float, own_tell: float, seed: int = 42,
+         repeat_of: str | None = None) -> dict:
     def stat(v: float) -> dict:
         return {"mean": v, "ci_low": v - 0.1, "ci_high": v + 0.1}
-    return {"steps": steps, "photos": photos, "seed": seed,
+    return {"steps": steps, "photos": photos, "seed": seed, **({"repeat_of": repeat_of} if repeat_of else {}),
             "held_out": {"psnr@8": stat(psnr8), "tokens_bits_per_slot": tell},
             "training": {"psnr@8": stat(psnr8 + 3), "tokens_bits_per_slot": own_tell}}
 
@@ -64,7 +65,7 @@ def _section(export, runs: dict, minutes: float | None = 30.0) -> str:
 
 def test_scaling_section_reads_the_runs(export) -> None:
     runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
-            "steps-800-seed43": _run(800, 19, 0.15, 13.5, 0.6, seed=43), "stage1": _run(5000, 19, 0.75, 14.8, 1.5),
+            "steps-800-seed43": _run(800, 19, 0.15, 13.5, 0.6, seed=43, repeat_of="steps-800"), "stage1": _run(5000, 19, 0.75, 14.8, 1.5),
             "photos-5": _run(2000, 5, 0.2, 11.3, 1.35), "photos-10": _run(2000, 10, 0.4, 14.8, 1.3)}
     text = _section(export, runs)
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
@@ -96,3 +97,11 @@ def test_scaling_section_says_when_steps_do_not_help(export) -> None:
     flat = " ".join(_section(export, runs, None).split())
     assert "More steps did not raise what the tokens tell" in flat
     assert "doublings of the photos" in flat and "further than steps do" in flat
+
+
+def test_plan_follows_the_recipe(scaling) -> None:
+    runs = scaling.plan({"train_class_ids": list(range(19))})
+    assert set(runs) == {"steps-800", "steps-2000", "photos-5", "photos-10", "steps-800-seed43", "stage1"}
+    assert (runs["stage1"]["steps"], runs["stage1"]["seed"]) == (5000, 42)  # configs/default/stage1.yaml
+    assert set(runs["photos-5"]["photos"]) < set(runs["photos-10"]["photos"]) and len(runs["photos-10"]["photos"]) == 10
+    assert runs["steps-800-seed43"] == {**runs["steps-800"], "seed": 43, "repeat_of": "steps-800"}
