@@ -13,6 +13,7 @@ import platform
 import shutil
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -424,14 +425,29 @@ def held_out_points(runs: list[dict], axis: str, measure: str) -> list[tuple[int
     return [(r[axis], v["mean"] if isinstance(v, dict) else v) for r, v in zip(runs, values)]
 
 
+@dataclass(frozen=True)
+class ScalingAxes:
+    """The scaling runs along their two levers (repeats left out: they only give a single run's spread)."""
+
+    full: int  # photos of the step runs: all training photos
+    budget: int  # steps of the photo runs
+    by_steps: list[dict]  # all photos, ascending steps
+    by_photos: list[dict]  # ``budget`` steps, ascending photos
+
+    @classmethod
+    def of(cls, runs: dict[str, dict]) -> "ScalingAxes":
+        first = [r for r in runs.values() if "repeat_of" not in r]
+        full = max(r["photos"] for r in first)
+        budget = next(r["steps"] for r in first if r["photos"] != full)
+        return cls(full, budget, sorted((r for r in first if r["photos"] == full), key=lambda r: r["steps"]),
+                   sorted((r for r in first if r["steps"] == budget), key=lambda r: r["photos"]))
+
+
 def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
     """The scaling runs in words: rates per doubling of steps and of photos, a single run's spread, and how far
     each lever would have to go to reach the tokens goal at its last rate."""
-    first = [r for r in runs.values() if "repeat_of" not in r]  # repeats only give the spread
-    full = max(r["photos"] for r in first)
-    budget = next(r["steps"] for r in first if r["photos"] != full)  # the photo runs' common length
-    by_steps = [r for r in first if r["photos"] == full]
-    by_photos = sorted((r for r in first if r["steps"] == budget), key=lambda r: r["photos"])
+    axes = ScalingAxes.of(runs)
+    full, budget, by_steps, by_photos = axes.full, axes.budget, axes.by_steps, axes.by_photos
     tell_steps = held_out_points(by_steps, "steps", "tokens_bits_per_slot")
     tell_photos = held_out_points(by_photos, "photos", "tokens_bits_per_slot")
     gaps = ", ".join(f"{r['training']['tokens_bits_per_slot'] - r['held_out']['tokens_bits_per_slot']:.2f}" for r in by_photos)
@@ -474,18 +490,16 @@ def scaling_summary(scaling: dict | None) -> str:
     """One sentence for the card's first reading: held-out tokens tell along both levers, pointing at the section."""
     if not scaling:
         return ""
-    first = [r for r in scaling["runs"].values() if "repeat_of" not in r]
-    full = max(r["photos"] for r in first)
-    budget = next(r["steps"] for r in first if r["photos"] != full)
-    photos = sorted(held_out_points([r for r in first if r["steps"] == budget], "photos", "tokens_bits_per_slot"))
-    steps = sorted(held_out_points([r for r in first if r["photos"] == full], "steps", "tokens_bits_per_slot"))
+    axes = ScalingAxes.of(scaling["runs"])
+    photos = held_out_points(axes.by_photos, "photos", "tokens_bits_per_slot")
+    steps = held_out_points(axes.by_steps, "steps", "tokens_bits_per_slot")
 
     def series(points: list[tuple[int, float]]) -> tuple[str, str]:
         return " / ".join(f"{v:.2f}" for _, v in points), " / ".join(str(n) for n, _ in points)
 
     (tell_p, n_p), (tell_s, n_s) = series(photos), series(steps)
-    return (f"\n  Stage 1's tokens tell {tell_p} bits/slot about held-out codes after {budget} steps on {n_p} photos,\n"
-            f"  and {tell_s} after {n_s} steps on all {full} (section \"How stage 1 scales with steps and with photos\").")
+    return (f"\n  Stage 1's tokens tell {tell_p} bits/slot about held-out codes after {axes.budget} steps on {n_p} photos,\n"
+            f"  and {tell_s} after {n_s} steps on all {axes.full} (section \"How stage 1 scales with steps and with photos\").")
 
 
 def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
@@ -498,11 +512,12 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
         f"| {name} | {r['steps']} | {r['photos']} | {r['seed']} | {with_ci(r['held_out']['psnr@8'])} | "
         f"{fmt(r['held_out']['tokens_bits_per_slot'])} | {with_ci(r['training']['psnr@8'])} | "
         f"{fmt(r['training']['tokens_bits_per_slot'])} |\n" for name, r in order)
-    full = max(r["photos"] for r in runs.values())
-    budget = next(r["steps"] for r in runs.values() if r["photos"] != full)
+    axes = ScalingAxes.of(runs)
+    subsets = " and ".join(str(r["photos"]) for r in axes.by_photos if r["photos"] != axes.full)
+    repeated = ", one setting again with another seed" if any("repeat_of" in r for r in runs.values()) else ""
     intro = (f"`scripts/measure_default_scaling.py` trains stage 1 of this recipe (`{proto['config']}`, one run per "
-             f"setting, one setting again with another seed) for fewer steps on all {full} training photos, and for "
-             f"{budget} steps on nested subsets of the photos (the first 5 and 10 of a seeded shuffle, every crop cut "
+             f"setting{repeated}) for fewer steps on all {axes.full} training photos, and for {axes.budget} steps on "
+             f"nested subsets of the photos (the first {subsets} of a seeded shuffle, every crop cut "
              "from them; a shorter run's learning-rate schedule ends at its last step), and measures each with the "
              f"protocol above on {proto['crops']} held-out crops and on {proto['crops']} crops of the run's own training "
              "photos. `stage1` is the shipped recipe's run.")

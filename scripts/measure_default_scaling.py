@@ -82,7 +82,7 @@ def plan(dataset: dict) -> dict[str, dict]:
     order = photo_order(photos)
     for count in PHOTO_COUNTS:
         runs[f"photos-{count}"] = {"steps": PHOTO_BUDGET, "photos": sorted(order[:count]), "seed": recipe.seed,
-                                   "shards": str(OUT / f"data-{count}" / "train-000000.tar")}
+                                   "shards": str(OUT / f"data-{count}" / "train-000000.tar"), "subset": True}
     for name, seed in REPEATS.items():
         runs[f"{name}-seed{seed}"] = {**runs[name], "seed": seed, "repeat_of": name}
     runs["stage1"] = {"steps": recipe.max_steps, "photos": photos, "shards": str(TRAIN_SHARDS), "seed": recipe.seed,
@@ -94,7 +94,7 @@ def train(name: str, run: dict, threads: int) -> None:
     run_dir = Path(run.get("dir", OUT / name))
     if (run_dir / "model" / "model.safetensors").is_file():
         return
-    if not Path(run["shards"]).exists() and "{" not in run["shards"]:
+    if run.get("subset") and not Path(run["shards"]).is_file():  # a photo subset: cut its shard first
         count = subset_shard(str(TRAIN_SHARDS), set(run["photos"]), Path(run["shards"]))
         print(f"{name}: {count} crops of {len(run['photos'])} photos", flush=True)
     resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []

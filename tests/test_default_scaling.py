@@ -78,6 +78,7 @@ def test_scaling_section_reads_the_runs(export) -> None:
     assert f"by +0.20 bits/slot from 5 to 10 and {0.2 / math.log2(1.9):+.2f} from 10 to 19 photos" in flat
     assert "beyond held-out ones shrank (1.15, 0.90, 0.60 bits/slot with 5, 10, 19 photos)" in flat
     assert "seed 43) says how far a single run moves: 0.05 bits/slot and 0.50 dB" in flat
+    assert "one setting again with another seed" in flat and "the first 5 and 10 of a seeded shuffle" in flat
     steps_needed = (1.5 - 0.75) / (0.15 / math.log2(2.5))
     assert f"needs about {steps_needed:.1f} more doublings of the steps ({2 ** steps_needed:,.0f} times" in flat
     assert "and that rate is falling" in flat
@@ -97,6 +98,7 @@ def test_scaling_section_says_when_steps_do_not_help(export) -> None:
     flat = " ".join(_section(export, runs, None).split())
     assert "More steps did not raise what the tokens tell" in flat
     assert "doublings of the photos" in flat and "further than steps do" in flat
+    assert "another seed" not in flat and "the first 5 of a seeded shuffle" in flat
 
 
 def test_plan_follows_the_recipe(scaling) -> None:
