@@ -54,8 +54,7 @@ class MultiStepDecoder(nn.Module):
         A stage-1 model never reads them (every slot is masked there), so they are still at their initial
         values; from PyTorch's N(0, 1) they would be ~sqrt(width) times longer than a slot's position.
         """
-        table = self.learnable_embedding.weight
-        table[: self.vocab_size] = std * torch.randn(self.vocab_size, table.shape[1], generator=generator).to(table)
+        self._redraw_rows(slice(0, self.vocab_size), generator, std)
 
     @torch.no_grad()
     def reset_mask_embedding(self, generator: torch.Generator | None = None, std: float = 0.02) -> None:
@@ -64,9 +63,13 @@ class MultiStepDecoder(nn.Module):
         In stage 1 every slot holds the mask row; at PyTorch's N(0, 1) it is ~sqrt(width) times longer than a
         slot's position, so after the first LayerNorm the slots barely differ from one another.
         """
+        self._redraw_rows(slice(self.vocab_size, None), generator, std)
+
+    def _redraw_rows(self, rows: slice, generator: torch.Generator | None, std: float) -> None:
+        """Rows ``rows`` of the input table drawn anew from N(0, std) (called under no_grad)."""
         table = self.learnable_embedding.weight
-        rows = table.shape[0] - self.vocab_size
-        table[self.vocab_size:] = std * torch.randn(rows, table.shape[1], generator=generator).to(table)
+        count = len(range(*rows.indices(table.shape[0])))
+        table[rows] = std * torch.randn(count, table.shape[1], generator=generator).to(table)
 
     @torch.no_grad()
     def add_sincos_slot_positions(self) -> None:

@@ -14,12 +14,10 @@ on held-out crops and on crops of the run's own training photos. Writes ``worksp
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import torch
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from evaluate_default_model import RUNS, TRAIN_SHARDS, crop_protocol, first_crops  # noqa: E402
 from core import load_pretrained  # noqa: E402
 from trainers.config import load_config  # noqa: E402
-from trainers.data.shards import expand_shards  # noqa: E402
+from trainers.data.shards import expand_shards, read_shard, tar_writer  # noqa: E402
 
 DATA = ROOT / "workspace" / "data" / "default"
 OUT = ROOT / "workspace" / "scaling"
@@ -52,24 +50,16 @@ def photo_order(train_class_ids: list[int], seed: int = SHUFFLE_SEED) -> list[in
 
 
 def subset_shard(shards: str, class_ids: set[int], out: Path) -> int:
-    """Copy every sample of ``shards`` whose ``.cls`` is in ``class_ids`` into the one shard ``out``; returns the count."""
+    """Copy every sample of ``shards`` whose label is in ``class_ids`` into the one shard ``out``; returns the count."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = 0
-    with tarfile.open(out.with_suffix(".partial"), "w") as dst:
+    partial, kept = out.with_suffix(".partial"), 0
+    with tar_writer(partial) as writer:
         for url in expand_shards(shards):
-            with tarfile.open(url) as src:
-                members: dict[str, list[tarfile.TarInfo]] = {}
-                for member in src.getmembers():
-                    members.setdefault(member.name.split(".", 1)[0], []).append(member)
-                for group in members.values():
-                    files = {m.name: src.extractfile(m).read() for m in group}
-                    label = next((v for k, v in files.items() if k.endswith(".cls")), None)
-                    if label is None or int(label.decode().strip()) not in class_ids:
-                        continue
-                    for member in group:
-                        dst.addfile(member, io.BytesIO(files[member.name]))
+            for sample in read_shard(url):
+                if int(sample["cls"]) in class_ids:
+                    writer.write({k: v for k, v in sample.items() if k != "__url__"})
                     kept += 1
-    out.with_suffix(".partial").rename(out)
+    partial.rename(out)
     return kept
 
 
@@ -109,6 +99,7 @@ def measure(runs: dict[str, dict], batch_size: int) -> dict:
     held_out = first_crops(str(DATA / "val-000000.tar"), 64, CROPS, batch_size)
     result: dict = {"protocol": {"crops": CROPS, "shuffle_seed": SHUFFLE_SEED, "config": str(CONFIG.relative_to(ROOT))},
                     "runs": {}}
+    own_crops: dict[str, torch.Tensor] = {}  # training crops per shard set: most runs share the full one
     for name, run in runs.items():
         folder = Path(run.get("dir", OUT / name)) / "model"
         if not (folder / "model.safetensors").is_file():
@@ -116,7 +107,9 @@ def measure(runs: dict[str, dict], batch_size: int) -> dict:
             continue
         model = load_pretrained(folder).eval()
         model.attach_teacher(teacher)
-        own = first_crops(run["shards"], 64, CROPS, batch_size)
+        if run["shards"] not in own_crops:
+            own_crops[run["shards"]] = first_crops(run["shards"], 64, CROPS, batch_size)
+        own = own_crops[run["shards"]]
         result["runs"][name] = {
             "steps": run["steps"], "photos": len(run["photos"]), "seed": run["seed"],
             **({"repeat_of": run["repeat_of"]} if "repeat_of" in run else {}),
