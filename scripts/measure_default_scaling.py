@@ -26,15 +26,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from evaluate_default_model import RUNS, TRAIN_SHARDS, crop_protocol, first_crops  # noqa: E402
+from evaluate_default_model import RUNS, crop_protocol, first_crops  # noqa: E402
+from train_default_model import DATA as DATA_ROOT, PHOTO_SET, TEACHER_PHOTO_SET  # noqa: E402
 from core import load_pretrained  # noqa: E402
 from trainers.config import load_config  # noqa: E402
+from trainers.data.photos import VAL_PHOTOS, photo_set  # noqa: E402
 from trainers.data.shards import expand_shards, read_shard, tar_writer  # noqa: E402
 
-DATA = ROOT / "workspace" / "data" / "default"
+# The study was made on the 19-photo set (packages-v2; its held-out crops stay the yardstick); one more run trains on
+# all photos of the recipe's wider set at the photo budget: the next point on the photos axis.
+DATA = DATA_ROOT / TEACHER_PHOTO_SET
+TRAIN_SHARDS = DATA / "train-{000000..000019}.tar"
+RECIPE_SHARDS = DATA_ROOT / PHOTO_SET / "train-{000000..000019}.tar"
 OUT = ROOT / "workspace" / "scaling"
 CONFIG = ROOT / "configs" / "default" / "stage1.yaml"
-STEP_BUDGETS = (800, 2000)  # on all photos; the shipped stage 1 adds the recipe's 5000
+STEP_BUDGETS = (800, 2000, 5000)  # on the study's 19 photos (5000: the recipe's steps, as the 19-photo model shipped)
 PHOTO_COUNTS = (5, 10)  # at PHOTO_BUDGET steps; all photos at that budget is the step run of the same length
 PHOTO_BUDGET = 2000
 REPEATS = {"steps-800": 43}  # run again with another seed: how far a single run moves
@@ -75,8 +81,10 @@ def plan(dataset: dict) -> dict[str, dict]:
                                    "shards": str(OUT / f"data-{count}" / "train-000000.tar"), "subset": True}
     for name, seed in REPEATS.items():
         runs[f"{name}-seed{seed}"] = {**runs[name], "seed": seed, "repeat_of": name}
-    runs["stage1"] = {"steps": recipe.max_steps, "photos": photos, "shards": str(TRAIN_SHARDS), "seed": recipe.seed,
-                      "dir": str(RUNS / "stage1")}
+    wider = {"photos": list(range(len(photo_set(PHOTO_SET).train))), "seed": recipe.seed,  # training photos first
+             "shards": str(RECIPE_SHARDS), "photo_set": PHOTO_SET}
+    runs[f"photos-{len(wider['photos'])}"] = {"steps": PHOTO_BUDGET, **wider}
+    runs["stage1"] = {"steps": recipe.max_steps, **wider, "dir": str(RUNS / "stage1")}
     return runs
 
 
@@ -97,7 +105,9 @@ def train(name: str, run: dict, threads: int) -> None:
 def measure(runs: dict[str, dict], batch_size: int) -> dict:
     teacher = load_pretrained(RUNS / "teacher" / "model").eval()
     held_out = first_crops(str(DATA / "val-000000.tar"), 64, CROPS, batch_size)
-    result: dict = {"protocol": {"crops": CROPS, "shuffle_seed": SHUFFLE_SEED, "config": str(CONFIG.relative_to(ROOT))},
+    result: dict = {"protocol": {"crops": CROPS, "shuffle_seed": SHUFFLE_SEED, "config": str(CONFIG.relative_to(ROOT)),
+                                 "held_out": f"the first {CROPS} held-out crops of photo set {TEACHER_PHOTO_SET}, "
+                                             f"{len(VAL_PHOTOS)} photos"},
                     "runs": {}}
     own_crops: dict[str, torch.Tensor] = {}  # training crops per shard set: most runs share the full one
     for name, run in runs.items():
@@ -112,7 +122,7 @@ def measure(runs: dict[str, dict], batch_size: int) -> dict:
         own = own_crops[run["shards"]]
         result["runs"][name] = {
             "steps": run["steps"], "photos": len(run["photos"]), "seed": run["seed"],
-            **({"repeat_of": run["repeat_of"]} if "repeat_of" in run else {}),
+            **{key: run[key] for key in ("repeat_of", "photo_set") if key in run},
             "held_out": crop_protocol({name: model}, teacher, held_out, batch_size, "held-out")[name],
             "training": crop_protocol({name: model}, teacher, own, batch_size, "own training crops")[name]}
     return result

