@@ -210,7 +210,8 @@ def previous_section(evaluation: dict) -> str:
                      f"{with_ci(r['psnr@1'])} | {with_ci(r['psnr@8'])} | {fmt(r['tokens_bits_per_slot'])} |\n")
         moved.append(f"on the {label} crops PSNR@8 {new['psnr@8']['mean'] - old['psnr@8']['mean']:+.2f} dB and what the "
                      f"tokens tell {new['tokens_bits_per_slot'] - old['tokens_bits_per_slot']:+.2f} bits/slot")
-    return f"""## Against the previous default
+    return f"""
+## Against the previous default
 The model this build replaces (`assets/default/sftok` at commit {prev['revision']}: this recipe on the 19 training
 photos of `{prev['photo_sets']['previous held-out']}`) and the shipped one, with the same protocol, teacher and seeds on
 the same crops: the previous build's held-out crops and this build's.
@@ -278,12 +279,11 @@ Stage 2 starts from stage 1 with the decoder's code table redrawn at N(0, 0.02) 
 slot positions (`decoder_init`, see "Reading the numbers"), at lr 1e-3.
 Stage 3 used {stage3_losses(stage3)}{code_ce_note(stage3)}; its LPIPS term was off because the VGG16 backbone weights
 (`vgg16-397923af.pth`) are not on this machine and nothing is downloaded.
-
+{recipe_note()}
 ## Goals ({GOALS}) on held-out photos
 {goals_table(evaluation)}
 Means with {proto['intervals']} in brackets. Where a goal is not met, the reason is in "Reading the numbers".
-{training_goals_line(evaluation)}
-{previous_section(evaluation)}
+{training_goals_line(evaluation)}{previous_section(evaluation)}
 ## Measured on held-out images
 Protocol: {proto['psnr_ssim']}; {proto['held_out_images']} held-out crops; decode with the model's default Gumbel
 temperature 1.0, seed fixed per batch; stage-1/2 models render their hard final codes through the teacher, stage 3
@@ -378,11 +378,13 @@ def data_section(proto: dict) -> str:
             "project uses for evaluation only: weights trained on them might have to carry those terms)"
             if evaluation_only else "")
     teacher = teacher_data_text()
+    kinds = "PyPI wheels" + ("; Debian packages, fetched with `apt-get download` and unpacked, never installed"
+                             if any(src.get("kind") == "debian" for src in manifest["sources"].values()) else "")
     return (f"The project's default dataset, photo set `{manifest.get('photo_set', 'packages-v2')}` (`python -m "
             f"trainers.data.default_dataset --photos {manifest.get('photo_set', 'packages-v2')}`): "
             f"{manifest['train_count']:,} random multi-scale {manifest['image_size']} px crops of "
-            f"{len(manifest['train_sources'])} training photos ({widened}) that installable packages ship (PyPI wheels; "
-            "Debian packages, fetched with `apt-get download` and unpacked, never installed), as webdataset shards. "
+            f"{len(manifest['train_sources'])} training photos ({widened}) that installable packages ship "
+            f"({kinds}), as webdataset shards. "
             f"Held out whole, {len(held_out)} photos{only}: {', '.join(f'`{p}`' for p in held_out)} - every number "
             f"below is measured on crops of those held-out photos ({proto['held_out_images']} crops), never on "
             f"training photos.{teacher}\n\n| package (kind; licence) | training photos | held out | training crops | "
@@ -577,10 +579,20 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
         return ""
     runs, proto = scaling["runs"], scaling["protocol"]
     order = sorted(runs.items(), key=lambda item: (item[1]["photos"], item[1]["steps"], item[1]["seed"]))
+    wide = "held_out_wide" in proto
+
+    def wide_cells(r: dict) -> str:
+        w = r.get("held_out_wide")
+        return "" if not wide else (f" {with_ci(w['psnr@8'])} | {fmt(w['tokens_bits_per_slot'])} |" if w else " - | - |")
+
     rows = "".join(
         f"| {name} | {r['steps']} | {r['photos']} | {r['seed']} | {with_ci(r['held_out']['psnr@8'])} | "
         f"{fmt(r['held_out']['tokens_bits_per_slot'])} | {with_ci(r['training']['psnr@8'])} | "
-        f"{fmt(r['training']['tokens_bits_per_slot'])} |\n" for name, r in order)
+        f"{fmt(r['training']['tokens_bits_per_slot'])} |{wide_cells(r)}\n" for name, r in order)
+    head = ("| run | steps | photos | seed | held-out PSNR@8 | held-out tokens tell (bits/slot) | own training crops PSNR@8 "
+            "| own training crops tokens tell |" + (" wider held-out PSNR@8 | wider held-out tokens tell |" if wide else "")
+            + "\n|" + "---|" * (10 if wide else 8))
+    wide_text = f" The last two columns measure the same on {proto['held_out_wide']}." if wide else ""
     axes = ScalingAxes.of(runs)
     subsets = " and ".join(str(r["photos"]) for r in axes.by_photos if r["photos"] < axes.full)
     wider = "".join(f", and on all {r['photos']} training photos of the wider photo set {r['photo_set']} (those "
@@ -593,12 +605,11 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
              f"on nested subsets of them (the first {subsets} of a seeded shuffle, every crop cut from them){wider}; a "
              "shorter run's learning-rate schedule ends at its last step. Each is measured with the protocol above on "
              f"{proto['crops']} held-out crops{held_out} and on {proto['crops']} crops of the run's own training "
-             "photos. `stage1` is the shipped recipe's run.")
+             f"photos.{wide_text} `stage1` is the shipped recipe's run.")
     return f"""## How stage 1 scales with steps and with photos
 {textwrap.fill(intro, width=118, break_on_hyphens=False)}
 
-| run | steps | photos | seed | held-out PSNR@8 | held-out tokens tell (bits/slot) | own training crops PSNR@8 | own training crops tokens tell |
-|---|---|---|---|---|---|---|---|
+{head}
 {rows}
 {textwrap.fill(scaling_reading(runs, stage1_minutes), width=118, break_on_hyphens=False)}
 """
@@ -845,6 +856,29 @@ class fidelity (lower it on the Generate screen to see more variety).
 {rows}"""
 
 
+def rewrite_card(runs: Path, data: Path) -> int:
+    """The card of the shipped files, re-written from their own evaluation and runs with the newest scaling study."""
+    global RUNS, DATA
+    measured = RUNS / "scaling.json"  # where scripts/measure_default_scaling.py writes
+    if measured.is_file():
+        shutil.copy(measured, ASSETS / "default" / "scaling.json")
+    RUNS, DATA = runs, data
+    evaluation = json.loads((ASSETS / "default" / "evaluation.json").read_text())
+    (ASSETS / "default" / "MODEL_CARD.md").write_text(card(evaluation))
+    print(f"re-wrote {ASSETS / 'default' / 'MODEL_CARD.md'} (runs {runs}, data {data})")
+    return 0
+
+
+def recipe_note() -> str:
+    """Said when configs/default has moved on from the photo set these files were trained on."""
+    trained = json.loads((DATA / "dataset.json").read_text()).get("photo_set", "packages-v2")
+    if trained == PHOTO_SET:
+        return ""
+    return (f"\nThese files are the `{trained}` build. The recipe in `configs/default/` has since moved to photo set "
+            f"`{PHOTO_SET}` (`scripts/train_default_model.py`: `PHOTO_SET`); `make default-model` now trains that, and "
+            "the card is re-written with its files when they are exported.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -852,7 +886,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-evaluation", action="store_true",
                         help="take workspace/default-model/evaluation.json and the generator report as they are "
                              "(re-write the card without measuring again)")
+    parser.add_argument("--card-only", type=Path, metavar="RUNS",
+                        help="re-write only MODEL_CARD.md for the files already in assets/default (their evaluation "
+                             "there, a new scaling measurement from workspace/default-model), naming the runs folder "
+                             "and dataset (--data) they came from; nothing is copied or measured")
+    parser.add_argument("--data", type=Path, help="with --card-only: the dataset those runs trained on")
     args = parser.parse_args(argv)
+    if args.card_only:
+        return rewrite_card(args.card_only.resolve(), (args.data or DATA).resolve())
     from trainers.data.default_dataset import export_samples
     from trainers.data.labels import write_class_names
 

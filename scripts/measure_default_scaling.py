@@ -105,9 +105,14 @@ def train(name: str, run: dict, threads: int) -> None:
 def measure(runs: dict[str, dict], batch_size: int) -> dict:
     teacher = load_pretrained(RUNS / "teacher" / "model").eval()
     held_out = first_crops(str(DATA / "val-000000.tar"), 64, CROPS, batch_size)
+    wide_shard = DATA_ROOT / PHOTO_SET / "val-000000.tar"  # the recipe's held-out photos, a superset of those
+    wide = first_crops(str(wide_shard), 64, CROPS, batch_size) if wide_shard.is_file() else None
     result: dict = {"protocol": {"crops": CROPS, "shuffle_seed": SHUFFLE_SEED, "config": str(CONFIG.relative_to(ROOT)),
                                  "held_out": f"the first {CROPS} held-out crops of photo set {TEACHER_PHOTO_SET}, "
-                                             f"{len(VAL_PHOTOS)} photos"},
+                                             f"{len(VAL_PHOTOS)} photos",
+                                 **({"held_out_wide": f"the first {CROPS} held-out crops of photo set {PHOTO_SET}, "
+                                                      f"{len(photo_set(PHOTO_SET).held_out)} photos"} if wide is not None
+                                    else {})},
                     "runs": {}}
     own_crops: dict[str, torch.Tensor] = {}  # training crops per shard set: most runs share the full one
     for name, run in runs.items():
@@ -125,6 +130,9 @@ def measure(runs: dict[str, dict], batch_size: int) -> dict:
             **{key: run[key] for key in ("repeat_of", "photo_set") if key in run},
             "held_out": crop_protocol({name: model}, teacher, held_out, batch_size, "held-out")[name],
             "training": crop_protocol({name: model}, teacher, own, batch_size, "own training crops")[name]}
+        if wide is not None:
+            result["runs"][name]["held_out_wide"] = crop_protocol({name: model}, teacher, wide, batch_size,
+                                                                  "wider held-out")[name]
     return result
 
 

@@ -130,3 +130,20 @@ def test_a_wider_photo_set_extends_the_photos_axis(export) -> None:
     assert f"{rate:+.2f} from 19 to 31 photos" in flat
     needed = (1.5 - 0.9) / rate
     assert f"about {needed:.1f} doublings of the photos (about {31 * 2 ** needed:.0f} photos at 2000 steps)" in flat
+
+
+def test_the_wider_held_out_set_gets_its_own_columns(export) -> None:
+    runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
+            "photos-5": _run(2000, 5, 0.2, 11.3, 1.35)}
+    runs["steps-2000"]["held_out_wide"] = {"psnr@8": {"mean": 17.0, "ci_low": 16.5, "ci_high": 17.5},
+                                           "tokens_bits_per_slot": 0.55}
+    protocol = {"crops": 256, "config": "configs/default/stage1.yaml", "held_out": "5 photos",
+                "held_out_wide": "the first 256 held-out crops of photo set packages-v3, 35 photos"}
+    text = export.scaling_section({"protocol": protocol, "runs": runs}, 30.0)
+    lines = text.splitlines()
+    assert next(line for line in lines if line.startswith("| run")).endswith(
+        "| wider held-out PSNR@8 | wider held-out tokens tell |")
+    assert "| steps-2000 | 2000 | 19 | 42 | 15.00 [14.90, 15.10] | 0.60 | 18.00 [17.90, 18.10] | 1.20 | 17.00 [16.50, 17.50] | 0.55 |" in lines
+    assert "| photos-5 | 2000 | 5 | 42 | 11.30 [11.20, 11.40] | 0.20 | 14.30 [14.20, 14.40] | 1.35 | - | - |" in lines
+    flat = " ".join(text.split())
+    assert "on 256 held-out crops (5 photos)" in flat and "The last two columns measure the same on the first 256" in flat
