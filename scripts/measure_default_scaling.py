@@ -43,7 +43,9 @@ CONFIG = ROOT / "configs" / "default" / "stage1.yaml"
 STEP_BUDGETS = (800, 2000, 5000)  # on the study's 19 photos (5000: the recipe's steps, as the 19-photo model shipped)
 PHOTO_COUNTS = (5, 10)  # at PHOTO_BUDGET steps; all photos at that budget is the step run of the same length
 PHOTO_BUDGET = 2000
-REPEATS = {"steps-800": 43}  # run again with another seed: how far a single run moves
+# Run again with another seed: how far a single run moves (at 800 steps, and at the photo budget, where the photo
+# counts are compared).
+REPEATS = {"steps-800": 43, "steps-2000": 43}
 SHUFFLE_SEED = 0
 CROPS = 256  # held-out crops, and crops of each run's own training photos
 
@@ -79,11 +81,11 @@ def plan(dataset: dict) -> dict[str, dict]:
     for count in PHOTO_COUNTS:
         runs[f"photos-{count}"] = {"steps": PHOTO_BUDGET, "photos": sorted(order[:count]), "seed": recipe.seed,
                                    "shards": str(OUT / f"data-{count}" / "train-000000.tar"), "subset": True}
-    for name, seed in REPEATS.items():
-        runs[f"{name}-seed{seed}"] = {**runs[name], "seed": seed, "repeat_of": name}
     wider = {"photos": list(range(len(photo_set(PHOTO_SET).train))), "seed": recipe.seed,  # training photos first
              "shards": str(RECIPE_SHARDS), "photo_set": PHOTO_SET}
     runs[f"photos-{len(wider['photos'])}"] = {"steps": PHOTO_BUDGET, **wider}
+    for name, seed in REPEATS.items():
+        runs[f"{name}-seed{seed}"] = {**runs[name], "seed": seed, "repeat_of": name}
     runs["stage1"] = {"steps": recipe.max_steps, **wider, "dir": str(RUNS / "stage1")}
     return runs
 

@@ -104,7 +104,8 @@ def test_scaling_section_says_when_steps_do_not_help(export) -> None:
 def test_plan_follows_the_recipe(scaling) -> None:
     runs = scaling.plan({"train_class_ids": list(range(19))})
     assert set(runs) == {"steps-800", "steps-2000", "steps-5000", "photos-5", "photos-10", "photos-31",
-                         "steps-800-seed43", "stage1"}
+                         "steps-800-seed43", "steps-2000-seed43", "stage1"}
+    assert runs["steps-2000-seed43"] == {**runs["steps-2000"], "seed": 43, "repeat_of": "steps-2000"}
     assert (runs["stage1"]["steps"], runs["stage1"]["seed"]) == (5000, 42)  # configs/default/stage1.yaml
     # the recipe's stage 1 and the next point on the photos axis train on the wider set, a superset of the 19
     assert runs["stage1"]["photos"] == runs["photos-31"]["photos"] == list(range(31))
