@@ -500,6 +500,7 @@ class ScalingAxes:
     budget: int  # steps of the photo runs: the budget trained on the most photo counts
     by_steps: list[dict]  # ``full`` photos, ascending steps
     by_photos: list[dict]  # ``budget`` steps, ascending photos
+    photo_series: dict[int, list[dict]]  # every budget trained on two or more photo counts -> its runs, ascending photos
 
     @classmethod
     def of(cls, runs: dict[str, dict]) -> "ScalingAxes":
@@ -509,9 +510,24 @@ class ScalingAxes:
             values = sorted({r[key] for r in first})
             return max(values, key=lambda v: (len({r[other] for r in first if r[key] == v}), v))
 
+        def at(steps: int) -> list[dict]:
+            return sorted((r for r in first if r["steps"] == steps), key=lambda r: r["photos"])
+
         full, budget = widest("photos", "steps"), widest("steps", "photos")
+        series = {steps: at(steps) for steps in sorted({r["steps"] for r in first}) if len(at(steps)) > 1}
         return cls(full, budget, sorted((r for r in first if r["photos"] == full), key=lambda r: r["steps"]),
-                   sorted((r for r in first if r["steps"] == budget), key=lambda r: r["photos"]))
+                   at(budget), series)
+
+
+def repeat_moves(runs: dict[str, dict]) -> dict[str, tuple[dict, float, float]]:
+    """Per repeat run: (the run, |held-out tokens tell moved|, |held-out PSNR@8 moved|) against the run it repeats."""
+    out = {}
+    for name, r in runs.items():
+        if "repeat_of" in r:
+            twin = runs[r["repeat_of"]]
+            out[name] = (r, abs(r["held_out"]["tokens_bits_per_slot"] - twin["held_out"]["tokens_bits_per_slot"]),
+                         abs(r["held_out"]["psnr@8"]["mean"] - twin["held_out"]["psnr@8"]["mean"]))
+    return out
 
 
 def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
@@ -522,20 +538,37 @@ def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
     tell_steps = held_out_points(by_steps, "steps", "tokens_bits_per_slot")
     tell_photos = held_out_points(by_photos, "photos", "tokens_bits_per_slot")
     gaps = ", ".join(f"{r['training']['tokens_bits_per_slot'] - r['held_out']['tokens_bits_per_slot']:.2f}" for r in by_photos)
-    text = (f"Per doubling of the steps on all {full} photos, what the tokens tell about held-out codes changed by "
+    text = (f"Per doubling of the steps on {full} photos, what the tokens tell about held-out codes changed by "
             f"{rates_text(doubling_rates(tell_steps), 'bits/slot')} steps (held-out PSNR@8: "
             f"{rates_text(doubling_rates(held_out_points(by_steps, 'steps', 'psnr@8')), 'dB')}); per doubling of the "
             f"photos at {budget} steps by {rates_text(doubling_rates(tell_photos), 'bits/slot')} photos, while what they "
-            f"tell on the runs' own training crops beyond held-out ones shrank ({gaps} bits/slot with "
-            f"{', '.join(str(r['photos']) for r in by_photos)} photos).")
-    for name, r in runs.items():
-        if "repeat_of" not in r:
-            continue
-        twin = runs[r["repeat_of"]]
-        tell_moved = abs(r["held_out"]["tokens_bits_per_slot"] - twin["held_out"]["tokens_bits_per_slot"])
-        psnr_moved = abs(r["held_out"]["psnr@8"]["mean"] - twin["held_out"]["psnr@8"]["mean"])
-        text += (f" The repeat `{name}` (seed {r['seed']}) says how far a single run moves: {tell_moved:.2f} bits/slot "
-                 f"and {psnr_moved:.2f} dB on held-out crops.")
+            f"tell on the runs' own training crops beyond held-out ones went {gaps} bits/slot with "
+            f"{', '.join(str(r['photos']) for r in by_photos)} photos.")
+    spread: dict[int, float] = {}
+    for name, (r, tell_moved, psnr_moved) in repeat_moves(runs).items():
+        spread[r["steps"]] = max(spread.get(r["steps"], 0.0), tell_moved)
+        text += (f" The repeat `{name}` ({r['steps']} steps, seed {r['seed']}) says how far a single run moves there: "
+                 f"{tell_moved:.2f} bits/slot and {psnr_moved:.2f} dB on held-out crops.")
+    within = [f"{a} to {b}" for a, b, rate in doubling_rates(tell_photos)
+              if budget in spread and abs(rate * math.log2(b / a)) < spread[budget]]
+    if within:
+        text += f" At {budget} steps the change from {' and from '.join(within)} photos lies within that spread."
+    longest = max(axes.photo_series)  # the longest budget trained on several photo counts: where the recipe ends
+    if longest != budget:
+        series = axes.photo_series[longest]
+        points = held_out_points(series, "photos", "tokens_bits_per_slot")
+        text += (f" At {longest} steps, {' and '.join(str(r['photos']) for r in series)} photos tell "
+                 f"{' and '.join(f'{v:.2f}' for _, v in points)} bits/slot "
+                 f"({', '.join(f'{rate:+.2f}' for *_, rate in doubling_rates(points))} bits/slot per doubling)")
+        wide = [r["held_out_wide"]["tokens_bits_per_slot"] for r in series if "held_out_wide" in r]
+        if len(wide) == len(series):
+            text += f"; on the wider held-out set {' and '.join(f'{v:.2f}' for v in wide)}"
+        if spread:
+            moved, largest = points[-1][1] - points[0][1], max(spread.values())
+            text += (f". From {points[0][0]} to {points[-1][0]} photos that is {moved:+.2f} bits/slot on the held-out set, "
+                     f"{'more' if abs(moved) > largest else 'no more'} than the largest seed spread measured ({largest:.2f})")
+        text += "."
+        tell_photos, budget = points, longest
     more_steps = doublings_needed(tell_steps, TOKENS_GOAL_BITS)
     more_photos = doublings_needed(tell_photos, TOKENS_GOAL_BITS)
     if more_steps is None:
@@ -552,7 +585,7 @@ def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
     if more_photos is None:
         return text + "; more photos did not raise it either."
     text += (f"; at the photos' last rate it needs about {more_photos:.1f} doublings of the photos (about "
-             f"{by_photos[-1]['photos'] * 2 ** more_photos:.0f} photos at {budget} steps). Rough extrapolations from single runs")
+             f"{max(tell_photos)[0] * 2 ** more_photos:.0f} photos at {budget} steps). Rough extrapolations from single runs")
     lever = more_steps is None or more_photos < more_steps
     return text + ("; they say distinct photos move this recipe further than steps do." if lever else ".")
 
@@ -569,8 +602,14 @@ def scaling_summary(scaling: dict | None) -> str:
         return " / ".join(f"{v:.2f}" for _, v in points), " / ".join(str(n) for n, _ in points)
 
     (tell_p, n_p), (tell_s, n_s) = series(photos), series(steps)
+    longest = max(axes.photo_series)
+    more = [f"{tell_s} after {n_s} steps on {axes.full} photos"]
+    if longest != axes.budget:
+        tell_l, n_l = series(held_out_points(axes.photo_series[longest], "photos", "tokens_bits_per_slot"))
+        more.append(f"{tell_l} after {longest} steps on {n_l} photos")
     return (f"\n  Stage 1's tokens tell {tell_p} bits/slot about held-out codes after {axes.budget} steps on {n_p} photos,\n"
-            f"  and {tell_s} after {n_s} steps on {axes.full} photos (section \"How stage 1 scales with steps and with photos\").")
+            f"  {', '.join(more[:-1])}{', ' if len(more) > 1 else ''}and {more[-1]} (section \"How stage 1 scales with "
+            "steps and with photos\").")
 
 
 def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
@@ -605,7 +644,7 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
              f"on nested subsets of them (the first {subsets} of a seeded shuffle, every crop cut from them){wider}; a "
              "shorter run's learning-rate schedule ends at its last step. Each is measured with the protocol above on "
              f"{proto['crops']} held-out crops{held_out} and on {proto['crops']} crops of the run's own training "
-             f"photos.{wide_text} `stage1` is the shipped recipe's run.")
+             f"photos.{wide_text} `stage1` is the recipe's own stage-1 run.")
     return f"""## How stage 1 scales with steps and with photos
 {textwrap.fill(intro, width=118, break_on_hyphens=False)}
 
