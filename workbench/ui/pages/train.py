@@ -325,7 +325,10 @@ class TrainPage:
         if not eval_keys and all_eval:
             eval_keys = [k for k in all_eval if "psnr" in k or "acc" in k][:2] or all_eval[:1]
         samples = self._new_samples(known_samples, curve_runs)
-        return (ids, samples[0], watch, self.status_text(watch), self.table_frame(), self.on_log(run_id), *updates,
+        # The watch goes back only when this tick changed it: a tick that started before a launch click finished
+        # holds the old watch, and writing it back would drop the launch (its runs never get selected).
+        return (ids, samples[0], watch if select else gr.skip(), self.status_text(watch), self.table_frame(),
+                self.on_log(run_id), *updates,
                 *samples[1:],
                 gr.Dropdown(choices=train_keys, value=keys), gr.Dropdown(choices=all_eval, value=eval_keys),
                 self.curves_plot(curve_runs, keys, smoothing), self.eval_plot(curve_runs, eval_keys, smoothing))
