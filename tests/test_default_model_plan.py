@@ -71,3 +71,20 @@ def test_a_failed_run_stops_the_plan_and_names_it(tmp_path: Path, monkeypatch) -
         plan_module.run_plan(plan_module.PLAN, tmp_path, {run.name: [] for run in plan_module.PLAN}, slots=2,
                              threads=1, poll_s=0.02)
     assert not (tmp_path / "stage2_sfvr").exists()  # nothing that reads stage 1 was started
+
+
+def test_the_runs_folder_remembers_each_photo_sets_build_and_refuses_another(tmp_path: Path) -> None:
+    def manifest(train_crops: int) -> dict:
+        return {key: 0 for key in plan_module.STAMPED} | {"train_crops": train_crops}
+
+    builds = {plan_module.PHOTO_SET: manifest(40_000), plan_module.TEACHER_PHOTO_SET: manifest(40_000)}
+    runs = tmp_path / "runs"
+    plan_module.stamp_runs(runs, builds)
+    plan_module.stamp_runs(runs, builds)  # the same builds again: accepted
+    assert json.loads((runs / plan_module.RUNS_STAMP).read_text()) == builds
+    with pytest.raises(SystemExit, match=f"{plan_module.PHOTO_SET}: train_crops differ"):
+        plan_module.stamp_runs(runs, {**builds, plan_module.PHOTO_SET: manifest(1_000)})
+    older = tmp_path / "older"
+    (older / "stage1").mkdir(parents=True)  # runs made before the folder kept a stamp
+    with pytest.raises(SystemExit, match="no dataset.json: made from an older default dataset"):
+        plan_module.stamp_runs(older, builds)

