@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_default_model import DATA as DATA_ROOT, PHOTO_SET  # noqa: E402
+from train_default_model import ADOPTED, DATA as DATA_ROOT, LAUNCHES, PHOTO_SET  # noqa: E402
 from trainers.data.photo_sources import PHOTOS  # noqa: E402
 from trainers.data.photos import photo_set  # noqa: E402
 
@@ -61,6 +61,25 @@ def with_ci(stat: dict, digits: int = 2) -> str:
 
 def run_names() -> list[str]:
     return sorted(p.parent.name for p in RUNS.glob("*/metrics.jsonl"))
+
+
+def run_threads(name: str) -> str:
+    """The torch threads each start of a run had (the chain gives a run that starts alone every core)."""
+    path = RUNS / name / LAUNCHES
+    counts = [json.loads(line)["threads"] for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return " then ".join(str(n) for n in dict.fromkeys(counts)) or "1"
+
+
+def timing_rows() -> str:
+    """The run table: steps, threads and active wall minutes per trained run; an adopted model says where it came from."""
+    rows = "".join(f"| {name} | {steps} | {run_threads(name)} | {mins:.1f} |\n"
+                   for name in run_names() for steps, mins in [run_minutes(name)])
+    for path in sorted(RUNS.glob(f"*/{ADOPTED}")):
+        record = json.loads(path.read_text())
+        rows += (f"| {path.parent.name} | {record['steps']} | - | not trained here: `{record['source']}` as shipped "
+                 f"(trained on `{record['photos']}` at commit {str(record['git_commit'])[:7]}; sha256 "
+                 f"{record['sha256'][:12]}) |\n")
+    return rows
 
 
 def quality_table(models: dict) -> str:
@@ -238,7 +257,6 @@ def card(evaluation: dict) -> str:
     if samples.get("names"):
         mean1, mean8 = (sum(samples[k]) / len(samples[k]) for k in ("psnr@1", "psnr@8"))
         sample_rows += f"| mean | {mean1:.2f} | {mean8:.2f} |\n"
-    timing_rows = "".join(f"| {name} | {s} | {mins:.1f} |\n" for name, (s, mins) in timing.items())
     s3 = cb.get(shipped, {})
     tcb = evaluation["teacher_codebook"]
     screen = proto["information_screen_defaults"]
@@ -269,16 +287,17 @@ One command reproduces everything from scratch, resumably (each run restarts fro
 
 It runs each `configs/default/<recipe>.yaml` as
 `python launch_training.py --stage S --config configs/default/<recipe>.yaml --run-dir workspace/default-model/<run>`,
-one run per core at a time, each once the runs it reads have finished: teacher -> stage 1 -> stage 2 (SFVR and
+one run per core at a time, each once the runs it reads have finished: teacher (adopted as shipped unless
+`--retrain-teacher`) -> stage 1 -> stage 2 (SFVR and
 vanilla, seeds {', '.join(str(s) for s in seeds)} each) -> stage 3 (from `{evaluation.get('shipped_from', 'stage2_sfvr')}`) and the
 generator; then `python scripts/export_default_model.py` (which runs `scripts/evaluate_default_model.py` and
 `scripts/evaluate_default_generator.py`).
 
-| run | steps | wall minutes |
-|---|---|---|
-{timing_rows}
-Hardware: {platform.machine()} CPU, 2 cores, two runs side by side with 1 torch thread each, no GPU; the wall
-minutes count active training only. Batch 16, AdamW, warm-up + cosine, EMA 0.999, gradient clipping 1.0.
+| run | steps | torch threads | wall minutes |
+|---|---|---|---|
+{timing_rows()}
+Hardware: {platform.machine()} CPU, 2 cores, no GPU; two runs side by side with 1 torch thread each, a run that starts
+alone with both; the wall minutes count active training only. Batch 16, AdamW, warm-up + cosine, EMA 0.999, gradient clipping 1.0.
 Stage 2 starts from stage 1 with the decoder's code table redrawn at N(0, 0.02) and a 2-D sine-cosine grid added to its
 slot positions (`decoder_init`, see "Reading the numbers"), at lr 1e-3.
 Stage 3 used {stage3_losses(stage3)}{code_ce_note(stage3)}; its LPIPS term was off because the VGG16 backbone weights
@@ -318,7 +337,7 @@ teacher's own codes and asks the decoder for the rest: a decoder that reads reve
 {information_table(evaluation['information'])}
 {training_photos_section(evaluation, photo_count())}
 {thumbnails_section(evaluation)}
-{scaling_section(saved_scaling(), timing.get('stage1', (0, None))[1])}
+{scaling_section(saved_scaling(), timing.get('stage1', (0, None))[1], run_threads('stage1'))}
 ## SFVR against vanilla (stage 2)
 {seeds_section(evaluation['seeds'])}
 
@@ -539,7 +558,7 @@ def repeat_moves(runs: dict[str, dict]) -> dict[str, tuple[dict, float, float]]:
     return out
 
 
-def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
+def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None, stage1_threads: str = "1") -> str:
     """The scaling runs in words: rates per doubling of steps and of photos, a single run's spread, and how far
     each lever would have to go to reach the tokens goal at its last rate."""
     axes = ScalingAxes.of(runs)
@@ -587,8 +606,8 @@ def scaling_reading(runs: dict[str, dict], stage1_minutes: float | None) -> str:
         hours = factor * stage1_minutes / 60 if stage1_minutes else None
         span = "" if hours is None else (f", about {hours:.0f} hours" if hours < 48 else f", about {hours / 24:.0f} days")
         text += (f" At the last interval's rate the goal of {TOKENS_GOAL_BITS} bits/slot needs about {more_steps:.1f} "
-                 f"more doublings of the steps ({factor:,.0f} times the recipe's {max(tell_steps)[0]}{span} of one core "
-                 "for stage 1 alone)")
+                 f"more doublings of the steps ({factor:,.0f} times the recipe's {max(tell_steps)[0]}{span} of "
+                 f"{'one core' if stage1_threads == '1' else stage1_threads + ' cores'} for stage 1 alone)")
         rates = [rate for *_, rate in doubling_rates(tell_steps)]
         text += ", and that rate is falling" if rates[-1] < rates[0] else ""
     if more_photos is None:
@@ -621,7 +640,7 @@ def scaling_summary(scaling: dict | None) -> str:
             "steps and with photos\").")
 
 
-def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
+def scaling_section(scaling: dict | None, stage1_minutes: float | None, stage1_threads: str = "1") -> str:
     """How stage 1 of this recipe scales with steps and with photos (scripts/measure_default_scaling.py)."""
     if not scaling:
         return ""
@@ -659,7 +678,7 @@ def scaling_section(scaling: dict | None, stage1_minutes: float | None) -> str:
 
 {head}
 {rows}
-{textwrap.fill(scaling_reading(runs, stage1_minutes), width=118, break_on_hyphens=False)}
+{textwrap.fill(scaling_reading(runs, stage1_minutes, stage1_threads), width=118, break_on_hyphens=False)}
 """
 
 

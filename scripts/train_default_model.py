@@ -6,9 +6,10 @@ Steps (each skipped when its output exists, resumed from its newest checkpoint w
      -> workspace/data/<photo set>: the recipe's set for every run, the teacher's own (older, smaller) set for
      the teacher, which stays the frozen reference it was (the Debian packages' photos are fetched first:
      ``make default-model`` does it)
-  2. teacher -> stage 1 -> stage 2 with SFVR and vanilla, 3 seeds each -> stage 3 (from SFVR, first seed) and
-     the class-conditional generator over the SFVR model's tokens; one run per core at a time, each started as
-     soon as the runs it reads have finished, as `launch_training.py --stage S --config configs/default/<recipe>.yaml
+  2. teacher (the shipped one, adopted as it is: the recipe keeps it fixed; --retrain-teacher trains it) -> stage 1
+     -> stage 2 with SFVR and vanilla, 3 seeds each -> stage 3 (from SFVR, first seed) and the class-conditional
+     generator over the SFVR model's tokens; one run per core at a time (a run that starts alone takes every core),
+     each started as soon as the runs it reads have finished, as `launch_training.py --stage S --config configs/default/<recipe>.yaml
      --run-dir workspace/default-model/<run>` with the dataset's shards, the earlier runs' models and the seed
      passed as overrides (the YAML files name the same default paths, so each command also runs alone)
   3. evaluation on held-out images (workspace/default-model/evaluation.json) and export: assets/default/{teacher,sftok},
@@ -17,7 +18,7 @@ Steps (each skipped when its output exists, resumed from its newest checkpoint w
 The runs folder remembers which dataset it was trained on (dataset.json): runs made from another build of
 the dataset are refused, not silently reused.
 
-Usage: python scripts/train_default_model.py [--parallel 2] [--threads-per-run 0] [--skip-export]
+Usage: python scripts/train_default_model.py [--parallel 2] [--threads-per-run 0] [--skip-export] [--retrain-teacher]
        [--data DIR --runs DIR --train-crops N --val-crops M --max-steps K]   # e.g. a smoke run of the whole chain
 """
 from __future__ import annotations
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "workspace" / "default-model"
 DATA = ROOT / "workspace" / "data"  # one dataset folder per photo set
 RUNS_STAMP = "dataset.json"
+LAUNCHES = "launches.jsonl"  # per run: one row per start (time, torch threads), read by the model card
+ADOPTED = "adopted.json"  # in a run folder whose model was copied in, not trained here
+SHIPPED_TEACHER = ROOT / "assets" / "default" / "teacher"
 # Dataset fields that decide what the runs learnt from; a runs folder made from other values is refused.
 STAMPED = ("format", "image_size", "train_crops", "val_crops", "seed", "train_sources", "val_sources", "augmentation")
 
@@ -137,6 +141,32 @@ def finished(run: Run, runs: Path) -> bool:
     return (runs / run.name / "model" / "model.safetensors").is_file()
 
 
+def adopt_teacher(runs: Path, source: Path = SHIPPED_TEACHER) -> bool:
+    """Copy the shipped teacher in as the finished teacher run, unless one is there already.
+
+    The recipe keeps the teacher fixed (trained on ``TEACHER_PHOTO_SET``): the shipped file is that teacher, so
+    training it again would spend half an hour of the critical path to reproduce it up to thread-order noise, and
+    every stage keeps predicting exactly the codes the shipped tokenizer was measured against."""
+    import hashlib
+    import shutil
+
+    run_dir = runs / "teacher"
+    if (run_dir / "model" / "model.safetensors").is_file():
+        return False
+    config = json.loads((source / "config.json").read_text())
+    if config.get("stage") != "teacher":
+        raise SystemExit(f"{source} is not a teacher checkpoint (stage {config.get('stage')!r}); "
+                         "pass --retrain-teacher to train one")
+    shutil.copytree(source, run_dir / "model")
+    digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    record = {"source": str(source.relative_to(ROOT)) if source.is_relative_to(ROOT) else str(source),
+              "sha256": digest, "steps": config.get("steps"), "git_commit": config.get("git_commit"),
+              "photos": TEACHER_PHOTO_SET}
+    (run_dir / ADOPTED).write_text(json.dumps(record, indent=1) + "\n")
+    log(f"teacher: adopted {source} ({config.get('steps')} steps, sha256 {digest[:12]})")
+    return True
+
+
 def start(run: Run, runs: Path, extra: list[str], threads: int) -> subprocess.Popen:
     run_dir = runs / run.name
     checkpoints = run_dir / "checkpoints"
@@ -144,6 +174,8 @@ def start(run: Run, runs: Path, extra: list[str], threads: int) -> subprocess.Po
     cmd = [sys.executable, str(ROOT / "launch_training.py"), "--stage", run.stage, "--config", str(run.config_file),
            "--run-dir", str(run_dir), "--threads", str(threads), "--no-progress", *resume, *extra]
     run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LAUNCHES, "a") as launches:
+        launches.write(json.dumps({"time": time.time(), "threads": threads}) + "\n")
     log(f"{run.name}: {' '.join(cmd[1:])}")
     with open(run_dir / "train.log", "a") as out:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -151,7 +183,10 @@ def start(run: Run, runs: Path, extra: list[str], threads: int) -> subprocess.Po
 
 def run_plan(plan: list[Run], runs: Path, extra: dict[str, list[str]], slots: int, threads: int,
              poll_s: float = 2.0) -> None:
-    """Run every unfinished run of ``plan``, ``slots`` at a time, each once the runs it reads have finished."""
+    """Run every unfinished run of ``plan``, ``slots`` at a time, each once the runs it reads have finished.
+
+    A run that starts alone (nothing else running, nothing else ready) takes every slot's threads: the chain's
+    first runs are each other's inputs, and one thread per run would leave cores idle on its critical path."""
     pending = []
     for run in plan:
         if finished(run, runs):
@@ -160,10 +195,11 @@ def run_plan(plan: list[Run], runs: Path, extra: dict[str, list[str]], slots: in
             pending.append(run)
     active: dict[str, tuple[subprocess.Popen, float]] = {}
     while pending or active:
-        for run in list(pending):
-            if len(active) < slots and all(finished(r, runs) for r in plan if r.name in run.reads.values()):
-                active[run.name] = (start(run, runs, extra[run.name], threads), time.time())
-                pending.remove(run)
+        ready = [run for run in pending if all(finished(r, runs) for r in plan if r.name in run.reads.values())]
+        for run in ready[:max(0, slots - len(active))]:
+            alone = not active and len(ready) == 1
+            active[run.name] = (start(run, runs, extra[run.name], threads * slots if alone else threads), time.time())
+            pending.remove(run)
         if not active:
             raise SystemExit(f"cannot start {[r.name for r in pending]}: a run they read did not finish")
         time.sleep(poll_s)
@@ -188,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads-per-run", type=int, default=0,
                         help="torch threads per run (0: the cores divided among the parallel runs)")
     parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--retrain-teacher", action="store_true",
+                        help=f"train the teacher on {TEACHER_PHOTO_SET} instead of adopting {SHIPPED_TEACHER.relative_to(ROOT)}")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--train-crops", type=int, default=DEFAULT_TRAIN_CROPS)
@@ -212,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             f"({manifest['augmented']['flipped']} mirrored, {manifest['augmented']['jittered']} colour-jittered)")
         specs[photos] = shard_range(data.train_shards), shard_range(data.val_shards)
     stamp_runs(args.runs, manifests)
+    if not args.retrain_teacher:
+        adopt_teacher(args.runs)
     extra = {run.name: overrides(run, args.runs, *specs[run.photos], args.max_steps) for run in PLAN}
     threads = args.threads_per_run or max(1, (os.cpu_count() or 1) // args.parallel)
     run_plan(PLAN, args.runs, extra, args.parallel, threads)

@@ -36,10 +36,11 @@ def fake_start(log: Path, fail: str | None = None):
 
         model = runs / run.name / "model" / "model.safetensors"
         code = (f"import json, time, pathlib; log = open({str(log)!r}, 'a'); "
-                f"log.write(json.dumps(['start', {run.name!r}, time.time()]) + '\\n'); log.flush(); time.sleep(0.3); "
+                f"log.write(json.dumps(['start', {run.name!r}, time.time(), {threads}]) + '\\n'); log.flush(); "
+                "time.sleep(0.3); "
                 + ("raise SystemExit(3)" if run.name == fail else
                    f"p = pathlib.Path({str(model)!r}); p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(b''); "
-                   f"log.write(json.dumps(['end', {run.name!r}, time.time()]) + '\\n')"))
+                   f"log.write(json.dumps(['end', {run.name!r}, time.time(), {threads}]) + '\\n')"))
         return subprocess.Popen([sys.executable, "-c", code])
     return start
 
@@ -52,14 +53,17 @@ def test_scheduler_keeps_to_its_slots_and_starts_a_run_after_what_it_reads(tmp_p
     (tmp_path / "teacher" / "model" / "model.safetensors").write_bytes(b"")  # finished already: not run again
     plan_module.run_plan(plan, tmp_path, {run.name: [] for run in plan}, slots=2, threads=1, poll_s=0.02)
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    started = [name for kind, name, _ in events if kind == "start"]
+    started = [name for kind, name, _, _ in events if kind == "start"]
     assert sorted(started) == sorted(run.name for run in plan if run.name != "teacher")
-    ends = {name: t for kind, name, t in events if kind == "end"}
-    starts = {name: t for kind, name, t in events if kind == "start"}
+    ends = {name: t for kind, name, t, _ in events if kind == "end"}
+    starts = {name: t for kind, name, t, _ in events if kind == "start"}
+    threads = {name: n for kind, name, _, n in events if kind == "start"}
+    # stage 1 is the only run ready while nothing runs: it takes both slots' threads; runs started side by side, one
+    assert threads["stage1"] == 2 and threads["stage2_sfvr"] == threads["stage2_vanilla"] == 1
     for run in plan[1:]:
         assert all(ends[r] <= starts[run.name] for r in run.reads.values() if r != "teacher"), run.name
     running, most = 0, 0
-    for kind, _, _ in sorted(events, key=lambda e: e[2]):
+    for kind, _, _, _ in sorted(events, key=lambda e: e[2]):
         running += 1 if kind == "start" else -1
         most = max(most, running)
     assert most == 2  # the two stage-2 recipes (and later runs) overlap, never three
@@ -71,6 +75,23 @@ def test_a_failed_run_stops_the_plan_and_names_it(tmp_path: Path, monkeypatch) -
         plan_module.run_plan(plan_module.PLAN, tmp_path, {run.name: [] for run in plan_module.PLAN}, slots=2,
                              threads=1, poll_s=0.02)
     assert not (tmp_path / "stage2_sfvr").exists()  # nothing that reads stage 1 was started
+
+
+def test_the_shipped_teacher_is_adopted_once_with_its_checksum_and_a_non_teacher_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    runs = tmp_path / "runs"
+    assert plan_module.adopt_teacher(runs)
+    model = runs / "teacher" / "model"
+    shipped = plan_module.SHIPPED_TEACHER
+    assert (model / "model.safetensors").read_bytes() == (shipped / "model.safetensors").read_bytes()
+    record = json.loads((runs / "teacher" / plan_module.ADOPTED).read_text())
+    assert record["sha256"] == hashlib.sha256((shipped / "model.safetensors").read_bytes()).hexdigest()
+    assert record["steps"] == 3000 and record["photos"] == plan_module.TEACHER_PHOTO_SET
+    assert plan_module.finished(plan_module.PLAN[0], runs)
+    assert not plan_module.adopt_teacher(runs)  # a teacher is there already: left as it is
+    with pytest.raises(SystemExit, match="not a teacher checkpoint"):
+        plan_module.adopt_teacher(tmp_path / "other", source=Path("assets/default/sftok").resolve())
 
 
 def test_the_runs_folder_remembers_each_photo_sets_build_and_refuses_another(tmp_path: Path) -> None:
