@@ -21,10 +21,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from analysis.class_match import class_match, colour_histograms  # noqa: E402
 from core import MaskGITGenerator, SFTok, load_pretrained  # noqa: E402
 from trainers.data.loaders import make_eval_loader  # noqa: E402
+from train_default_model import DATA, PHOTO_SET  # noqa: E402
 
 SETTINGS = {"num_steps": 8, "guidance_scale": 4.5, "temperature": 1.0, "seed": 0, "samples_per_class": 8,
             "tokenizer_steps": 8, "tokenizer_temperature": 0.0, "centroid_crops": 48, "ceiling_crops": 16}
@@ -67,7 +69,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", type=Path, default=ROOT / "workspace" / "default-model" / "generator" / "model")
     parser.add_argument("--tokenizer", type=Path, default=ROOT / "assets" / "default" / "sftok")
-    parser.add_argument("--data", type=Path, default=ROOT / "workspace" / "data" / "default")
+    parser.add_argument("--data", type=Path, default=DATA / PHOTO_SET,
+                        help="the dataset the generator was trained on (default: the recipe's)")
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "default")
     args = parser.parse_args()
     torch.set_num_threads(2)
