@@ -70,10 +70,9 @@ def run_threads(name: str) -> str:
     return " then ".join(str(n) for n in dict.fromkeys(counts)) or "1"
 
 
-def timing_rows() -> str:
-    """The run table: steps, threads and active wall minutes per trained run; an adopted model says where it came from."""
-    rows = "".join(f"| {name} | {steps} | {run_threads(name)} | {mins:.1f} |\n"
-                   for name in run_names() for steps, mins in [run_minutes(name)])
+def timing_rows(timing: dict[str, tuple[int, float]]) -> str:
+    """The run table from ``{run: (steps, active wall minutes)}`` plus threads; an adopted model says where it came from."""
+    rows = "".join(f"| {name} | {steps} | {run_threads(name)} | {mins:.1f} |\n" for name, (steps, mins) in timing.items())
     for path in sorted(RUNS.glob(f"*/{ADOPTED}")):
         record = json.loads(path.read_text())
         rows += (f"| {path.parent.name} | {record['steps']} | - | not trained here: `{record['source']}` as shipped "
@@ -295,7 +294,7 @@ generator; then `python scripts/export_default_model.py` (which runs `scripts/ev
 
 | run | steps | torch threads | wall minutes |
 |---|---|---|---|
-{timing_rows()}
+{timing_rows(timing)}
 Hardware: {platform.machine()} CPU, 2 cores, no GPU; two runs side by side with 1 torch thread each, a run that starts
 alone with both; the wall minutes count active training only. Batch 16, AdamW, warm-up + cosine, EMA 0.999, gradient clipping 1.0.
 Stage 2 starts from stage 1 with the decoder's code table redrawn at N(0, 0.02) and a 2-D sine-cosine grid added to its
