@@ -287,7 +287,8 @@ def cmd_mi(args: argparse.Namespace) -> int:
         Section("Token statistics (count-based, Miller-Madow, shuffle baseline)", [pairwise_mi_figure(pair)],
                 [token_summary])])
     print(f"LOO MI: {loo.mean_bits:.4f} bits/slot [{loo.mean_ci[0]:.4f}, {loo.mean_ci[1]:.4f}]")
-    print_table(info.rows, ["step", "mask_ratio_in", "info_gain_bits_per_image", "block_tc_bits", "block_slots"])
+    print_table(info.rows, ["step", "mask_ratio_in", "info_gain_bits_per_image", "teacher_gain_bits_per_image",
+                            "block_tc_bits", "block_slots"])
     print_table(gap_rows, ["model", "step", "kl_bits", "revealed_accuracy", "committed_accuracy"])
     return 0
 

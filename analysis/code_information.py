@@ -8,7 +8,7 @@ default settings. Everything in bits.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -48,6 +48,10 @@ class CodeInformation:
     loo_mean_ci: tuple[float, float]
     reveal_fractions: tuple[float, ...] = ()
     ce_hidden_by_reveal_bits: tuple[float, ...] = ()  # CE of the still-hidden codes, per revealed fraction
+    # The same gains with the teacher's codes at the committed slots (the paper's I(m_masked; m_revealed | Z_q)).
+    teacher_gain_bits_per_image: list[float] = field(default_factory=list)
+    teacher_gain_bits_per_image_all: list[float] = field(default_factory=list)
+    teacher_groups_all_positive: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -106,15 +110,21 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
     low, high = bootstrap_mean_ci(per_image_ce[:, None], seed=screen.seed)
     marginal = tell.marginal_bits()
     # The screen measures one group of images (the first); how stable is the sign of its gains from group to group?
-    group_gains, head = [], None
+    group_gains, teacher_gains, head = [], [], None
     for first in range(0, images.shape[0] - screen.images + 1, screen.images):
         inputs = sftok_mi_inputs(model, images[first:first + screen.images], teacher)
         traj = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, screen.steps,
                                       screen.temperature, screen.seed, max_block_slots=1)  # block TC is not read
         group_gains.append([r.info_gain_bits_per_image for r in traj.rows])
+        teacher_gains.append([r.teacher_gain_bits_per_image for r in traj.rows])
         head = inputs if head is None else head
-    gain_all = [sum(g[k] for g in group_gains) / len(group_gains) for k in range(screen.steps)]
-    positive_groups = sum(all(v > 0 for v in g[1:]) for g in group_gains)
+    def over_groups(gains: list[list[float]]) -> tuple[list[float], int]:
+        """Mean gain per step over the groups, and how many groups gain at every step after the first."""
+        return ([sum(g[k] for g in gains) / len(gains) for k in range(screen.steps)],
+                sum(all(v > 0 for v in g[1:]) for g in gains))
+
+    gain_all, positive_groups = over_groups(group_gains)
+    teacher_all, teacher_positive = over_groups(teacher_gains)
     positions = pick_positions(head.targets.shape[1], screen.slots, screen.seed)
     loo = leave_one_out_mi(head.decoder, head.targets, head.z_q, head.mask_id, positions, seed=screen.seed)
     slots = head.targets.shape[1]
@@ -126,7 +136,9 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
         groups_all_positive=positive_groups, groups=len(group_gains),
         loo_slots_above_zero=int((loo.ci_low > 0).sum()), loo_slots=int(positions.size),
         loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])),
-        reveal_fractions=REVEAL_FRACTIONS, ce_hidden_by_reveal_bits=reveal.result())
+        reveal_fractions=REVEAL_FRACTIONS, ce_hidden_by_reveal_bits=reveal.result(),
+        teacher_gain_bits_per_image=teacher_gains[0], teacher_gain_bits_per_image_all=teacher_all,
+        teacher_groups_all_positive=teacher_positive)
 
 
 __all__ = ["CodeInformation", "REVEAL_FRACTIONS", "ScreenDefaults", "TokensTell", "code_information", "tokens_tell"]

@@ -215,6 +215,8 @@ class TrajectoryRow:
     ce_context_bits: float  # ... given the codes revealed so far on the real trajectory
     info_gain_bits_per_slot: float
     info_gain_bits_per_image: float  # summed over the still-masked slots
+    ce_teacher_context_bits: float  # ... given the teacher's codes at the slots revealed so far (same mask)
+    teacher_gain_bits_per_image: float  # ce_context_free - ce_teacher_context, summed over the still-masked slots
     block_tc_bits: float  # total correlation of this step's parallel block (per image)
     block_tc_sem: float
     block_slots: float  # mean slots in the chain (<= committed when capped)
@@ -226,6 +228,17 @@ class TrajectoryInformation:
     num_steps: int
     temperature: float
     num_images: int
+
+
+def teacher_forced_logits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, step: TrajectoryStep,
+                          mask_id: int) -> torch.Tensor:
+    """The decoder's logits when the slots this step saw revealed hold the teacher's codes instead of its own.
+
+    Same mask as the real trajectory, so the difference to ``step.logits`` is only what the revealed codes say."""
+    masked = step.ids_in == mask_id
+    if masked.all():
+        return step.logits
+    return decoder(torch.where(masked, step.ids_in, targets), z_q)
 
 
 def _block_tc(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, step: TrajectoryStep,
@@ -272,7 +285,13 @@ def trajectory_information(decoder: Decoder, z_q: torch.Tensor, targets: torch.T
                            trajectory: list[TrajectoryStep] | None = None, max_block_slots: int | None = None,
                            batch_size: int = 128) -> TrajectoryInformation:
     """Per step: how much the revealed codes lower the CE of the remaining true codes, and the
-    total correlation of the block the step commits in parallel (what parallel sampling ignores)."""
+    total correlation of the block the step commits in parallel (what parallel sampling ignores).
+
+    The gain is measured twice. With the model's own committed codes (the real trajectory) it cannot be
+    positive on average for a decoder consistent with itself: its own samples say nothing about the true
+    codes beyond the tokens, and by Jensen's inequality E[-log q(m | Z, own)] >= -log q(m | Z). With the
+    teacher's codes at the same committed slots it estimates I(m_masked; m_revealed | Z_q), the information
+    the paper's argument for multi-step decoding rests on."""
     targets = _check_codes(targets, z_q, mask_id)
     b, s = targets.shape
     trajectory = trajectory or decode_trajectory(decoder, z_q, s, mask_id, num_steps, temperature, seed)
@@ -285,12 +304,15 @@ def trajectory_information(decoder: Decoder, z_q: torch.Tensor, targets: torch.T
         free = float(ce_free[masked].sum() / n_masked)
         ctx = float(ce_ctx[masked].sum() / n_masked)
         gain_per_image = float(((ce_free - ce_ctx) * masked).sum() / b)
+        ce_tf = _ce_bits(teacher_forced_logits(decoder, z_q, targets, step, mask_id), targets)
+        teacher_gain = float(((ce_free - ce_tf) * masked).sum() / b)
         tc, sizes = _block_tc(decoder, z_q, targets, step, max_block_slots, seed, batch_size)
         sem = float(tc.std(ddof=1) / math.sqrt(b)) if b > 1 else float("nan")
         rows.append(TrajectoryRow(
             step=step.step, mask_ratio_in=float(masked.float().mean()), committed=float(step.newly_committed.sum() / b),
             ce_context_free_bits=free, ce_context_bits=ctx, info_gain_bits_per_slot=free - ctx,
-            info_gain_bits_per_image=gain_per_image, block_tc_bits=float(tc.mean()), block_tc_sem=sem,
+            info_gain_bits_per_image=gain_per_image, ce_teacher_context_bits=float(ce_tf[masked].sum() / n_masked),
+            teacher_gain_bits_per_image=teacher_gain, block_tc_bits=float(tc.mean()), block_tc_sem=sem,
             block_slots=float(sizes.mean())))
     return TrajectoryInformation(tuple(rows), len(trajectory), float(temperature), b)
 
@@ -380,8 +402,7 @@ def self_forcing_gap(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor,
     for step in trajectory:
         masked = step.ids_in == mask_id
         revealed = ~masked
-        forced = torch.where(masked, step.ids_in, targets)
-        logits_tf = step.logits if not revealed.any() else decoder(forced, z_q)
+        logits_tf = teacher_forced_logits(decoder, z_q, targets, step, mask_id)
         n_masked = masked.sum().clamp(min=1)
         kl = float((_kl_bits(logits_tf, step.logits) * masked).sum() / n_masked)
         correct = step.ids_in == targets

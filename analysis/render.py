@@ -110,8 +110,12 @@ def trajectory_figure(result: TrajectoryInformation, title: str = "Information a
     fig = make_subplots(rows=1, cols=2, subplot_titles=("CE of still-masked true codes (bits/slot)",
                                                         "bits per image"))
     fig.add_trace(go.Scatter(x=steps, y=[r.ce_context_free_bits for r in result.rows], name="all masked"), 1, 1)
-    fig.add_trace(go.Scatter(x=steps, y=[r.ce_context_bits for r in result.rows], name="given revealed"), 1, 1)
-    fig.add_trace(go.Bar(x=steps, y=[r.info_gain_bits_per_image for r in result.rows], name="info gain"), 1, 2)
+    fig.add_trace(go.Scatter(x=steps, y=[r.ce_context_bits for r in result.rows], name="given own revealed"), 1, 1)
+    fig.add_trace(go.Scatter(x=steps, y=[r.ce_teacher_context_bits for r in result.rows],
+                             name="given teacher's codes there"), 1, 1)
+    fig.add_trace(go.Bar(x=steps, y=[r.info_gain_bits_per_image for r in result.rows], name="info gain (own codes)"), 1, 2)
+    fig.add_trace(go.Bar(x=steps, y=[r.teacher_gain_bits_per_image for r in result.rows],
+                         name="info gain (teacher's codes)"), 1, 2)
     fig.add_trace(go.Bar(x=steps, y=[r.block_tc_bits for r in result.rows], name="block total correlation",
                          error_y=dict(type="data", array=[r.block_tc_sem for r in result.rows])), 1, 2)
     for col in (1, 2):

@@ -244,6 +244,9 @@ class TrainConfig:
             raise ConfigError("teacher_path: stages 1-3 need a trained MaskGIT-VQGAN teacher folder")
         if self.stage == "3" and self.stage3.code_ce_weight > 0 and not self.teacher_path:
             raise ConfigError("stage3.code_ce_weight: the code cross-entropy needs teacher_path (the teacher's codes)")
+        if self.stage == "3" and self.sfvr.replace_prob < 1 and not self.teacher_path:
+            raise ConfigError("sfvr.replace_prob: below 1 in stage 3 some context slots hold the teacher's codes, "
+                              "which needs teacher_path")
         if self.stage == "3" and not self.init_weights:
             raise ConfigError("init_weights: stage 3 starts from a stage-2 model (its EMA weights)")
         if self.stage3.discriminator == "dino" and not Path(self.stage3.dino_weights).is_file():

@@ -95,7 +95,9 @@ class PixelObjective(nn.Module):
     """Stage 3: decode to pixels through the soft pixel head; L2 (+ LPIPS) against the image.
 
     Encoder, latent tokens and quantiser are frozen (no gradient, eval mode). Context slots hold the
-    model's own all-masked first-pass prediction, as the official stage 3 does. With ``code_ce_weight``
+    model's own all-masked first-pass prediction, as the official stage 3 does, except where ``use_own``
+    is False: there they hold the teacher's code (stage 2's replacement rule, so a decoder taught to read
+    revealed codes keeps doing so; not in the paper). With ``code_ce_weight``
     > 0 (not in the paper) the masked slots' cross-entropy against ``teacher_codes`` is added, so the
     logits stay a model of the teacher's codes while the render learns pixels.
     """
@@ -110,12 +112,16 @@ class PixelObjective(nn.Module):
         self.lpips = lpips
         self.code_ce_weight = code_ce_weight
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor,
-                teacher_codes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, masks: torch.Tensor, teacher_codes: torch.Tensor | None = None,
+                use_own: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         tok = self.tokenizer
         with torch.no_grad():
             z_q = tok.quantize(tok.encode_continuous(images))[0]
             guided = first_pass_predictions(tok, z_q)
+        if use_own is not None:
+            if teacher_codes is None:
+                raise ValueError("use_own needs the teacher's codes for the slots it does not fill")
+            guided = torch.where(use_own, guided, teacher_codes)
         inputs = decoder_inputs(guided, masks, tok.config.mask_id)
         logits = tok.decoder(inputs, z_q)
         recon = tok.pixel_decoder(tok.pixel_quantize.soft_entry(torch.softmax(logits.float(), dim=-1)))

@@ -198,13 +198,16 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     if disc is not None:
         disc.to(device)
     slots = tok.config.num_proxy_codes
+    teacher_context = cfg.sfvr.replace_prob < 1.0  # some context slots hold the teacher's codes (not in the paper)
 
     def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
         images = batch["image"].to(device)
         out = {"images": images,
                "masks": draws.per_sample(lambda g: random_masks(1, slots, g, cfg.sfvr.mask_schedule)).to(device)}
-        if objective.code_ce_weight > 0:
+        if objective.code_ce_weight > 0 or teacher_context:
             out["teacher_codes"] = _proxy_codes({**batch, "image": images}, teacher).to(device)
+        if teacher_context:  # drawn only then, so the official recipe's random stream is unchanged
+            out["use_own"] = draws.per_sample(lambda g: torch.rand(1, slots, generator=g) < cfg.sfvr.replace_prob).to(device)
         return out
 
     return Stage("3", objective, tok, prepare, _tokenizer_eval(cfg, None), None, disc, notes)

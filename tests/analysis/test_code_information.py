@@ -64,6 +64,9 @@ def test_tokens_that_hold_the_codes_tell_the_whole_marginal_entropy(images: torc
     # Everything is known from step 1 on: revealing codes adds nothing, and leaving one out costs nothing.
     assert info.gain_bits_per_image == pytest.approx([0.0] * 8, abs=1e-4)
     assert info.groups == 3 and info.groups_all_positive == 0  # 24 images in groups of 8; no gain is positive
+    assert info.teacher_gain_bits_per_image == pytest.approx([0.0] * 8, abs=1e-4)  # the teacher's codes add nothing
+    assert info.teacher_gain_bits_per_image_all == pytest.approx([0.0] * 8, abs=1e-4)
+    assert info.teacher_groups_all_positive == 0
     assert info.loo_slots == 4 and info.loo_slots_above_zero == 0
     assert info.reveal_fractions == (0.0, 0.5, 0.9)
     assert info.ce_hidden_by_reveal_bits == pytest.approx((0.0, 0.0, 0.0), abs=1e-6)

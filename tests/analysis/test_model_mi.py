@@ -78,6 +78,28 @@ def test_trajectory_information_is_zero_without_context_and_positive_with_copyin
     assert max(r.block_slots for r in capped.rows) <= 2
 
 
+def test_teacher_gain_along_the_trajectory_matches_the_copiers_analytic_value() -> None:
+    """With the teacher's codes at the committed slots, a left-neighbour copier on constant rows gains exactly
+    log2(V) - CE(copy) at every still-masked slot whose left neighbour is revealed, and nothing elsewhere."""
+    a = 3.0
+    ce_copy = -math.log2(math.exp(a) / (math.exp(a) + V - 1))
+    decoder, codes = CopyLeftDecoder(V, MASK, a), constant_rows(4, seed=6)
+    steps = decode_trajectory(decoder, torch.zeros(4, 1), S, MASK, num_steps=4, temperature=1.0, seed=1)
+    info = trajectory_information(decoder, torch.zeros(4, 1), codes, MASK, num_steps=4, seed=1, trajectory=steps)
+    for step, row in zip(steps, info.rows):
+        masked = step.ids_in == MASK
+        helped = masked[:, 1:] & ~masked[:, :-1]  # still masked, left neighbour revealed
+        expected = float(helped.sum()) * (math.log2(V) - ce_copy) / 4
+        assert row.teacher_gain_bits_per_image == pytest.approx(expected, abs=1e-4)
+        assert row.ce_context_free_bits == pytest.approx(math.log2(V), abs=1e-5)
+    assert info.rows[0].teacher_gain_bits_per_image == 0.0  # nothing revealed at step 1
+    assert sum(r.teacher_gain_bits_per_image for r in info.rows) > 1.0
+    # its own first codes are blind guesses, so its own context is worth less than the teacher's
+    assert sum(r.info_gain_bits_per_image for r in info.rows) < sum(r.teacher_gain_bits_per_image for r in info.rows)
+    free = trajectory_information(ContextFreeDecoder(5, V), torch.randint(0, 5, (4, S)), codes, MASK, num_steps=4)
+    assert all(r.teacher_gain_bits_per_image == pytest.approx(0.0, abs=1e-5) for r in free.rows)
+
+
 def test_self_forcing_gap_on_known_decoders() -> None:
     codes = torch.randint(0, V, (4, S), generator=torch.Generator().manual_seed(4))
     oracle = self_forcing_gap(OracleDecoder(V), codes, codes, MASK, num_steps=4, temperature=1.0)

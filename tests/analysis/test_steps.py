@@ -56,7 +56,7 @@ def test_per_step_and_sweep_tables(tiny_model, photos) -> None:
     row = res.sweep[1]
     assert row.psnr == pytest.approx(torch.cat(vals).double().mean().item(), abs=1e-5)
     assert row.lpips == pytest.approx(torch.cat(lp).double().mean().item(), abs=1e-6)
-    assert row.rfid == pytest.approx(fid_from_stats(real, feats), rel=1e-6)
+    assert row.rfid == pytest.approx(fid_from_stats(real, feats), rel=1e-5)  # summation order differs between CPUs
     again = evaluate_steps(tiny_model, batches, num_steps=4, sweep=(1, 2, 4), temperature=1.0, seed=3, suite=SUITE)
     assert again.per_step == res.per_step and again.sweep == res.sweep
 

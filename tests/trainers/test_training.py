@@ -140,6 +140,37 @@ def test_stage3_code_ce_without_a_teacher_is_rejected_before_any_work(shards: di
         load_config("3", None, overrides(shards, f"init_weights={chain['3'] / 'model'}", "stage3.code_ce_weight=1"))
 
 
+def test_stage3_replace_prob_puts_the_teachers_codes_in_context(shards: dict[str, str], chain: dict) -> None:
+    """sfvr.replace_prob < 1 in stage 3: context slots not drawn for the model's own guess hold the teacher's code;
+    1 (the official stage 3) draws nothing and passes no teacher codes; no teacher is rejected before any work."""
+    from trainers.stages import build_stage
+
+    paths = [f"teacher_path={chain['teacher'] / 'model'}", f"init_weights={chain['2'] / 'model'}"]
+    images = torch.rand(4, 3, 64, 64)
+    official = build_stage(load_config("3", None, overrides(shards, *paths, "stage3.code_ce_weight=0")), torch.device("cpu"))
+    assert "use_own" not in official.prepare({"image": images}, Draws.make(0, 0, 0, len(images)))
+    cfg = load_config("3", None, overrides(shards, *paths, "stage3.code_ce_weight=0", "sfvr.replace_prob=0.5"))
+    stage = build_stage(cfg, torch.device("cpu"))
+    inputs = stage.prepare({"image": images}, Draws.make(0, 0, 0, len(images)))
+    use_own = inputs["use_own"]
+    assert use_own.shape == inputs["teacher_codes"].shape and 0.3 < float(use_own.float().mean()) < 0.7
+    tok = stage.saved_model
+    seen = []
+    hook = tok.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    stage.objective(**inputs)
+    hook.remove()
+    own, graded = seen  # the no-grad first pass, then the graded pass
+    guess = tok.decoder(own, tok.quantize(tok.encode_continuous(images))[0]).argmax(-1)
+    context = ~inputs["masks"]
+    teacher_slots, own_slots = context & ~use_own, context & use_own
+    assert teacher_slots.any() and own_slots.any()
+    assert torch.equal(graded[teacher_slots], inputs["teacher_codes"][teacher_slots])
+    assert torch.equal(graded[own_slots], guess[own_slots])
+    assert (graded[inputs["masks"]] == tok.config.mask_id).all()
+    with pytest.raises(ConfigError, match="sfvr.replace_prob"):
+        load_config("3", None, overrides(shards, f"init_weights={chain['2'] / 'model'}", "sfvr.replace_prob=0.5"))
+
+
 def _objective_pair(chain: dict) -> tuple[SFTok, MaskGITVQGAN]:
     return load_pretrained(chain["1"] / "model"), load_pretrained(chain["teacher"] / "model")
 

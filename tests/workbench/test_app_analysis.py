@@ -208,3 +208,23 @@ def test_a_flat_reveal_curve_is_said_in_words_and_a_falling_one_is_not():
                     "gain little from the codes committed earlier.")
     assert reveal_note(SimpleNamespace(label="B", reveal_bits=(6.76, 6.0, 5.1))) is None
     assert reveal_note(SimpleNamespace(label="C", reveal_bits=())) is None  # not measured
+
+
+def test_trajectory_notes_say_what_a_negative_or_flat_gain_means():
+    from types import SimpleNamespace
+
+    from workbench.services.reading_notes import trajectory_notes
+
+    def row(step, own, teacher):
+        return SimpleNamespace(step=step, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher)
+
+    model = SimpleNamespace(label="A", reveal_bits=(6.0, 5.0, 4.0), trajectory=SimpleNamespace(
+        rows=(row(0, 0.0, 0.0), row(1, -0.4, 2.0), row(2, 0.3, 0.0), row(3, -0.1, 1.5))))
+    notes = trajectory_notes(SimpleNamespace(models=(model,)))
+    assert len(notes) == 2
+    assert notes[0].startswith("A: negative information gain with its own codes at step 2, 4: ")
+    assert "worse than from its tokens alone" in notes[0]
+    assert notes[1].startswith("A: at step 3 even the teacher's codes at the committed slots do not lower")
+    fine = SimpleNamespace(label="B", reveal_bits=(6.0, 5.0, 4.0), trajectory=SimpleNamespace(
+        rows=(row(0, 0.0, 0.0), row(1, 0.2, 1.0))))
+    assert trajectory_notes(SimpleNamespace(models=(fine,))) == []  # step 1's zero gain is not a finding

@@ -249,6 +249,7 @@ class ModelInformation:
                 "ce_all_masked_bits": float(self.loo.ce_all_bits.mean()),
                 "ce_leave_one_out_bits": float(self.loo.ce_loo_bits.mean()),
                 "info_gain_bits_per_image": float(sum(r.info_gain_bits_per_image for r in rows)),
+                "teacher_gain_bits_per_image": float(sum(r.teacher_gain_bits_per_image for r in rows)),
                 "block_tc_bits_per_image": float(sum(r.block_tc_bits for r in rows)),
                 "self_forcing_kl_bits": self.gap.mean_kl_bits, "last_step_accuracy": final_acc,
                 **{reveal_key(f): v for f, v in zip(REVEAL_FRACTIONS, self.reveal_bits)}}

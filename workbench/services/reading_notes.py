@@ -1,7 +1,7 @@
 """Sentences for numbers that look wrong at first sight, shown next to the plots that show them.
 
 Estimators of mutual information can come out negative, and an interval may straddle zero; an
-information gain below zero means the model does worse than the codes' marginal. A reader should not
+information gain below zero means the model does worse with the codes it revealed than from its tokens alone. A reader should not
 have to know that: each case gets one plain sentence.
 """
 from __future__ import annotations
@@ -44,14 +44,22 @@ def reveal_note(m: ModelInformation) -> str | None:
 
 
 def trajectory_notes(report: InformationReport) -> list[str]:
-    """Notes on the information-gain panel: negative gains, per model."""
+    """Notes on the information-gain panel, per model: negative gains on its own trajectory, and steps where
+    even the teacher's codes at the committed slots do not help."""
     notes = []
     for m in report.models:
-        negative = [r.step + 1 for r in m.trajectory.rows if r.info_gain_bits_per_image < 0]
+        rows = m.trajectory.rows[1:]  # step 1 sees every slot masked: its gains are 0 by definition
+        negative = [str(r.step + 1) for r in rows if r.info_gain_bits_per_image < 0]
         if negative:
-            steps = ", ".join(str(s) for s in negative)
-            notes.append(f"{m.label}: negative information gain at step {steps}: the model predicts worse than the "
-                         "codes' marginal there (revealing codes misled it on these images).")
+            notes.append(f"{m.label}: negative information gain with its own codes at step {', '.join(negative)}: given "
+                         "the codes it committed earlier it predicts the true codes worse than from its tokens alone "
+                         "(its own guesses mislead it there). Its own codes say nothing about the true codes beyond the "
+                         "tokens, so even a decoder consistent with itself gains nothing here on average; the dashed "
+                         "line (the teacher's codes at the same slots) shows what revealed codes are worth to it.")
+        flat = [str(r.step + 1) for r in rows if r.teacher_gain_bits_per_image <= 0]
+        if flat:
+            notes.append(f"{m.label}: at step {', '.join(flat)} even the teacher's codes at the committed slots do not "
+                         "lower the cross-entropy of the rest: this decoder gets nothing out of revealed codes there.")
         note = reveal_note(m)
         if note:
             notes.append(note)

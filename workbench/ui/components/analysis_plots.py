@@ -156,8 +156,9 @@ def mi_grids(report: InformationReport) -> PlotData:
 
 
 def trajectory_plot(report: InformationReport) -> PlotData:
-    """Per decode step: CE of the still-masked true codes with and without the revealed codes, the
-    information the revealed codes give, and the total correlation of the block committed in parallel."""
+    """Per decode step: CE of the still-masked true codes with every slot masked, given the model's own
+    committed codes, and given the teacher's codes at those slots; the information each gives (solid: own,
+    dashed: teacher's); and the total correlation of the block committed in parallel."""
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=(
         "CE of still-masked true codes (bits/slot)", "information gain (bits/image)",
         "block total correlation (bits/image)"))
@@ -167,10 +168,16 @@ def trajectory_plot(report: InformationReport) -> PlotData:
         steps = [r.step + 1 for r in rows]
         fig.add_trace(go.Scatter(x=steps, y=[r.ce_context_free_bits for r in rows], name=f"{m.label}: all masked",
                                  mode="lines+markers", line=dict(color=color, dash="dot")), 1, 1)
-        fig.add_trace(go.Scatter(x=steps, y=[r.ce_context_bits for r in rows], name=f"{m.label}: given revealed",
+        fig.add_trace(go.Scatter(x=steps, y=[r.ce_context_bits for r in rows], name=f"{m.label}: given its own codes",
                                  mode="lines+markers", line=dict(color=color)), 1, 1)
+        fig.add_trace(go.Scatter(x=steps, y=[r.ce_teacher_context_bits for r in rows], mode="lines+markers",
+                                 name=f"{m.label}: given the teacher's codes there", line=dict(color=color, dash="dash")),
+                      1, 1)
         fig.add_trace(go.Scatter(x=steps, y=[r.info_gain_bits_per_image for r in rows], mode="lines+markers",
-                                 line=dict(color=color), showlegend=False, name=m.label), 1, 2)
+                                 line=dict(color=color), showlegend=False, name=f"{m.label}: own codes"), 1, 2)
+        fig.add_trace(go.Scatter(x=steps, y=[r.teacher_gain_bits_per_image for r in rows], mode="lines+markers",
+                                 line=dict(color=color, dash="dash"), showlegend=False,
+                                 name=f"{m.label}: teacher's codes"), 1, 2)
         fig.add_trace(go.Scatter(x=steps, y=[r.block_tc_bits for r in rows], mode="lines+markers",
                                  line=dict(color=color), showlegend=False, name=m.label,
                                  error_y=dict(type="data", array=[0.0 if np.isnan(r.block_tc_sem) else r.block_tc_sem

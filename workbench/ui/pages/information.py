@@ -28,7 +28,8 @@ DEFAULTS = ScreenDefaults()  # the model card's code-information numbers use the
 NO_MODEL = ("— none —", "")
 SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO MI (bits/slot)", "ci_low": "CI low",
                    "ci_high": "CI high", "ce_all_masked_bits": "CE all masked", "ce_leave_one_out_bits": "CE leave-one-out",
-                   "info_gain_bits_per_image": "info gain (bits/img)", "block_tc_bits_per_image": "block TC (bits/img)",
+                   "info_gain_bits_per_image": "info gain, own codes (bits/img)",
+                   "teacher_gain_bits_per_image": "info gain, teacher's codes (bits/img)", "block_tc_bits_per_image": "block TC (bits/img)",
                    "self_forcing_kl_bits": "self-forcing KL (bits/slot)", "last_step_accuracy": "last-step accuracy",
                    **{reveal_key(f): f"CE hidden, {round(100 * f)}% revealed" for f in REVEAL_FRACTIONS}}
 
