@@ -288,8 +288,10 @@ def trajectory_information(decoder: Decoder, z_q: torch.Tensor, targets: torch.T
     total correlation of the block the step commits in parallel (what parallel sampling ignores).
 
     The gain is measured twice. With the model's own committed codes (the real trajectory) it cannot be
-    positive on average for a decoder consistent with itself: its own samples say nothing about the true
-    codes beyond the tokens, and by Jensen's inequality E[-log q(m | Z, own)] >= -log q(m | Z). With the
+    positive on average for a decoder consistent with itself that samples those codes from its own joint
+    (strictly so for plain sampling; MaskGIT's annealed temperature and confidence order depart from it): its
+    own samples say nothing about the true codes beyond the tokens, and by Jensen's inequality
+    E[-log q(m | Z, own)] >= -log E[q(m | Z, own)] = -log q(m | Z). With the
     teacher's codes at the same committed slots it estimates I(m_masked; m_revealed | Z_q), the information
     the paper's argument for multi-step decoding rests on."""
     targets = _check_codes(targets, z_q, mask_id)

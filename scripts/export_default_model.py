@@ -148,7 +148,7 @@ def trajectory_bound(info: dict, images: int) -> str:
     """Why the gain on the model's own trajectory is not where the paper's information shows, and where it does."""
     text = ("Why the gain on its own trajectory stays near zero: the codes it commits are its own samples, which say "
             "nothing about the true codes beyond the tokens, so for a decoder whose predictions are consistent with "
-            "one joint distribution the expected gain there is at most zero (Jensen's inequality: "
+            "one joint distribution, sampling its codes from it, the expected gain there is at most zero (Jensen's inequality: "
             "E[-log q(m | Z, own codes)] >= -log E[q(m | Z, own codes)] = -log q(m | Z)); a positive gain needs the "
             "decoder's one-pass prediction to under-use its tokens.")
     teacher = info.get("teacher_gain_bits_per_image_all", [])[1:]

@@ -81,3 +81,21 @@ def test_training_photo_numbers_sit_beside_the_held_out_ones(scripts) -> None:
     assert export.training_photos_section(evaluation, photos=19) == "" == export.training_goals_line(evaluation)
     assert export.thumbnails_section(evaluation) == ""
     assert export.limits_bullet(evaluation, photos=19).startswith("- What limits quality is the size")
+
+
+def test_the_information_table_shows_the_teacher_revealed_gain_and_older_evaluations_say_not_measured(scripts) -> None:
+    _, export = scripts
+    base = {"ce_given_tokens_bits": 6.0, "ce_ci": [5.9, 6.1], "marginal_entropy_bits": 7.5, "tokens_bits_per_slot": 1.5,
+            "gain_bits_per_image": [0.0, -0.4, 0.2], "groups_all_positive": 1, "groups": 8, "loo_slots_above_zero": 3,
+            "loo_slots": 32, "ce_hidden_by_reveal_bits": [6.0, 5.5, 5.0]}
+    new = base | {"teacher_gain_bits_per_image": [0.0, 3.25, 7.5], "teacher_groups_all_positive": 6}
+    table = export.information_table({"new": new, "old": base})
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in table.splitlines() if line.startswith("| new") or
+            line.startswith("| old")}
+    assert rows["| new"][6:8] == ["3.2, 7.5", "6 of 8"]  # steps 2-8, then its groups
+    assert rows["| old"][6:8] == ["not measured", "-"]
+    assert all(len(cells) == len(table.splitlines()[0].split(" | ")) for cells in rows.values())
+    text = export.trajectory_bound(new | {"teacher_gain_bits_per_image_all": [0.0, 2.04, 6.0]}, 64)
+    assert "Jensen's inequality" in text and "2.0, 6.0 bits/image at steps 2-8 (mean over 64 crops)" in text
+    assert "positive at every step in 6 of 8 groups" in text
+    assert "teacher's codes at the same" not in export.trajectory_bound(base, 64)
