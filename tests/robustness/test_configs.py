@@ -126,6 +126,8 @@ def valid_config(draw) -> tuple[str, dict[str, Any]]:
         values["data.random_crop"] = False
     if stage == "3" and values.get("stage3.code_ce_weight"):  # cross-field rule: the code CE needs the teacher
         values["stage3.code_ce_weight"] = 0.0
+    if stage == "3" and values.get("sfvr.replace_prob", 1.0) < 1:  # ... and so do the teacher's codes in context
+        values["sfvr.replace_prob"] = 1.0
     if stage not in ("1", "2"):  # cross-field rule: decoder_init changes a stage-1/2 decoder only
         values.update({n: False for n in values if n.startswith("decoder_init.")})
     return stage, values
