@@ -13,7 +13,7 @@ from .image_metrics import psnr, rgb_to_y, ssim
 from .metric_suite import MetricSuite, load_metric_suite
 from .model_mi import (REVEAL_FRACTIONS, LeaveOneOutMI, MIInputs, SelfForcingGap, TrajectoryInformation,
                        decode_trajectory, leave_one_out_mi, pick_positions, reveal_curve, self_forcing_gap,
-                       sftok_mi_inputs, trajectory_information)
+                       sftok_mi_inputs, trajectory_information, with_teacher_logits)
 from .code_information import CodeInformation, ScreenDefaults, code_information
 from .reservoir import CodeReservoir
 from .steps import QualityRow, StepQuality, evaluate_steps
@@ -26,6 +26,6 @@ __all__ = [
     "find_inception_weights", "frechet_distance", "to_uint8", "psnr", "rgb_to_y", "ssim", "MetricSuite",
     "load_metric_suite", "LeaveOneOutMI", "MIInputs", "SelfForcingGap", "TrajectoryInformation", "decode_trajectory",
     "leave_one_out_mi", "pick_positions", "REVEAL_FRACTIONS", "reveal_curve", "self_forcing_gap", "CodeInformation", "ScreenDefaults",
-    "code_information", "sftok_mi_inputs", "trajectory_information", "CodeReservoir",
+    "code_information", "sftok_mi_inputs", "trajectory_information", "with_teacher_logits", "CodeReservoir",
     "QualityRow", "StepQuality", "evaluate_steps", "CodebookUsage", "UsageStats", "collect_model_usage", "usage_from_counts",
 ]

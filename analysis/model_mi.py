@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -181,6 +181,7 @@ class TrajectoryStep:
     ids_out: torch.Tensor
     newly_committed: torch.Tensor  # (B, S) bool
     logits: torch.Tensor  # (B, S, V)
+    teacher_logits: torch.Tensor | None = None  # the same pass with the teacher's codes at the revealed slots
 
 
 @torch.no_grad()
@@ -234,11 +235,21 @@ def teacher_forced_logits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Te
                           mask_id: int) -> torch.Tensor:
     """The decoder's logits when the slots this step saw revealed hold the teacher's codes instead of its own.
 
-    Same mask as the real trajectory, so the difference to ``step.logits`` is only what the revealed codes say."""
+    Same mask as the real trajectory, so the difference to ``step.logits`` is only what the revealed codes say.
+    Taken from the step when :func:`with_teacher_logits` has filled it in."""
+    if step.teacher_logits is not None:
+        return step.teacher_logits
     masked = step.ids_in == mask_id
     if masked.all():
         return step.logits
     return decoder(torch.where(masked, step.ids_in, targets), z_q)
+
+
+def with_teacher_logits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor,
+                        trajectory: list[TrajectoryStep], mask_id: int) -> list[TrajectoryStep]:
+    """The trajectory with each step's teacher-forced pass run once, for every measure that reads it."""
+    return [replace(step, teacher_logits=teacher_forced_logits(decoder, z_q, targets, step, mask_id))
+            for step in trajectory]
 
 
 def _block_tc(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, step: TrajectoryStep,

@@ -141,6 +141,11 @@ def _tokenizer_for_stage(cfg: TrainConfig, device: torch.device, teacher: MaskGI
     return tok.to(device)
 
 
+def own_guess_slots(draws: Draws, slots: int, replace_prob: float, device: torch.device) -> torch.Tensor:
+    """(B, S) bool, per sample: which context slots hold the model's own guess (else the teacher's code)."""
+    return draws.per_sample(lambda g: torch.rand(1, slots, generator=g) < replace_prob).to(device)
+
+
 def _proxy_codes(batch: Batch, teacher: MaskGITVQGAN | None) -> torch.Tensor:
     if "proxy_codes" in batch:
         return batch["proxy_codes"].long()
@@ -170,7 +175,7 @@ def _code_stage(cfg: TrainConfig, device: torch.device) -> Stage:
         masks = draws.per_sample(lambda g: random_masks(1, slots, g, cfg.sfvr.mask_schedule)).to(device)
         use_own = None
         if cfg.sfvr.enabled:
-            use_own = draws.per_sample(lambda g: torch.rand(1, slots, generator=g) < cfg.sfvr.replace_prob).to(device)
+            use_own = own_guess_slots(draws, slots, cfg.sfvr.replace_prob, device)
         return {"images": images, "teacher_codes": codes, "masks": masks, "use_own": use_own, "generator": draws.batch}
 
     def after_step(step: int, out: dict[str, Any], ranks: Collectives) -> dict[str, float]:
@@ -207,7 +212,7 @@ def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
         if objective.code_ce_weight > 0 or teacher_context:
             out["teacher_codes"] = _proxy_codes({**batch, "image": images}, teacher).to(device)
         if teacher_context:  # drawn only then, so the official recipe's random stream is unchanged
-            out["use_own"] = draws.per_sample(lambda g: torch.rand(1, slots, generator=g) < cfg.sfvr.replace_prob).to(device)
+            out["use_own"] = own_guess_slots(draws, slots, cfg.sfvr.replace_prob, device)
         return out
 
     return Stage("3", objective, tok, prepare, _tokenizer_eval(cfg, None), None, disc, notes)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.model_mi import (bootstrap_mean_ci, decode_trajectory, leave_one_out_mi, self_forcing_gap,
-                               sftok_mi_inputs, trajectory_information)
+                               sftok_mi_inputs, trajectory_information, with_teacher_logits)
 from analysis.seeding import derived_generator
 
 from .conftest import ContextFreeDecoder, CopyLeftDecoder, OracleDecoder
@@ -96,6 +96,11 @@ def test_teacher_gain_along_the_trajectory_matches_the_copiers_analytic_value() 
     assert sum(r.teacher_gain_bits_per_image for r in info.rows) > 1.0
     # its own first codes are blind guesses, so its own context is worth less than the teacher's
     assert sum(r.info_gain_bits_per_image for r in info.rows) < sum(r.teacher_gain_bits_per_image for r in info.rows)
+    # the teacher-forced passes, run once and kept on the steps, give the same numbers to every reader
+    kept = with_teacher_logits(decoder, torch.zeros(4, 1), codes, steps, MASK)
+    assert trajectory_information(decoder, torch.zeros(4, 1), codes, MASK, num_steps=4, seed=1, trajectory=kept) == info
+    assert repr(self_forcing_gap(decoder, torch.zeros(4, 1), codes, MASK, 4, trajectory=kept)) == \
+        repr(self_forcing_gap(decoder, torch.zeros(4, 1), codes, MASK, 4, trajectory=steps))  # repr: nan == nan
     free = trajectory_information(ContextFreeDecoder(5, V), torch.randint(0, 5, (4, S)), codes, MASK, num_steps=4)
     assert all(r.teacher_gain_bits_per_image == pytest.approx(0.0, abs=1e-5) for r in free.rows)
 

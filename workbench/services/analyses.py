@@ -23,7 +23,7 @@ from PIL import Image
 from analysis import (REVEAL_FRACTIONS, CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap,
                       TrajectoryInformation, UsageStats, codebook_umap, collect_model_usage, decode_trajectory,
                       iter_image_batches, leave_one_out_mi, pick_positions, reveal_curve, self_forcing_gap,
-                      sftok_mi_inputs, trajectory_information)
+                      sftok_mi_inputs, trajectory_information, with_teacher_logits)
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
@@ -285,6 +285,8 @@ def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher:
     progress(0.55, f"{label}: decode trajectory ({num_steps} steps)")
     trajectory = decode_trajectory(inputs.decoder, inputs.z_q, inputs.targets.shape[1], inputs.mask_id, num_steps,
                                    temperature, seed)
+    # the information gain and the self-forcing gap both read the teacher-forced passes: run them once
+    trajectory = with_teacher_logits(inputs.decoder, inputs.z_q, inputs.targets, trajectory, inputs.mask_id)
     info = trajectory_information(inputs.decoder, inputs.z_q, inputs.targets, inputs.mask_id, num_steps, temperature,
                                   seed, trajectory, max_block_slots)
     progress(0.9, f"{label}: self-forcing gap")
