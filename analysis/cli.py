@@ -92,18 +92,22 @@ def parse_int_list(text: str, name: str) -> list[int]:
 
 # -- steps -----------------------------------------------------------------------------------------
 def cmd_steps(args: argparse.Namespace) -> int:
-    model = attach(load_model(args.model, args.device), load_teacher(args.teacher, args.device))
+    teacher = load_teacher(args.teacher, args.device)
+    model = attach(load_model(args.model, args.device), teacher)
     suite = load_metric_suite(lpips=not args.no_lpips, fid=not args.no_fid, lpips_net=args.lpips_net,
                               lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
                               device=args.device)
     for name, message in suite.skipped.items():
         print(f"note: {name} skipped: {message}", file=sys.stderr)
     result = evaluate_steps(model, batches(args, model, args.num_images, "steps"), args.steps,
-                            parse_int_list(args.sweep, "--sweep"), args.temperature, args.seed, suite)
+                            parse_int_list(args.sweep, "--sweep"), args.temperature, args.seed, suite,
+                            teacher=teacher)
     out = Path(args.out)
     write_json(out / "steps.json", result)
     write_csv(out / "steps_per_step.csv", result.per_step)
     write_csv(out / "steps_sweep.csv", result.sweep)
+    if result.teacher_context:
+        write_csv(out / "steps_teacher_context.csv", result.teacher_context)
     notes = "\n".join([f"{k}: {v}" for k, v in result.protocol.items()] +
                       [f"skipped {k}: {v}" for k, v in result.skipped.items()])
     write_html_report(out / "steps_report.html", f"Reconstruction quality per step ({args.model})", [
@@ -111,6 +115,11 @@ def cmd_steps(args: argparse.Namespace) -> int:
         Section("Step-count sweep", [step_sweep_figure(result)], result.sweep)])
     cols = ["label", "num_images", "psnr", "ssim", "lpips", "rfid"]
     print_table(result.per_step, cols)
+    if result.teacher_context:
+        print("\nthe same passes with the teacher's codes at the committed slots (what right commits would give):")
+        print_table(result.teacher_context, cols)
+        print("share of each step's new commits equal to the teacher's code: "
+              + ", ".join(f"{a:.3f}" for a in result.committed_accuracy))
     print()
     print_table(result.sweep, cols)
     return 0

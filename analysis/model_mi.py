@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from core.sampling import masked_decode_step
+from core.sftok import DecodeStep
 
 from .seeding import derived_generator, derived_seed
 
@@ -231,13 +232,14 @@ class TrajectoryInformation:
     num_images: int
 
 
-def teacher_forced_logits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor, step: TrajectoryStep,
-                          mask_id: int) -> torch.Tensor:
+def teacher_forced_logits(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor,
+                          step: TrajectoryStep | DecodeStep, mask_id: int) -> torch.Tensor:
     """The decoder's logits when the slots this step saw revealed hold the teacher's codes instead of its own.
 
     Same mask as the real trajectory, so the difference to ``step.logits`` is only what the revealed codes say.
-    Taken from the step when :func:`with_teacher_logits` has filled it in."""
-    if step.teacher_logits is not None:
+    Taken from the step when :func:`with_teacher_logits` has filled it in (``SFTok.decode_steps`` records
+    carry none)."""
+    if getattr(step, "teacher_logits", None) is not None:
         return step.teacher_logits
     masked = step.ids_in == mask_id
     if masked.all():

@@ -34,9 +34,18 @@ def _quality_figure(rows: Sequence[QualityRow], x: Sequence[float], x_title: str
 
 
 def per_step_figure(result: StepQuality) -> go.Figure:
-    """Quality of each step's soft preview along one N-step decode."""
-    return _quality_figure(result.per_step, [r.step + 1 for r in result.per_step], "decode step",
-                           f"Quality after each step ({result.num_steps}-step decode, {result.num_images} images)", False)
+    """Quality of each step's soft preview along one N-step decode; dashed, the same passes with the teacher's
+    codes at the committed slots, when measured."""
+    steps = [r.step + 1 for r in result.per_step]
+    fig = _quality_figure(result.per_step, steps, "decode step",
+                          f"Quality after each step ({result.num_steps}-step decode, {result.num_images} images)", False)
+    if result.teacher_context:
+        shown = [k for k, _ in QUALITY_METRICS if any(getattr(r, k) is not None for r in result.per_step)]
+        for col, key in enumerate(shown, start=1):
+            fig.add_trace(go.Scatter(x=steps, y=[getattr(r, key) for r in result.teacher_context], mode="lines+markers",
+                                     line=dict(dash="dash"), name="teacher's codes committed",
+                                     showlegend=col == 1), 1, col)
+    return fig
 
 
 def step_sweep_figure(result: StepQuality) -> go.Figure:

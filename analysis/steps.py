@@ -4,7 +4,11 @@ Two tables from one pass over the data (images are encoded once per batch):
 - ``per_step``: the soft preview of each step of an N-step decode (``SFTok.decode_steps(...,
   previews=True)``): how quality builds up along one trajectory (step 0 = single-step decode);
 - ``sweep``: the final reconstruction (``SFTok.decode_tokens``) for several step counts, the
-  paper's step ablation.
+  paper's step ablation;
+- ``teacher_context`` (when a teacher is given): each pass of the same trajectory again, with the teacher's
+  codes at the slots committed so far. Multi-step decoding can only pay off through what committed codes
+  say; this is what the decoder makes of them when they are right, so the gap to ``per_step`` is the price of
+  its own wrong commits (``committed_accuracy``: the share of each step's new commits equal to the teacher's).
 Sampling is seeded per (seed, step count, batch index), so a row does not depend on which other
 rows were requested. PSNR/SSIM always; LPIPS and rFID when the metric suite has their weights.
 """
@@ -20,6 +24,7 @@ from .data import ImageBatch, batch_images
 from .fid import FID_PROTOCOL, FeatureStats, fid_from_stats, to_uint8
 from .image_metrics import psnr, ssim
 from .metric_suite import MetricSuite
+from .model_mi import teacher_forced_logits
 from .seeding import derived_generator
 
 METRIC_PROTOCOL = {
@@ -58,6 +63,8 @@ class StepQuality:
     num_images: int
     skipped: Mapping[str, str] = field(default_factory=dict)
     protocol: Mapping[str, str] = field(default_factory=lambda: dict(METRIC_PROTOCOL))
+    teacher_context: tuple[QualityRow, ...] = ()  # per step, the teacher's codes at the committed slots
+    committed_accuracy: tuple[float, ...] = ()  # per step, share of the newly committed codes equal to the teacher's
 
 
 def _mean_sem(values: list[np.ndarray]) -> tuple[float, float]:
@@ -96,13 +103,30 @@ class _Accumulator:
                           lp, lp_sem, rfid)
 
 
+class _CommitCounter:
+    """Per step: newly committed codes, and how many of them equal the teacher's."""
+
+    def __init__(self, num_steps: int) -> None:
+        self.hits = np.zeros(num_steps)
+        self.total = np.zeros(num_steps)
+
+    def update(self, step: int, committed: torch.Tensor, ids_out: torch.Tensor, targets: torch.Tensor) -> None:
+        self.hits[step] += float(((ids_out == targets) & committed).sum())
+        self.total[step] += float(committed.sum())
+
+    def result(self) -> tuple[float, ...]:
+        return tuple(float(h / t) if t else float("nan") for h, t in zip(self.hits, self.total))
+
+
 @torch.no_grad()
 def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | ImageBatch], num_steps: int | None = None,
                    sweep: Sequence[int] = (1, 2, 4, 8, 16), temperature: float | None = None, seed: int = 0,
-                   suite: MetricSuite | None = None, progress: bool = False) -> StepQuality:
+                   suite: MetricSuite | None = None, progress: bool = False,
+                   teacher: torch.nn.Module | None = None) -> StepQuality:
     """Per-step and step-sweep reconstruction metrics of an SFTok ``model`` over image ``batches`` in [0, 1].
 
     Models without a pixel head need a teacher attached (``model.attach_teacher``) to render pixels.
+    ``teacher``: also measure each step with the teacher's codes at the committed slots (``teacher_context``).
     """
     suite = suite or MetricSuite(skipped={"lpips": "no metric suite given", "rfid": "no metric suite given"})
     num_steps = int(num_steps or model.config.num_steps)
@@ -111,6 +135,8 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
     device = next(model.parameters()).device
     per_step = [_Accumulator(suite) for _ in range(num_steps)]
     by_count = {n: _Accumulator(suite) for n in sweep}
+    forced = [_Accumulator(suite) for _ in range(num_steps)] if teacher is not None else []
+    commits = _CommitCounter(num_steps)
     real = FeatureStats(suite.feature_dim) if suite.inception is not None else None
     if progress:
         from tqdm.auto import tqdm
@@ -125,6 +151,14 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
         for acc, record in zip(per_step, records):
             acc.update(record.preview, images)
             acc.mask_ratios.append(record.mask_ratio_in)
+        if teacher is not None:
+            targets = teacher.encode(images).long()
+            z_q = model.quantize.get_codebook_entry(model.check_token_ids(ids))
+            for acc, record in zip(forced, records):
+                logits = teacher_forced_logits(model.decoder, z_q, targets, record, model.config.mask_id)
+                acc.update(model.render_soft(logits.float()), images)
+                acc.mask_ratios.append(record.mask_ratio_in)
+                commits.update(record.step, record.newly_committed, record.ids_out, targets)
         for n, acc in by_count.items():
             acc.update(model.decode_tokens(ids, n, temperature, derived_generator(device, seed, n, index)), images)
         if real is not None:
@@ -133,4 +167,7 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
         raise ValueError("batches: no images were given")
     rows = tuple(acc.row(f"step {s + 1}/{num_steps}", num_steps, s, real) for s, acc in enumerate(per_step))
     sweep_rows = tuple(acc.row(f"{n} steps", n, None, real) for n, acc in by_count.items())
-    return StepQuality(rows, sweep_rows, num_steps, temperature, seed, rows[0].num_images, dict(suite.skipped))
+    forced_rows = tuple(acc.row(f"step {s + 1}/{num_steps}, teacher's codes committed", num_steps, s, real)
+                        for s, acc in enumerate(forced))
+    return StepQuality(rows, sweep_rows, num_steps, temperature, seed, rows[0].num_images, dict(suite.skipped),
+                       teacher_context=forced_rows, committed_accuracy=commits.result() if forced else ())

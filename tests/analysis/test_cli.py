@@ -94,6 +94,24 @@ def test_steps_without_weights_reports_and_still_writes_pixel_metrics(workspace,
     assert "step 2/2" in captured.out
 
 
+def test_steps_with_a_teacher_adds_the_teacher_context_table(workspace, tmp_path, capsys) -> None:
+    out = tmp_path / "steps-teacher"
+    code = main(["steps", "--model", str(workspace["model"]), "--teacher", str(workspace["teacher"]), "--data",
+                 str(workspace["images"]), "--num-images", "4", "--batch-size", "2", "--steps", "3", "--sweep", "1",
+                 "--out", str(out), "--no-progress", "--no-lpips", "--no-fid"])
+    captured = capsys.readouterr()
+    assert code == 0
+    result = json.loads((out / "steps.json").read_text())
+    forced, own = result["teacher_context"], result["per_step"]
+    assert [r["step"] for r in forced] == [0, 1, 2] and all(r["num_images"] == 4 for r in forced)
+    assert forced[0]["psnr"] == pytest.approx(own[0]["psnr"], abs=1e-6)  # step 1: nothing committed yet
+    assert len(result["committed_accuracy"]) == 3 and all(0.0 <= a <= 1.0 for a in result["committed_accuracy"])
+    rows = read_csv(out / "steps_teacher_context.csv")
+    assert [float(r["psnr"]) for r in rows] == pytest.approx([r["psnr"] for r in forced])
+    assert "teacher's codes at the committed slots" in captured.out
+    assert "teacher's codes committed" in (out / "steps_report.html").read_text()
+
+
 def test_codebook_usage_for_model_and_teacher(workspace, tmp_path, capsys) -> None:
     out = tmp_path / "codebook"
     code = main(["codebook", "--model", str(workspace["model"]), "--teacher", str(workspace["teacher"]), "--data",

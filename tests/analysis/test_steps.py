@@ -5,6 +5,8 @@ hand-made feature function and against a direct recomputation, never against a r
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +95,41 @@ def test_stage_one_model_renders_through_the_attached_teacher(tiny_teacher, phot
         ids = model.encode(photos[:2], per_image=True)[1]["min_encoding_indices"]
         final = model.decode_tokens(ids, 2, None, derived_generator("cpu", 0, 2, 0))  # hard codes via the teacher
     assert res.sweep[0].psnr == pytest.approx(psnr(final, photos[:2]).double().mean().item(), abs=1e-5)
+
+
+class OwnCodesTeacher(torch.nn.Module):
+    """A stand-in teacher whose 'true' codes are the model's own final decode (plus ``shift`` mod the codebook),
+    drawn with the generator ``evaluate_steps`` uses for batch 0."""
+
+    def __init__(self, model, num_steps: int, seed: int, shift: int) -> None:
+        super().__init__()
+        self.model, self.num_steps, self.seed, self.shift = model, num_steps, seed, shift
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        ids = self.model.encode(images, per_image=True)[1]["min_encoding_indices"]
+        final = self.model.decode_steps(ids, self.num_steps, 1.0, derived_generator("cpu", self.seed, self.num_steps, 0))
+        return (final[-1].ids_out + self.shift) % self.model.config.num_proxy_codes
+
+
+def test_teacher_context_with_the_models_own_codes_is_its_own_trajectory(tiny_model, photos) -> None:
+    """Committed codes never change, so when the 'teacher' codes are the model's own final decode, refilling the
+    committed slots with them changes no pass: the two tables agree and every commit counts as right."""
+    teacher = OwnCodesTeacher(tiny_model, 4, 5, shift=0)
+    res = evaluate_steps(tiny_model, [photos[:3]], num_steps=4, sweep=(1,), temperature=1.0, seed=5, teacher=teacher)
+    assert [r.step for r in res.teacher_context] == [0, 1, 2, 3]
+    assert [r.psnr for r in res.teacher_context] == pytest.approx([r.psnr for r in res.per_step], abs=1e-6)
+    assert res.committed_accuracy == (1.0, 1.0, 1.0, 1.0)
+    plain = evaluate_steps(tiny_model, [photos[:3]], num_steps=4, sweep=(1,), temperature=1.0, seed=5)
+    assert plain.per_step == res.per_step and plain.teacher_context == () and plain.committed_accuracy == ()
+
+
+def test_teacher_context_with_other_codes_changes_every_pass_after_the_first(tiny_model, photos) -> None:
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.decoder.ffn[2].weight.mul_(30.0)  # peaked logits, so a changed context shows in the soft render
+    teacher = OwnCodesTeacher(model, 4, 5, shift=1)  # every 'true' code differs from the model's commit
+    res = evaluate_steps(model, [photos[:3]], num_steps=4, sweep=(1,), temperature=1.0, seed=5, teacher=teacher)
+    assert res.committed_accuracy == (0.0, 0.0, 0.0, 0.0)
+    assert res.teacher_context[0].psnr == pytest.approx(res.per_step[0].psnr, abs=1e-6)  # all slots masked: same pass
+    # a random pixel head renders nearly flat images, so the changes are small, yet ~100x the float noise
+    assert all(abs(t.psnr - o.psnr) > 5e-5 for t, o in zip(res.teacher_context[1:], res.per_step[1:]))
