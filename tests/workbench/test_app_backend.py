@@ -13,12 +13,14 @@ from PIL import Image
 from analysis.pixel_baselines import thumbnail_psnr
 from core import SFTok, create_config, load_pretrained, save_pretrained
 from trainers.data.photos import PHOTO_SETS
-from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError, TraceExpired
+from workbench.services.decoding import (COMMITS_RIGHT, TEACHER_CONTEXT_PSNR, DecodeService, DecodeSettings, SettingsError,
+                                         TraceExpired, reconstruct_trace)
 from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
 from workbench.services.model_registry import DEFAULT_GENERATOR_DIR, ModelRegistry, ModelUnavailable
 from workbench.io.workspace import PathRefused, Workspace
 from workbench.services.step_pictures import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
 from workbench.services.reconstruction import edit_token, nearest_codes, reconstruct_file
+from workbench.ui.components.plots import step_curve
 from workbench.ui.components.step_scrubber import curve_note
 from workbench.services.training_form import FormError, LaunchForm, parse_extra, parse_grid, shard_spec
 
@@ -126,6 +128,45 @@ def test_trace_matches_the_model_and_is_cached(service, sample_dir, tiny_model_d
     assert service.decodes == decodes + 1 and other.trace_key != rec.trace_key
     with pytest.raises(TraceExpired):
         service.get("no-such-key")
+
+
+class FixedCodesTeacher:
+    """A stand-in teacher whose codes are given: the model's own final decode, optionally shifted."""
+
+    def __init__(self, codes: torch.Tensor, codebook_size: int) -> None:
+        self.codes, self.config = codes, dataclasses.make_dataclass("Cfg", ["codebook_size"])(codebook_size)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.codes
+
+
+def test_trace_with_a_teacher_measures_each_step_with_the_teachers_codes(sample_dir, tiny_model_dir):
+    """Committed codes never change, so with the model's own final codes as the teacher's the teacher-context
+    PSNR is its own curve and every commit is right; with every code shifted, none is and steps 2-8 move."""
+    model = load_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        model.decoder.ffn[2].weight.mul_(30.0)  # peaked logits, so a changed context shows in the soft render
+    image = prepare_image(sample_dir / "chelsea.png", 64).image
+    settings = DecodeSettings(8, 1.0, 7)
+    plain = reconstruct_trace(model, image, settings)
+    assert set(plain.metrics) == {"PSNR (dB)", "SSIM"}
+    vocab = model.config.proxy_vocab_size
+    own = FixedCodesTeacher(torch.as_tensor(plain.ids_out[-1:]).long(), vocab)
+    same = reconstruct_trace(model, image, settings, teacher=own)
+    assert list(same.metrics) == ["PSNR (dB)", "SSIM", TEACHER_CONTEXT_PSNR, COMMITS_RIGHT]
+    np.testing.assert_allclose(same.metrics[TEACHER_CONTEXT_PSNR], same.metrics["PSNR (dB)"], atol=1e-4)
+    assert same.metrics[COMMITS_RIGHT].tolist() == [1.0] * 8
+    shifted = reconstruct_trace(model, image, settings, teacher=FixedCodesTeacher(own.codes.add(1) % vocab, vocab))
+    assert shifted.metrics[COMMITS_RIGHT].tolist() == [0.0] * 8
+    gap = np.abs(shifted.metrics[TEACHER_CONTEXT_PSNR] - shifted.metrics["PSNR (dB)"])
+    assert gap[0] < 1e-4 and (gap[1:] > 5e-5).all()
+    # a teacher of another codebook is not this model's: no teacher curve rather than a wrong one
+    assert set(reconstruct_trace(model, image, settings, teacher=FixedCodesTeacher(own.codes, vocab * 2)).metrics) \
+        == {"PSNR (dB)", "SSIM"}
+    # the curve puts both PSNR lines on the left axis, the other two on the right
+    figure = step_curve(same)
+    assert [t["yaxis"] for t in figure["data"]] == ["y", "y2", "y", "y2"]
+    assert figure["layout"]["yaxis2"]["overlaying"] == "y" and figure["data"][2]["line"]["dash"] == "dash"
 
 
 def test_token_surgery_changes_only_what_was_edited(service, sample_dir):
@@ -239,3 +280,22 @@ def test_curve_note_places_the_last_step_against_the_image_thumbnails(service, s
     above = note([17.0, 18.0], {1: 16.0, 4: 20.0})
     assert "peaks" not in above and "further" not in above and "mean colour 16.00 dB" in above
     assert note([17.0, 18.0], {}) == ""  # nothing to compare with (a generated image has no input)
+
+
+def test_curve_note_says_what_right_commits_would_give(service, sample_dir):
+    trace = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(4, 1.0, 0)).trace
+    counts = [trace.committed_at(s) for s in range(4)]
+
+    def note(own: list[float], forced: list[float], right: list[float]) -> str:
+        metrics = {"PSNR (dB)": np.array(own), TEACHER_CONTEXT_PSNR: np.array(forced), COMMITS_RIGHT: np.array(right)}
+        return curve_note(dataclasses.replace(trace, metrics=metrics, thumbnail_psnr={}))
+
+    held_back = note([15.0, 15.0, 15.1, 15.1], [15.0, 16.0, 17.0, 18.5], [0.5, 0.0, 0.0, 0.0])
+    share = 0.5 * counts[0] / sum(counts)
+    assert f"{share:.0%} of its committed codes are the teacher's" in held_back
+    assert "moves +0.10 dB; with the teacher's codes at the same committed slots it would move +3.50 dB" in held_back
+    assert "its own wrong commits are what hold them back" in held_back
+    deaf = note([15.0, 14.9, 14.9, 14.9], [15.0, 15.0, 15.0, 15.05], [0.1, 0.1, 0.1, 0.1])
+    assert "10% of its committed" in deaf and "gets little from revealed codes even when they are right" in deaf
+    both = note([15.0, 15.5, 16.0, 16.5], [15.0, 15.5, 16.0, 16.55], [1.0, 1.0, 1.0, 1.0])
+    assert both.endswith("it would move +1.55 dB (dashed line).")

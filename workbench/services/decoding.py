@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from analysis.image_metrics import psnr, ssim
+from analysis.model_mi import teacher_forced_logits
 from analysis.pixel_baselines import thumbnail_psnr
-from core import MaskGITGenerator, SFTok
+from core import MaskGITGenerator, MaskGITVQGAN, SFTok
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
 from workbench.services.lru import LRU
@@ -73,10 +74,38 @@ def _key(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
+TEACHER_CONTEXT_PSNR = "PSNR, teacher's codes committed (dB)"
+COMMITS_RIGHT = "new commits = teacher's code"
+
+
+def teacher_codes_for(model: SFTok, teacher: MaskGITVQGAN | None, reference: torch.Tensor) -> torch.Tensor | None:
+    """The teacher's codes of ``reference`` (1, S), or None when there is no teacher or its codes do not fit the model."""
+    if teacher is None or teacher.config.codebook_size != model.config.proxy_vocab_size:
+        return None
+    codes = teacher.encode(reference)
+    return codes.long() if tuple(codes.shape) == (1, model.config.num_proxy_codes) else None
+
+
+def teacher_context_metrics(model: SFTok, ids: torch.Tensor, records: Sequence, targets: torch.Tensor,
+                            reference: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per step: PSNR of the same pass with the teacher's codes at the committed slots (what multi-step decoding
+    gives this decoder when its commits are right), and the share of the step's new commits that were right."""
+    z_q = model.quantize.get_codebook_entry(model.check_token_ids(ids))
+    logits = torch.cat([teacher_forced_logits(model.decoder, z_q, targets, r, model.config.mask_id).float()
+                        for r in records])
+    forced = model.render_soft(logits)
+    right = [float(((r.ids_out == targets) & r.newly_committed).sum() / r.newly_committed.sum().clamp(min=1))
+             for r in records]
+    return {TEACHER_CONTEXT_PSNR: psnr(forced, reference.expand_as(forced)).numpy(),
+            COMMITS_RIGHT: np.array(right, dtype=np.float32)}
+
+
 @torch.no_grad()
 def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings,
-                      tokens: Sequence[int] | None = None, step_metrics: StepMetricFn = default_step_metrics) -> StepTrace:
-    """Encode ``image`` (or take ``tokens``), decode all steps with previews, measure each step."""
+                      tokens: Sequence[int] | None = None, step_metrics: StepMetricFn = default_step_metrics,
+                      teacher: MaskGITVQGAN | None = None) -> StepTrace:
+    """Encode ``image`` (or take ``tokens``), decode all steps with previews, measure each step; with a
+    ``teacher`` whose codes fit the model, also each step with the teacher's codes at the committed slots."""
     reference = image_to_tensor(image)
     if tokens is None:
         _, info = model.encode(reference)
@@ -91,6 +120,9 @@ def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings
         final = model.render_codes(records[-1].ids_out)
         label = "soft preview through the frozen teacher (final image: hard codes)"
     metrics = step_metrics(previews, reference)
+    targets = teacher_codes_for(model, teacher, reference)
+    if targets is not None:
+        metrics.update(teacher_context_metrics(model, ids, records, targets, reference))
     references = {s: float(thumbnail_psnr(reference, s)[0]) for s in REFERENCE_THUMBNAILS}
     return trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
                                    ids[0].numpy().copy(), label, metrics, references)
@@ -163,7 +195,8 @@ class DecodeService:
         loaded = self.registry.get(model_choice)
         token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
         key = _key("rec", loaded.key, image_digest(image), settings, token_part)
-        return self._cached(key, lambda: reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics))
+        return self._cached(key, lambda: reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
+                                                           self.registry.teacher_if_present()))
 
     def generate(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
                  guidance_scale: float) -> tuple[str, StepTrace]:

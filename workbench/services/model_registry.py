@@ -176,6 +176,13 @@ class ModelRegistry:
             self._models.put(key, loaded)
             return loaded
 
+    def teacher_if_present(self) -> MaskGITVQGAN | None:
+        """The teacher when its files are there and load; None otherwise (for measurements that can do without)."""
+        try:
+            return self.teacher()
+        except ModelUnavailable:
+            return None
+
     def teacher(self) -> MaskGITVQGAN:
         """The frozen teacher that renders pixels for stage-1/2 models (no pixel head of their own)."""
         with self._lock:

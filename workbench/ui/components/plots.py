@@ -35,27 +35,33 @@ def _json_default(value: Any) -> Any:
 
 
 def step_curve(trace: StepTrace, title: str = "") -> dict[str, Any]:
-    """Per-step metrics against step number (1-based); a second metric goes on a right-hand axis.
-
-    The title sits above the legend (its own margin), so neither covers the other or the curves."""
+    """Per-step metrics against step number (1-based); metrics in the first one's unit share its axis, the others
+    a right-hand one. The title sits above the legend (its own margin), so neither covers the other or the curves."""
     steps = list(range(1, trace.num_steps + 1))
     data, layout = [], copy.deepcopy(BASE_LAYOUT)
     if title:
         layout["title"] = {"text": title, "x": 0, "xanchor": "left", "y": 0.97, "yanchor": "top", "font": {"size": 14}}
         layout["margin"] = {**layout["margin"], "t": 80}
     layout["xaxis"] = {"title": {"text": "step"}, "dtick": 1 if trace.num_steps <= 16 else 4, "range": [0.5, trace.num_steps + 0.5]}
+    names = list(trace.metrics)
+    left = [n for n in names if n == names[0] or (_unit(n) and _unit(n) == _unit(names[0]))]
     for i, (name, values) in enumerate(trace.metrics.items()):
-        axis = "y" if i == 0 else "y2"
+        on_left = name in left
         data.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": steps,
-                     "y": [round(float(v), 4) for v in values], "yaxis": axis,
-                     "line": {"color": COLORS[i % len(COLORS)], "width": 2}, "marker": {"size": 6}})
-        key = "yaxis" if i == 0 else "yaxis2"
-        layout[key] = {"title": {"text": name}}
-        if i == 1:
-            layout[key].update({"overlaying": "y", "side": "right", "showgrid": False})
-        if i >= 1:  # more than two metrics: share the right-hand axis
-            data[-1]["yaxis"] = "y2"
+                     "y": [round(float(v), 4) for v in values], "yaxis": "y" if on_left else "y2",
+                     "line": {"color": COLORS[i % len(COLORS)], "width": 2, "dash": "solid" if i == 0 or not on_left
+                              else "dash"}, "marker": {"size": 6}})
+        key = "yaxis" if on_left else "yaxis2"
+        if key not in layout:  # the first metric on each axis names it
+            layout[key] = {"title": {"text": name if on_left or len(names) - len(left) == 1 else "other metrics"}}
+            if not on_left:
+                layout[key].update({"overlaying": "y", "side": "right", "showgrid": False})
     return {"data": data, "layout": layout}
+
+
+def _unit(name: str) -> str:
+    """The unit in a metric's name, "PSNR (dB)" -> "dB"; empty when it names none."""
+    return name[name.rfind("(") + 1:-1] if name.endswith(")") and "(" in name else ""
 
 
 def training_curves(frame: Any, keys: list[str], title: str = "") -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from workbench.services.decoding import DecodeService, TraceExpired
+from workbench.services.decoding import COMMITS_RIGHT, TEACHER_CONTEXT_PSNR, DecodeService, TraceExpired
 from workbench.services.lru import LRU
 from workbench.services.step_frames import StepFrames, make_frames
 from workbench.services.step_pictures import COMMITTED, HEAT_KINDS, MASKED, NEW, VIRIDIS_LUT, write_gif
@@ -78,7 +78,26 @@ def curve_note(trace: StepTrace) -> str:
     psnr = trace.metrics.get("PSNR (dB)")
     if psnr is None or len(psnr) == 0:
         return ""
-    return " ".join(filter(None, (_falling_note(psnr), _scale_note(float(psnr[-1]), trace.thumbnail_psnr))))
+    return " ".join(filter(None, (_falling_note(psnr), _teacher_note(trace, psnr),
+                                  _scale_note(float(psnr[-1]), trace.thumbnail_psnr))))
+
+
+def _teacher_note(trace: StepTrace, psnr: np.ndarray) -> str:
+    """What the decode steps could give this decoder: its last step with the teacher's codes committed instead."""
+    forced, right = trace.metrics.get(TEACHER_CONTEXT_PSNR), trace.metrics.get(COMMITS_RIGHT)
+    if forced is None or right is None or len(psnr) < 2:
+        return ""
+    newly = np.array([trace.committed_at(s) for s in range(len(right))], dtype=np.float64)
+    share = float((right * newly).sum() / max(newly.sum(), 1.0))
+    gain_own, gain_forced = float(psnr[-1] - psnr[0]), float(forced[-1] - forced[0])
+    text = (f"{share:.0%} of its committed codes are the teacher's. From step 1 to {len(psnr)} the image moves "
+            f"{gain_own:+.2f} dB; with the teacher's codes at the same committed slots it would move {gain_forced:+.2f} dB "
+            "(dashed line)")
+    if gain_forced < 0.1:
+        return text + ": this decoder gets little from revealed codes even when they are right."
+    if gain_forced - gain_own >= 0.1:
+        return text + ": the steps could sharpen it, and its own wrong commits are what hold them back."
+    return text + "."
 
 
 def _falling_note(psnr: np.ndarray) -> str:
