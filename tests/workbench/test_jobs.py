@@ -94,7 +94,8 @@ def test_sigkilled_job_keeps_its_rows_fails_and_resumes_to_completion(tmp_path):
 
 
 def test_flood_of_jobs_is_queued_within_the_device_limit(tmp_path):
-    config = write_config(tmp_path / "c.yaml", max_steps=15, num_keys=2, step_sleep=0.01)
+    # 0.75 s jobs: long enough to overlap even when a loaded machine starts the second one late
+    config = write_config(tmp_path / "c.yaml", max_steps=15, num_keys=2, step_sleep=0.05)
     manager = make_manager(tmp_path / "ws", device_limits={"cpu": 2}, validator=lambda spec: {"max_steps": 15})
     runs = [manager.submit("1", config) for _ in range(8)]
     peak = 0
