@@ -103,19 +103,25 @@ class _Accumulator:
                           lp, lp_sem, rfid)
 
 
-class _CommitCounter:
-    """Per step: newly committed codes, and how many of them equal the teacher's."""
+@dataclass(frozen=True)
+class TeacherContext:
+    """Each pass of one decode run again with the teacher's codes at the slots it had committed (same mask)."""
 
-    def __init__(self, num_steps: int) -> None:
-        self.hits = np.zeros(num_steps)
-        self.total = np.zeros(num_steps)
+    logits: tuple[torch.Tensor, ...]  # per step, (B, S, V) float32
+    right: np.ndarray  # (T,) newly committed codes equal to the teacher's
+    committed: np.ndarray  # (T,) newly committed codes
 
-    def update(self, step: int, committed: torch.Tensor, ids_out: torch.Tensor, targets: torch.Tensor) -> None:
-        self.hits[step] += float(((ids_out == targets) & committed).sum())
-        self.total[step] += float(committed.sum())
 
-    def result(self) -> tuple[float, ...]:
-        return tuple(float(h / t) if t else float("nan") for h, t in zip(self.hits, self.total))
+@torch.no_grad()
+def teacher_context_passes(model: torch.nn.Module, ids: torch.Tensor, records: Sequence, targets: torch.Tensor
+                           ) -> TeacherContext:
+    """:class:`TeacherContext` of ``SFTok.decode_steps`` ``records`` decoded from token ``ids``, given the teacher's
+    codes ``targets`` (B, S): what the decoder makes of its commits when they are right, and how many were."""
+    z_q = model.quantize.get_codebook_entry(model.check_token_ids(ids))
+    logits = tuple(teacher_forced_logits(model.decoder, z_q, targets, r, model.config.mask_id).float() for r in records)
+    right = np.array([float(((r.ids_out == targets) & r.newly_committed).sum()) for r in records])
+    committed = np.array([float(r.newly_committed.sum()) for r in records])
+    return TeacherContext(logits, right, committed)
 
 
 @torch.no_grad()
@@ -136,7 +142,7 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
     per_step = [_Accumulator(suite) for _ in range(num_steps)]
     by_count = {n: _Accumulator(suite) for n in sweep}
     forced = [_Accumulator(suite) for _ in range(num_steps)] if teacher is not None else []
-    commits = _CommitCounter(num_steps)
+    right, committed = np.zeros(num_steps), np.zeros(num_steps)
     real = FeatureStats(suite.feature_dim) if suite.inception is not None else None
     if progress:
         from tqdm.auto import tqdm
@@ -152,13 +158,11 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
             acc.update(record.preview, images)
             acc.mask_ratios.append(record.mask_ratio_in)
         if teacher is not None:
-            targets = teacher.encode(images).long()
-            z_q = model.quantize.get_codebook_entry(model.check_token_ids(ids))
-            for acc, record in zip(forced, records):
-                logits = teacher_forced_logits(model.decoder, z_q, targets, record, model.config.mask_id)
-                acc.update(model.render_soft(logits.float()), images)
+            context = teacher_context_passes(model, ids, records, teacher.encode(images).long())
+            for acc, record, logits in zip(forced, records, context.logits):
+                acc.update(model.render_soft(logits), images)
                 acc.mask_ratios.append(record.mask_ratio_in)
-                commits.update(record.step, record.newly_committed, record.ids_out, targets)
+            right, committed = right + context.right, committed + context.committed
         for n, acc in by_count.items():
             acc.update(model.decode_tokens(ids, n, temperature, derived_generator(device, seed, n, index)), images)
         if real is not None:
@@ -170,4 +174,6 @@ def evaluate_steps(model: torch.nn.Module, batches: Iterable[torch.Tensor | Imag
     forced_rows = tuple(acc.row(f"step {s + 1}/{num_steps}, teacher's codes committed", num_steps, s, real)
                         for s, acc in enumerate(forced))
     return StepQuality(rows, sweep_rows, num_steps, temperature, seed, rows[0].num_images, dict(suite.skipped),
-                       teacher_context=forced_rows, committed_accuracy=commits.result() if forced else ())
+                       teacher_context=forced_rows,
+                       committed_accuracy=tuple(float(h / t) if t else float("nan") for h, t in zip(right, committed))
+                       if forced else ())

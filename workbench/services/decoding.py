@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from analysis.image_metrics import psnr, ssim
-from analysis.model_mi import teacher_forced_logits
 from analysis.pixel_baselines import thumbnail_psnr
+from analysis.steps import teacher_context_passes
 from core import MaskGITGenerator, MaskGITVQGAN, SFTok
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
@@ -90,14 +90,10 @@ def teacher_context_metrics(model: SFTok, ids: torch.Tensor, records: Sequence, 
                             reference: torch.Tensor) -> dict[str, np.ndarray]:
     """Per step: PSNR of the same pass with the teacher's codes at the committed slots (what multi-step decoding
     gives this decoder when its commits are right), and the share of the step's new commits that were right."""
-    z_q = model.quantize.get_codebook_entry(model.check_token_ids(ids))
-    logits = torch.cat([teacher_forced_logits(model.decoder, z_q, targets, r, model.config.mask_id).float()
-                        for r in records])
-    forced = model.render_soft(logits)
-    right = [float(((r.ids_out == targets) & r.newly_committed).sum() / r.newly_committed.sum().clamp(min=1))
-             for r in records]
+    context = teacher_context_passes(model, ids, records, targets)
+    forced = model.render_soft(torch.cat(context.logits))
     return {TEACHER_CONTEXT_PSNR: psnr(forced, reference.expand_as(forced)).numpy(),
-            COMMITS_RIGHT: np.array(right, dtype=np.float32)}
+            COMMITS_RIGHT: (context.right / np.maximum(context.committed, 1.0)).astype(np.float32)}
 
 
 @torch.no_grad()
