@@ -6,7 +6,7 @@ stage 1 of ``configs/default/stage1.yaml`` (``launch_training.py``, resumable) a
 training photos, at one budget on nested subsets of the photos (the first K of a seeded shuffle, every crop the
 dataset cut from them) and once more with another seed, then measures every run with the evaluation's protocol
 on held-out crops and on crops of the run's own training photos. Writes ``workspace/default-model/scaling.json``, which
-``scripts/export_default_model.py`` turns into a model-card section.
+``scripts/export_default_model.py`` ships beside the card and ``scripts/model_card/scaling.py`` turns into a section.
 
     python scripts/measure_default_scaling.py            # trains what is missing, then measures
     python scripts/measure_default_scaling.py --measure-only

@@ -25,6 +25,14 @@ def load_script(name: str):
     return module
 
 
+def card_module(name: str):
+    """A module of scripts/model_card, the model card's writer, imported the way the export script imports it."""
+    for folder in (ROOT, ROOT / "scripts"):  # the package and the scripts and packages it imports
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    return importlib.import_module(f"model_card.{name}")
+
+
 @pytest.fixture(scope="module")
 def evaluation() -> dict:
     return json.loads((ASSETS / "default" / "evaluation.json").read_text())

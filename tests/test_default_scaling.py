@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from tests.test_default_model import load_script
+from tests.test_default_model import card_module, load_script
 from tests.trainers.shard_fixtures import write_shards
 from trainers.data.loaders import make_eval_loader
 
@@ -16,8 +16,8 @@ def scaling():
 
 
 @pytest.fixture(scope="module")
-def export():
-    return load_script("export_default_model")
+def card_scaling():
+    return card_module("scaling")
 
 
 def test_photo_subsets_are_nested_and_fixed(scaling) -> None:
@@ -40,13 +40,13 @@ def test_subset_shard_keeps_exactly_the_chosen_photos(scaling, tmp_path) -> None
     assert not out.with_suffix(".partial").exists()
 
 
-def test_doubling_rates_known_answer(export) -> None:
+def test_doubling_rates_known_answer(card_scaling) -> None:
     points = [(3200, 0.65), (800, 0.2), (1600, 0.35)]  # unsorted on purpose
-    rates = export.doubling_rates(points)
+    rates = card_scaling.doubling_rates(points)
     assert [(a, b) for a, b, _ in rates] == [(800, 1600), (1600, 3200)]
     assert [r for *_, r in rates] == pytest.approx([0.15, 0.30])
-    assert export.doublings_needed(points, 1.25) == pytest.approx(2.0)  # (1.25 - 0.65) / 0.30
-    assert export.doublings_needed([(800, 0.5), (1600, 0.4)], 1.5) is None  # falling: no amount of doubling helps
+    assert card_scaling.doublings_needed(points, 1.25) == pytest.approx(2.0)  # (1.25 - 0.65) / 0.30
+    assert card_scaling.doublings_needed([(800, 0.5), (1600, 0.4)], 1.5) is None  # falling: no amount of doubling helps
 
 
 def _run(steps: int, photos: int, tell: float, psnr8: float, own_tell: float, seed: int = 42,
@@ -58,16 +58,16 @@ def _run(steps: int, photos: int, tell: float, psnr8: float, own_tell: float, se
             "training": {"psnr@8": stat(psnr8 + 3), "tokens_bits_per_slot": own_tell}}
 
 
-def _section(export, runs: dict, minutes: float | None = 30.0) -> str:
-    return export.scaling_section({"protocol": {"crops": 256, "config": "configs/default/stage1.yaml"}, "runs": runs},
-                                  minutes)
+def _section(card_scaling, runs: dict, minutes: float | None = 30.0) -> str:
+    protocol = {"crops": 256, "config": "configs/default/stage1.yaml"}
+    return card_scaling.scaling_section({"protocol": protocol, "runs": runs}, minutes)
 
 
-def test_scaling_section_reads_the_runs(export) -> None:
+def test_scaling_section_reads_the_runs(card_scaling) -> None:
     runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
             "steps-800-seed43": _run(800, 19, 0.15, 13.5, 0.6, seed=43, repeat_of="steps-800"), "stage1": _run(5000, 19, 0.75, 14.8, 1.5),
             "photos-5": _run(2000, 5, 0.2, 11.3, 1.35), "photos-10": _run(2000, 10, 0.4, 14.8, 1.3)}
-    text = _section(export, runs)
+    text = _section(card_scaling, runs)
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| run")]
     assert [row.split(" | ")[0] for row in rows] == ["| photos-5", "| photos-10", "| steps-800", "| steps-800-seed43",
                                                      "| steps-2000", "| stage1"]
@@ -85,17 +85,17 @@ def test_scaling_section_reads_the_runs(export) -> None:
     photos_needed = (1.5 - 0.6) / (0.2 / math.log2(1.9))
     assert f"about {photos_needed:.1f} doublings of the photos (about {19 * 2 ** photos_needed:.0f} photos" in flat
     assert "distinct photos move this recipe further than steps do" in flat
-    assert export.scaling_section(None, 30.0) == ""
-    summary = " ".join(export.scaling_summary({"protocol": {}, "runs": runs}).split())
+    assert card_scaling.scaling_section(None, 30.0) == ""
+    summary = " ".join(card_scaling.scaling_summary({"protocol": {}, "runs": runs}).split())
     assert summary.startswith("Stage 1's tokens tell 0.20 / 0.40 / 0.60 bits/slot about held-out codes after 2000 steps on "
                               "5 / 10 / 19 photos, and 0.20 / 0.60 / 0.75 after 800 / 2000 / 5000 steps on 19 photos")
-    assert export.scaling_summary(None) == ""
+    assert card_scaling.scaling_summary(None) == ""
 
 
-def test_scaling_section_says_when_steps_do_not_help(export) -> None:
+def test_scaling_section_says_when_steps_do_not_help(card_scaling) -> None:
     runs = {"steps-800": _run(800, 19, 0.8, 13.0, 1.0), "stage1": _run(5000, 19, 0.7, 13.0, 1.5),
             "photos-5": _run(800, 5, 0.3, 12.0, 2.5)}
-    flat = " ".join(_section(export, runs, None).split())
+    flat = " ".join(_section(card_scaling, runs, None).split())
     assert "More steps did not raise what the tokens tell" in flat
     assert "doublings of the photos" in flat and "further than steps do" in flat
     assert "another seed" not in flat and "the first 5 of a seeded shuffle" in flat
@@ -115,18 +115,18 @@ def test_plan_follows_the_recipe(scaling) -> None:
     assert runs["steps-800-seed43"] == {**runs["steps-800"], "seed": 43, "repeat_of": "steps-800"}
 
 
-def test_a_wider_photo_set_extends_the_photos_axis(export) -> None:
+def test_a_wider_photo_set_extends_the_photos_axis(card_scaling) -> None:
     runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
             "steps-2000-seed43": _run(2000, 19, 0.45, 14.6, 1.0, seed=43, repeat_of="steps-2000"),
             "steps-5000": _run(5000, 19, 0.75, 14.8, 1.5), "photos-5": _run(2000, 5, 0.2, 11.3, 1.35),
             "photos-10": _run(2000, 10, 0.4, 14.8, 1.3),
             "photos-31": {**_run(2000, 31, 0.62, 15.5, 1.1), "photo_set": "packages-v3"},
             "stage1": {**_run(5000, 31, 1.0, 15.9, 1.3), "photo_set": "packages-v3"}}
-    axes = export.ScalingAxes.of(runs)
+    axes = card_scaling.ScalingAxes.of(runs)
     assert (axes.full, axes.budget) == (19, 2000)  # 19 photos at three budgets; 2000 steps on four photo counts
     assert [r["photos"] for r in axes.by_photos] == [5, 10, 19, 31] and [r["steps"] for r in axes.by_steps] == [800, 2000, 5000]
     assert sorted(axes.photo_series) == [2000, 5000] and [r["photos"] for r in axes.photo_series[5000]] == [19, 31]
-    flat = " ".join(_section(export, runs).split())
+    flat = " ".join(_section(card_scaling, runs).split())
     assert "the first 5 and 10 of a seeded shuffle" in flat
     assert "and on all 31 training photos of the wider photo set packages-v3" in flat
     assert f"{0.02 / math.log2(31 / 19):+.2f} from 19 to 31 photos" in flat
@@ -138,18 +138,18 @@ def test_a_wider_photo_set_extends_the_photos_axis(export) -> None:
             "to 31 photos that is +0.25 bits/slot on the held-out set, more than the largest seed spread measured (0.15).") in flat
     needed = (1.5 - 1.0) / rate
     assert f"about {needed:.1f} doublings of the photos (about {31 * 2 ** needed:.0f} photos at 5000 steps)" in flat
-    summary = " ".join(export.scaling_summary({"protocol": {}, "runs": runs}).split())
+    summary = " ".join(card_scaling.scaling_summary({"protocol": {}, "runs": runs}).split())
     assert "and 0.75 / 1.00 after 5000 steps on 19 / 31 photos" in summary
 
 
-def test_the_wider_held_out_set_gets_its_own_columns(export) -> None:
+def test_the_wider_held_out_set_gets_its_own_columns(card_scaling) -> None:
     runs = {"steps-800": _run(800, 19, 0.2, 13.0, 0.7), "steps-2000": _run(2000, 19, 0.6, 15.0, 1.2),
             "photos-5": _run(2000, 5, 0.2, 11.3, 1.35)}
     runs["steps-2000"]["held_out_wide"] = {"psnr@8": {"mean": 17.0, "ci_low": 16.5, "ci_high": 17.5},
                                            "tokens_bits_per_slot": 0.55}
     protocol = {"crops": 256, "config": "configs/default/stage1.yaml", "held_out": "5 photos",
                 "held_out_wide": "the first 256 held-out crops of photo set packages-v3, 35 photos"}
-    text = export.scaling_section({"protocol": protocol, "runs": runs}, 30.0)
+    text = card_scaling.scaling_section({"protocol": protocol, "runs": runs}, 30.0)
     lines = text.splitlines()
     assert next(line for line in lines if line.startswith("| run")).endswith(
         "| wider held-out PSNR@8 | wider held-out tokens tell |")
