@@ -27,6 +27,19 @@ def test_sweep_plot_axis_follows_the_swept_values():
     assert _layout_and_x(words)[0]["type"] == "category"
 
 
+def test_sparse_curves_show_their_points():
+    """A run with one eval so far must draw something: a line through one point is invisible."""
+    from workbench.ui.components.plots import SPARSE_POINTS, training_curves
+
+    dense = SPARSE_POINTS + 1
+    frame = pd.DataFrame({"run_name": ["a"] + ["b"] * dense, "key": ["eval/psnr@8"] * (1 + dense),
+                          "step": [10] + list(range(dense)), "value": [12.5] + [11.0] * dense})
+    traces = {t["name"]: t for t in training_curves(frame, ["eval/psnr@8"], "Eval metrics")["data"]}
+    assert traces["a"]["mode"] == "lines+markers" and list(traces["a"]["y"]) == [12.5]
+    assert traces["b"]["mode"] == "lines" and len(traces["b"]["x"]) == dense
+    assert traces["a"]["marker"]["color"] == traces["a"]["line"]["color"] != traces["b"]["line"]["color"]
+
+
 def test_printed_lines_after_the_start_go_after_the_metrics():
     printed = ["ignored (experiment.name)", "started stage 2 on 1 process(es): batch 8", "done: step 20, model in m"]
     assert split_at_start(printed) == (printed[:2], printed[2:])

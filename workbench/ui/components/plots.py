@@ -64,6 +64,15 @@ def _unit(name: str) -> str:
     return name[name.rfind("(") + 1:-1] if name.endswith(")") and "(" in name else ""
 
 
+SPARSE_POINTS = 40  # a series this short (eval metrics, a run's first logs) shows its points, not only a line
+
+
+def curve_mode(points: int) -> str:
+    """Lines for dense logs; markers too for sparse ones: a line through one point draws nothing, and a few eval
+    points joined by straight lines hide where the measurements are."""
+    return "lines+markers" if points <= SPARSE_POINTS else "lines"
+
+
 def training_curves(frame: Any, keys: list[str], title: str = "") -> dict[str, Any]:
     """Curves in long format (``run_name, key, step, value``): one panel per key, one colour per run.
 
@@ -87,7 +96,9 @@ def training_curves(frame: Any, keys: list[str], title: str = "") -> dict[str, A
                                   "title": {"text": "step"} if i == n - 1 else None}
         for j, run in enumerate(runs):
             rows = frame[(frame["key"] == key) & (frame["run_name"] == run)]
-            data.append({"type": "scatter", "mode": "lines", "name": run, "legendgroup": run, "showlegend": i == 0,
-                         "x": rows["step"].to_numpy(), "y": rows["value"].to_numpy(), "xaxis": f"x{axis}",
-                         "yaxis": f"y{axis}", "line": {"color": COLORS[j % len(COLORS)], "width": 1.6}})
+            color = COLORS[j % len(COLORS)]
+            data.append({"type": "scatter", "mode": curve_mode(len(rows)), "name": run, "legendgroup": run,
+                         "showlegend": i == 0, "x": rows["step"].to_numpy(), "y": rows["value"].to_numpy(),
+                         "xaxis": f"x{axis}", "yaxis": f"y{axis}", "line": {"color": color, "width": 1.6},
+                         "marker": {"color": color, "size": 6}})
     return {"data": data, "layout": layout}
