@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from workbench.runs.store import StoreLockedError
-from workbench.services.model_registry import (DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR, DEFAULT_TEACHER_DIR, ModelUnavailable,
-                              missing_default_message)
+from workbench.services.model_registry import (DEFAULT_COMPARISON_DIR, DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR,
+                                               DEFAULT_TEACHER_DIR, ModelUnavailable, missing_default_message)
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
 from workbench.ui.app import parse_auth
 
@@ -21,6 +21,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the teacher that renders pixels for stage-1/2 models (default: %(default)s)")
     p.add_argument("--generator", default=str(DEFAULT_GENERATOR_DIR),
                    help="the generator the Generate screen offers first, if that folder exists (default: %(default)s)")
+    p.add_argument("--comparison", default=None,
+                   help="a tokenizer offered beside the default on every screen, for side-by-side measurements "
+                        f"(default: {DEFAULT_COMPARISON_DIR} with the embedded model, none with --model; "
+                        "'none' to leave it out)")
     p.add_argument("--workspace", default="workspace",
                    help="jobs, metrics and exports live here; the only folder the app's file pickers see")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -28,6 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--auth", default=os.environ.get("SFTOK_AUTH"),
                    help="USER:PASSWORD required by the browser (or env SFTOK_AUTH); needed off loopback")
     return p.parse_args(argv)
+
+
+def comparison_dir(choice: str | None, model_dir: Path) -> Path | None:
+    """The comparison model: the one named, or the embedded default's twin when the default itself is used."""
+    if choice is not None:
+        return None if choice.lower() == "none" else Path(choice)
+    return DEFAULT_COMPARISON_DIR if model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (model_dir / "config.json").is_file():
         print(f"error: {missing_default_message(model_dir)}", file=sys.stderr)
         return 1
+    comparison = comparison_dir(args.comparison, model_dir)
     try:
         ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher,
-                                generator_dir=args.generator)
+                                generator_dir=args.generator, comparison_dir=comparison)
     except StoreLockedError as err:  # another app (or store CLI) owns this workspace's database
         print(f"error: {err}", file=sys.stderr)
         return 1

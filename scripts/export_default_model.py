@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Copy the finished default-model runs into assets/ and write the model card from measured numbers.
 
-assets/default/teacher, assets/default/sftok (stage 3, EMA weights), assets/default/generator (with
+assets/default/teacher, assets/default/sftok (stage 3, EMA weights), assets/default/sftok-<other recipe> (the same
+stage 3 from the other stage-2 recipe, the app's comparison model), assets/default/generator (with
 classes.json: the names of its classes), assets/default/evaluation.json, assets/default/MODEL_CARD.md,
 and assets/samples/*.png (held-out photos for the app).
 """
@@ -20,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from model_card import CardSources, card  # noqa: E402
 from model_card.sources import ASSETS, manifest_of  # noqa: E402
-from train_default_model import DATA as DATA_ROOT, PHOTO_SET  # noqa: E402
+from train_default_model import DATA as DATA_ROOT, OTHER_RECIPE, PHOTO_SET  # noqa: E402
 
 RUNS = ROOT / "workspace" / "default-model"
 DATA = DATA_ROOT / PHOTO_SET  # the recipe's dataset
@@ -70,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = ASSETS / "samples"
     if not samples.is_dir() or not any(samples.glob("*.png")):
         export_samples(samples, n=6, size=256)
-    for src, dst in (("teacher", "teacher"), ("stage3", "sftok"), ("generator", "generator")):
+    # the other recipe's stage 3 ships too (sftok-vanilla beside an SFVR default): the app offers it as the comparison
+    for src, dst in (("teacher", "teacher"), ("stage3", "sftok"), (f"stage3_{OTHER_RECIPE}", f"sftok-{OTHER_RECIPE}"),
+                     ("generator", "generator")):
         target = ASSETS / "default" / dst
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(RUNS / src / "model", target)

@@ -54,6 +54,23 @@ def test_shipped_files_load_strictly_and_fit_the_budget(model: SFTok) -> None:
     assert (ASSETS / "default" / "MODEL_CARD.md").is_file()
 
 
+def test_the_comparison_model_ships_as_the_card_says(model: SFTok, evaluation: dict) -> None:
+    """The app's "embedded comparison" is the card's other-recipe stage 3: named there exactly when it is shipped."""
+    from workbench.services.model_registry import DEFAULT_COMPARISON_DIR
+
+    card = (ASSETS / "default" / "MODEL_CARD.md").read_text()
+    shipped = DEFAULT_COMPARISON_DIR.is_dir()
+    assert (f"`{DEFAULT_COMPARISON_DIR.name}/`" in card) == shipped
+    if shipped:
+        twin = load_pretrained(DEFAULT_COMPARISON_DIR, strict=True)
+        assert isinstance(twin, SFTok) and twin.has_pixel_head and twin.config == model.config
+        assert "stage3_vanilla" in evaluation["models"]  # measured beside the shipped one
+        ids = torch.arange(64).view(1, 1, 64) % model.config.codebook_size
+        gen = torch.Generator().manual_seed(0)
+        ours = model.decode_tokens(ids, generator=gen)
+        assert not torch.allclose(ours, twin.decode_tokens(ids, generator=torch.Generator().manual_seed(0)))
+
+
 def test_shipped_samples_reach_the_card_psnr(model: SFTok, evaluation: dict) -> None:
     module = load_script("evaluate_default_model")
     names, images = module.load_sample_batch(ASSETS / "samples", model.config.image_size)

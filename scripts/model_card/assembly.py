@@ -11,8 +11,8 @@ from .findings import MORE_STEPS_FINDING
 from .formatting import fmt, with_ci
 from .generator import generator_section
 from .information import information_table, samples_information
-from .quality import (GOALS, goals_table, previous_section, quality_table, thumbnails_section, training_goals_line,
-                      training_photos_section)
+from .quality import (GOALS, goals_table, other_stage3, previous_section, quality_table, thumbnails_section,
+                      training_goals_line, training_photos_section)
 from .reading import reading
 from .recipes import seeds_section
 from .runs import code_ce_note, run_minutes, run_names, run_threads, stage3_losses, timing_rows
@@ -28,6 +28,18 @@ def samples_table(samples: dict) -> str:
         mean1, mean8 = (sum(samples[k]) / len(samples[k]) for k in ("psnr@1", "psnr@8"))
         rows += f"| mean | {mean1:.2f} | {mean8:.2f} |\n"
     return rows
+
+
+def comparison_files(evaluation: dict) -> str:
+    """The shipped twins from the other stage-2 recipe (``sftok-<recipe>/``, exported beside ``sftok/``)."""
+    lines = []
+    for run in other_stage3(evaluation):
+        folder = f"sftok-{run.removeprefix('stage3_')}"
+        if (ASSETS / "default" / folder).is_dir():
+            lines.append(f"\n- Comparison: `{folder}/` is the `{run}` run, the same stage 3 from the other stage-2 recipe, "
+                         "shipped so SFVR against vanilla can be measured on the screens without training (the app "
+                         "offers it as \"embedded comparison\", Model B of the Information screen by default).")
+    return "".join(lines)
 
 
 def card(evaluation: dict, sources: CardSources) -> str:
@@ -56,7 +68,7 @@ reconstructs real images. It is a demonstration model: 64x64 px inputs, not Imag
   The shipped tokenizer is the `{shipped}` run.
 - Generator: class-conditional MaskGIT over the 64 tokens (see the last section).
 - Files: `teacher/`, `sftok/` and `generator/` (`config.json` + `model.safetensors`, EMA weights),
-  `evaluation.json`, `scaling.json`, `generator_evaluation.json`, `generator_samples.png`.
+  `evaluation.json`, `scaling.json`, `generator_evaluation.json`, `generator_samples.png`.{comparison_files(evaluation)}
 
 ## Data
 {data_section(proto, data)}

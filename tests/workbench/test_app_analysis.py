@@ -228,3 +228,19 @@ def test_trajectory_notes_say_what_a_negative_or_flat_gain_means():
     fine = SimpleNamespace(label="B", reveal_bits=(6.0, 5.0, 4.0), trajectory=SimpleNamespace(
         rows=(row(0, 0.0, 0.0), row(1, 0.2, 1.0))))
     assert trajectory_notes(SimpleNamespace(models=(fine,))) == []  # step 1's zero gain is not a finding
+
+
+@pytest.mark.parametrize("with_twin", [True, False])
+def test_information_screen_compares_with_the_embedded_twin_by_default(tmp_path, tiny_model_dir, sample_dir, with_twin):
+    """Model B starts on the default's other-recipe twin when one ships (SFVR against vanilla at one click)."""
+    from tests.app_fixtures import save_tiny_model
+    from workbench.services.model_registry import COMPARISON_CHOICE
+    from workbench.ui import AppContext, build_app
+
+    twin = save_tiny_model(tmp_path / "sftok-vanilla", seed=7) if with_twin else None
+    ctx = AppContext.create(tmp_path / "ws", model_dir=tiny_model_dir, teacher_dir=None, samples_dir=sample_dir,
+                            with_jobs=False, generator_dir=None, comparison_dir=twin)
+    demo = build_app(ctx)
+    picker = next(c["props"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "info-b-picker")
+    assert picker["value"] == (COMPARISON_CHOICE if with_twin else "")
+    assert (COMPARISON_CHOICE in [value for _, value in picker["choices"]]) == with_twin

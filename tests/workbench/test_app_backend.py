@@ -13,10 +13,11 @@ from PIL import Image
 from analysis.pixel_baselines import thumbnail_psnr
 from core import SFTok, create_config, load_pretrained, save_pretrained
 from trainers.data.photos import PHOTO_SETS
+from tests.app_fixtures import save_tiny_model
 from workbench.services.decoding import (COMMITS_RIGHT, TEACHER_CONTEXT_PSNR, DecodeService, DecodeSettings, SettingsError,
                                          TraceExpired, reconstruct_trace)
 from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
-from workbench.services.model_registry import DEFAULT_GENERATOR_DIR, ModelRegistry, ModelUnavailable
+from workbench.services.model_registry import COMPARISON_CHOICE, DEFAULT_GENERATOR_DIR, ModelRegistry, ModelUnavailable
 from workbench.io.workspace import PathRefused, Workspace
 from workbench.services.step_pictures import COMMITTED, MASKED, NEW, VIRIDIS_LUT, grid_image, heat_image, steps_gif
 from workbench.services.reconstruction import edit_token, nearest_codes, reconstruct_file
@@ -72,6 +73,22 @@ def test_registry_messages(workspace, tiny_model_dir, tmp_path):
     (workspace.root / "empty").mkdir()
     with pytest.raises(ModelUnavailable, match="not a saved model folder"):
         reg.get("empty")
+
+
+def test_comparison_model_is_offered_beside_the_default_only_when_it_ships(workspace, tiny_model_dir, tmp_path):
+    twin = save_tiny_model(tmp_path / "sftok-vanilla", seed=7)
+    reg = ModelRegistry(workspace, tiny_model_dir, teacher=None, comparison=twin)
+    assert reg.choices()[:2] == [("embedded default (sftok)", "default"),
+                                 ("embedded comparison (sftok-vanilla)", COMPARISON_CHOICE)]
+    default, comparison = reg.get("default"), reg.get(COMPARISON_CHOICE)
+    assert comparison.label == "embedded comparison" and comparison.key != default.key
+    ids = torch.arange(64).view(1, 64) % 1024
+    assert not torch.equal(default.model.decode_tokens(ids), comparison.model.decode_tokens(ids))  # another model
+    for absent in (None, tmp_path / "nowhere"):
+        reg = ModelRegistry(workspace, tiny_model_dir, teacher=None, comparison=absent)
+        assert COMPARISON_CHOICE not in [value for _, value in reg.choices()]
+        with pytest.raises(ModelUnavailable, match="no embedded comparison model"):
+            reg.get(COMPARISON_CHOICE)
 
 
 def test_stage1_model_without_teacher_says_what_is_missing(workspace, tmp_path):

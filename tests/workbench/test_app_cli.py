@@ -25,6 +25,15 @@ def test_missing_default_model_says_how_to_build_it(tmp_path, capsys):
     assert app.parse_args([]).model.endswith("assets/default/sftok")
 
 
+def test_the_comparison_model_goes_with_the_embedded_default(tmp_path):
+    from workbench.services.model_registry import DEFAULT_COMPARISON_DIR, DEFAULT_MODEL_DIR
+
+    assert app.comparison_dir(None, DEFAULT_MODEL_DIR) == DEFAULT_COMPARISON_DIR
+    assert app.comparison_dir(None, tmp_path / "my-model") is None  # another model: its own twin is not known
+    assert app.comparison_dir(str(tmp_path / "twin"), tmp_path / "my-model") == tmp_path / "twin"
+    assert app.comparison_dir("none", DEFAULT_MODEL_DIR) is None
+
+
 def test_auth_from_environment(monkeypatch):
     monkeypatch.setenv("SFTOK_AUTH", "ann:secret")
     assert app.parse_args([]).auth == "ann:secret"

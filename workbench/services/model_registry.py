@@ -1,6 +1,7 @@
 """Which models the app can use and a small cache of the loaded ones.
 
-A model choice in the UI is a string: ``"default"`` (the embedded model), a folder inside the
+A model choice in the UI is a string: ``"default"`` (the embedded model), ``"default:comparison"``
+(the embedded default's twin trained with the other stage-2 recipe, when one ships), a folder inside the
 workspace (relative or absolute) or, when online, a Hugging Face hub id ``owner/name``. Loaded
 models are kept (least recently used out) and keyed by folder + weights mtime, so a checkpoint
 rewritten by a training run is reloaded rather than served stale. Each model gets one warm-up
@@ -26,10 +27,14 @@ from workbench.io.workspace import PathRefused, Workspace, model_type_of
 from workbench.services.lru import LRU
 
 DEFAULT_CHOICE = "default"
+COMPARISON_CHOICE = "default:comparison"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "default" / "sftok"
 DEFAULT_TEACHER_DIR = REPO_ROOT / "assets" / "default" / "teacher"
 DEFAULT_GENERATOR_DIR = REPO_ROOT / "assets" / "default" / "generator"
+# The embedded default's twin: the same stage 3 from the other stage-2 recipe (vanilla context for an SFVR default),
+# so SFVR against vanilla is on the screens without training anything.
+DEFAULT_COMPARISON_DIR = REPO_ROOT / "assets" / "default" / "sftok-vanilla"
 BUILD_HINT = "build it with `make default-model`, or start the app with --model PATH"
 
 
@@ -90,9 +95,10 @@ class ModelRegistry:
 
     def __init__(self, workspace: Workspace, default_model: Path = DEFAULT_MODEL_DIR,
                  teacher: Path | None = DEFAULT_TEACHER_DIR, capacity: int = 3,
-                 default_generator: Path | None = DEFAULT_GENERATOR_DIR) -> None:
+                 default_generator: Path | None = DEFAULT_GENERATOR_DIR, comparison: Path | None = None) -> None:
         self.workspace = workspace
         self.default_model = Path(default_model)
+        self.comparison = Path(comparison) if comparison is not None else None
         self.default_generator = Path(default_generator) if default_generator is not None else None
         self.teacher_dir = Path(teacher) if teacher is not None else None
         self.capacity = capacity
@@ -106,12 +112,18 @@ class ModelRegistry:
         out: list[tuple[str, str]] = []
         if model_type == "sftok":
             out.append((f"embedded default ({self.default_model.name})", DEFAULT_CHOICE))
+            if self.comparison_present():
+                out.append((f"embedded comparison ({self.comparison.name})", COMPARISON_CHOICE))
         elif model_type == "generator" and self._default_generator_present():
             out.append(("embedded default generator", DEFAULT_CHOICE))
         for folder in self.workspace.model_folders((model_type,)):
             shown = self.workspace.display(folder)
             out.append((shown, shown))
         return out
+
+    def comparison_present(self) -> bool:
+        """Whether the embedded default's other-recipe twin is there to offer."""
+        return self.comparison is not None and (self.comparison / "config.json").is_file()
 
     def _default_generator_present(self) -> bool:
         return self.default_generator is not None and (self.default_generator / "config.json").is_file()
@@ -132,6 +144,11 @@ class ModelRegistry:
                 raise ModelUnavailable("generator: no embedded default generator; train one on the Train screen "
                                        "(stage 'generator') or copy a saved generator folder into the workspace")
             return "embedded default generator", self.default_generator
+        if text == COMPARISON_CHOICE:
+            if not self.comparison_present():
+                raise ModelUnavailable(f"{text}: no embedded comparison model ({self.comparison or 'none configured'}); "
+                                       f"{BUILD_HINT}")
+            return "embedded comparison", self.comparison
         if text in ("", DEFAULT_CHOICE):
             if not (self.default_model / "config.json").is_file():
                 raise ModelUnavailable(missing_default_message(self.default_model))

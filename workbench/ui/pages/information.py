@@ -16,6 +16,7 @@ from analysis import REVEAL_FRACTIONS
 from analysis.code_information import ScreenDefaults
 
 from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport, reveal_key
+from workbench.services.model_registry import COMPARISON_CHOICE
 from workbench.services.reading_notes import as_markdown, mi_notes, trajectory_notes
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
 from workbench.ui.components.dataset_picker import DatasetPicker
@@ -64,8 +65,11 @@ class InformationPage:
                 self.model_a = ModelPicker(ctx.registry, "Model A", name="info-a",
                                            info="e.g. a stage-1 checkpoint folder in the workspace")
                 with gr.Row(equal_height=True):
-                    self.model_b = gr.Dropdown([NO_MODEL, *ctx.registry.choices()], value="", label="Model B (optional)",
-                                               allow_custom_value=True, scale=5, elem_id="info-b-picker",
+                    # the embedded default's other-recipe twin, when it ships: SFVR against vanilla from the start
+                    compare = COMPARISON_CHOICE if ctx.registry.comparison_present() else ""
+                    self.model_b = gr.Dropdown([NO_MODEL, *ctx.registry.choices()], value=compare,
+                                               label="Model B (optional)", allow_custom_value=True, scale=5,
+                                               elem_id="info-b-picker",
                                                info="e.g. the stage-2 model trained from A, to compare")
                     self.refresh_b = gr.Button("↻", scale=0, min_width=44, elem_id="info-b-refresh")
                 self.data = DatasetPicker(ctx.workspace, "info")
