@@ -54,8 +54,8 @@ def shoot(url: str, out: Path, sample: Path) -> None:
 
         page.get_by_role("tab", name="Information").click()
         page.locator("#info-run").click()
-        page.wait_for_selector("#info-mi .barlayer .point")
-        page.wait_for_selector("#info-gap .scatterlayer .trace path.js-line")
+        page.wait_for_selector("#info-mi .barlayer .point", timeout=300_000)  # with the comparison: two models
+        page.wait_for_selector("#info-gap .scatterlayer .trace path.js-line", timeout=60_000)
         save("information")
 
         page.get_by_role("tab", name="Generate").click()
@@ -76,6 +76,7 @@ def main() -> int:
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: run `make browser`")
+    from workbench.services.model_registry import DEFAULT_COMPARISON_DIR
     from workbench.ui import AppContext, ServeOptions, build_app, launch_app
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workspace:
         # Codebook and Information read a workspace dataset: the default one, small (its val split = held-out photos)
         build_default_dataset(Path(workspace) / "datasets" / "default", image_size=64, train_crops=64, val_crops=256)
-        ctx = AppContext.create(workspace)
+        ctx = AppContext.create(workspace, comparison_dir=DEFAULT_COMPARISON_DIR)  # as app.py with the default
         demo = build_app(ctx)
         _, url, _ = launch_app(demo, ctx, ServeOptions(), block=False)
         try:
