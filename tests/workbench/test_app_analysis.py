@@ -244,3 +244,28 @@ def test_information_screen_compares_with_the_embedded_twin_by_default(tmp_path,
     picker = next(c["props"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "info-b-picker")
     assert picker["value"] == (COMPARISON_CHOICE if with_twin else "")
     assert (COMPARISON_CHOICE in [value for _, value in picker["choices"]]) == with_twin
+
+
+def test_two_models_are_compared_in_words_when_one_reads_revealed_codes():
+    from types import SimpleNamespace
+
+    from workbench.services.reading_notes import comparison_note, trajectory_notes
+
+    def model(label, reveal, ci_low, own, teacher):
+        rows = (SimpleNamespace(step=0, info_gain_bits_per_image=0.0, teacher_gain_bits_per_image=0.0),
+                SimpleNamespace(step=1, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher))
+        return SimpleNamespace(label=label, reveal_bits=reveal, loo=SimpleNamespace(ci_low=np.array(ci_low), bits=np.zeros(4)),
+                               trajectory=SimpleNamespace(rows=rows))
+
+    sfvr = model("A: sfvr", (5.9, 5.9, 5.89), [-0.1, -0.2, 0.01, -0.3], 1.0, 1.2)
+    vanilla = model("B: vanilla", (6.2, 4.8, 4.7), [0.2, 0.1, -0.1, 0.3], -3.0, 40.0)
+    note = comparison_note(SimpleNamespace(models=(sfvr, vanilla)))
+    assert note == ("B: vanilla against A: sfvr: B: vanilla reads revealed codes (with 90% of them revealed the rest's "
+                    "cross-entropy falls by 1.50 bits/slot, against 0.01; leave-one-out interval above zero at 3 of 4 "
+                    "slots, against 1). Summed over the decode, the teacher's codes at its committed slots are worth "
+                    "40.0 bits/image to it and its own codes -3.0 (A: sfvr: 1.2 and 1.0): the decoder that trusts "
+                    "revealed codes is the one its own wrong guesses cost more, the exposure bias that self-forcing "
+                    "(SFVR) trains against.")
+    assert trajectory_notes(SimpleNamespace(models=(sfvr, vanilla)))[-1] == note
+    assert comparison_note(SimpleNamespace(models=(sfvr, sfvr))) is None  # neither reads: nothing to contrast
+    assert comparison_note(SimpleNamespace(models=(vanilla,))) is None

@@ -63,7 +63,45 @@ def trajectory_notes(report: InformationReport) -> list[str]:
         note = reveal_note(m)
         if note:
             notes.append(note)
-    return notes
+    pair = comparison_note(report)
+    return notes + ([pair] if pair else [])
+
+
+def _reads(m: ModelInformation) -> tuple[float, int]:
+    """(how far the hidden codes' CE falls with most codes revealed, slots whose LOO interval is above zero)."""
+    drop = m.reveal_bits[0] - m.reveal_bits[-1] if len(m.reveal_bits) >= 2 else float("nan")
+    return drop, int((m.loo.ci_low > 0).sum())
+
+
+def _gains(m: ModelInformation) -> tuple[float, float]:
+    """Information gain along the decode, summed over the steps: (with its own codes, with the teacher's there)."""
+    rows = m.trajectory.rows
+    return sum(r.info_gain_bits_per_image for r in rows), sum(r.teacher_gain_bits_per_image for r in rows)
+
+
+def comparison_note(report: InformationReport) -> str | None:
+    """For two models, the SFVR-against-vanilla reading in one sentence: which one reads revealed codes, and what
+    its own guesses cost it against the teacher's codes at the same slots (exposure bias)."""
+    if len(report.models) != 2 or any(len(m.reveal_bits) < 2 for m in report.models):
+        return None
+    (a, b), slots = report.models, len(report.models[0].loo.bits)
+    reads = {m.label: _reads(m) for m in (a, b)}
+    gains = {m.label: _gains(m) for m in (a, b)}
+    reader, other = (a, b) if reads[a.label][0] >= reads[b.label][0] else (b, a)
+    if reads[reader.label][0] < READS_REVEALED_BITS:
+        return None  # neither reads revealed codes: the per-model notes say so
+    cost = {label: teacher - own for label, (own, teacher) in gains.items()}
+    text = (f"{reader.label} against {other.label}: {reader.label} reads revealed codes (with "
+            f"{round(100 * REVEAL_FRACTIONS[-1])}% of them revealed the rest's cross-entropy falls by "
+            f"{reads[reader.label][0]:.2f} bits/slot, against {reads[other.label][0]:.2f}; leave-one-out interval above "
+            f"zero at {reads[reader.label][1]} of {slots} slots, against {reads[other.label][1]}). Summed over the "
+            f"decode, the teacher's codes at its committed slots are worth {gains[reader.label][1]:.1f} bits/image to "
+            f"it and its own codes {gains[reader.label][0]:.1f} ({other.label}: {gains[other.label][1]:.1f} and "
+            f"{gains[other.label][0]:.1f})")
+    if cost[reader.label] > cost[other.label]:
+        text += (": the decoder that trusts revealed codes is the one its own wrong guesses cost more, the exposure "
+                 "bias that self-forcing (SFVR) trains against")
+    return text + "."
 
 
 def as_markdown(notes: list[str]) -> str:
