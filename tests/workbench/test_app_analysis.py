@@ -122,11 +122,12 @@ def test_information_one_and_two_models(fresh, served_app):
     assert all(len(t["x"]) == 4 and np.isfinite(t["y"]).all() for t in trajectory)
     gap = figure(out["gap"])["data"]
     assert [len(t["y"]) for t in gap] == [4, 4, 4] and gap[0]["y"][0] == 0  # no context yet at step 1
-    # side-by-side panels keep their legend under the axes, clear of the title; a single plot keeps it on top
-    for name in ("trajectory", "gap"):
+    # side-by-side panels and the bars (whose long title fills the top) keep their legend under the axes, clear of
+    # the title; the grids keep it on top
+    for name in ("trajectory", "gap", "bars"):
         layout = figure(out[name])["layout"]
         assert layout["title"]["text"] and layout["legend"]["y"] < 0 and layout["legend"]["yanchor"] == "top"
-    assert figure(out["bars"])["layout"]["legend"]["y"] > 1
+    assert figure(out["grids"])["layout"]["legend"]["y"] > 1
     # does the decoder read revealed codes? three cross-entropies, and a sentence when revealing does not help
     none, most = row["CE hidden, 0% revealed"], row["CE hidden, 90% revealed"]
     assert 0 < none < 20 and 0 < row["CE hidden, 50% revealed"] < 20 and 0 < most < 20

@@ -131,7 +131,7 @@ def mi_bars(report: InformationReport) -> PlotData:
     fig.update_layout(barmode="group", bargap=0.15, title=(
         f"Leave-one-out MI per slot ({len(report.positions)} of {report.num_slots} slots, {report.num_images} images, "
         f"{conf:.0%} bootstrap CI)"))
-    return _plot(fig, 380)
+    return _plot(fig, 380, legend_below=True)  # above, two models' legend ran into the long title
 
 
 def mi_grids(report: InformationReport) -> PlotData:
