@@ -134,7 +134,7 @@ def code_information(model: torch.nn.Module, teacher: torch.nn.Module, images: t
         tokens_bits_per_image=float((marginal - ce) * slots),
         gain_bits_per_image=group_gains[0], gain_bits_per_image_all=gain_all,
         groups_all_positive=positive_groups, groups=len(group_gains),
-        loo_slots_above_zero=int((loo.ci_low > 0).sum()), loo_slots=int(positions.size),
+        loo_slots_above_zero=loo.slots_above_zero, loo_slots=int(positions.size),
         loo_mean_bits=float(loo.mean_bits), loo_mean_ci=(float(loo.mean_ci[0]), float(loo.mean_ci[1])),
         reveal_fractions=REVEAL_FRACTIONS, ce_hidden_by_reveal_bits=reveal.result(),
         teacher_gain_bits_per_image=teacher_gains[0], teacher_gain_bits_per_image_all=teacher_all,

@@ -133,6 +133,11 @@ class LeaveOneOutMI:
     num_images: int
     confidence: float
 
+    @property
+    def slots_above_zero(self) -> int:
+        """Slots whose interval lies wholly above zero: the ones whose revealed neighbours clearly inform the decoder."""
+        return int((self.ci_low > 0).sum())
+
 
 @torch.no_grad()
 def leave_one_out_mi(decoder: Decoder, codes: torch.Tensor, z_q: torch.Tensor, mask_id: int,

@@ -4,6 +4,12 @@ from __future__ import annotations
 from .formatting import fmt
 from .quality import goal_rows, other_stage3
 
+
+def recipe_difference(sfvr: dict, vanilla: dict, key: str) -> tuple[float, float]:
+    """(SFVR - vanilla mean, the larger of their seed spreads) of one measure: a difference counts beyond the spread."""
+    return sfvr[key]["mean"] - vanilla[key]["mean"], max(sfvr[key]["std"], vanilla[key]["std"])
+
+
 def seeds_section(seeds: dict) -> str:
     """SFVR against vanilla over repeated seeds: a difference is claimed only when it exceeds the spread."""
     sfvr, vanilla = seeds.get("stage2_sfvr"), seeds.get("stage2_vanilla")
@@ -22,8 +28,7 @@ def seeds_section(seeds: dict) -> str:
     for key, what, unit, word in compared:
         if key not in sfvr or key not in vanilla:
             continue
-        diff = sfvr[key]["mean"] - vanilla[key]["mean"]
-        spread = max(sfvr[key]["std"], vanilla[key]["std"])
+        diff, spread = recipe_difference(sfvr, vanilla, key)
         verdict = (f"SFVR is {word}" if diff > 0 else f"vanilla is {word}") if abs(diff) > spread else \
             "no difference can be claimed"
         lines.append(f"- {what}: SFVR {fmt(sfvr[key]['mean'])} +- {fmt(sfvr[key]['std'])}, vanilla "
@@ -32,14 +37,14 @@ def seeds_section(seeds: dict) -> str:
     return ("Mean +- sample standard deviation over seeds (each seed: same stage-1 start, same steps, its own data order, "
             "masks and SFVR draws):\n\n" + rows + "\n" + "\n".join(lines))
 
+
 def sfvr_reading(evaluation: dict) -> str:
     """SFVR against vanilla read together: who reads the teacher's codes, and who does better on its own trajectory."""
     sfvr, vanilla = evaluation["seeds"].get("stage2_sfvr"), evaluation["seeds"].get("stage2_vanilla")
     info = evaluation["information"]
     if not sfvr or not vanilla or "loo_mean_bits" not in sfvr or "stage2_sfvr" not in info:
         return ""
-    diff = sfvr["psnr@8"]["mean"] - vanilla["psnr@8"]["mean"]
-    spread = max(sfvr["psnr@8"]["std"], vanilla["psnr@8"]["std"])
+    diff, spread = recipe_difference(sfvr, vanilla, "psnr@8")
     beyond = "beyond" if abs(diff) > spread else "within"
     return f"""- SFVR against vanilla, read together (three seeds each, section above): the vanilla decoders learnt to read
   the teacher's revealed codes (leave-one-out MI {fmt(vanilla['loo_mean_bits']['mean'])} +- {fmt(vanilla['loo_mean_bits']['std'])}

@@ -252,11 +252,16 @@ def test_two_models_are_compared_in_words_when_one_reads_revealed_codes():
 
     from workbench.services.reading_notes import comparison_note, trajectory_notes
 
+    from analysis.model_mi import LeaveOneOutMI
+
     def model(label, reveal, ci_low, own, teacher):
         rows = (SimpleNamespace(step=0, info_gain_bits_per_image=0.0, teacher_gain_bits_per_image=0.0),
                 SimpleNamespace(step=1, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher))
-        return SimpleNamespace(label=label, reveal_bits=reveal, loo=SimpleNamespace(ci_low=np.array(ci_low), bits=np.zeros(4)),
-                               trajectory=SimpleNamespace(rows=rows))
+        zeros = np.zeros(4)
+        loo = LeaveOneOutMI(positions=np.arange(4), bits=zeros, ci_low=np.array(ci_low), ci_high=zeros + 1,
+                            ce_all_bits=zeros, ce_loo_bits=zeros, per_image_bits=np.zeros((2, 4)), mean_bits=0.0,
+                            mean_ci=(0.0, 0.0), num_images=2, confidence=0.95)
+        return SimpleNamespace(label=label, reveal_bits=reveal, loo=loo, trajectory=SimpleNamespace(rows=rows))
 
     sfvr = model("A: sfvr", (5.9, 5.9, 5.89), [-0.1, -0.2, 0.01, -0.3], 1.0, 1.2)
     vanilla = model("B: vanilla", (6.2, 4.8, 4.7), [0.2, 0.1, -0.1, 0.3], -3.0, 40.0)

@@ -34,9 +34,15 @@ def mi_notes(report: InformationReport) -> list[str]:
 READS_REVEALED_BITS = 0.05
 
 
+def reveal_drop(m: ModelInformation) -> float | None:
+    """How far the hidden codes' cross-entropy falls (bits/slot) with most codes revealed; None when not measured."""
+    return m.reveal_bits[0] - m.reveal_bits[-1] if len(m.reveal_bits) >= 2 else None
+
+
 def reveal_note(m: ModelInformation) -> str | None:
     """One sentence when revealing most of the target codes does not help the decoder with the rest."""
-    if len(m.reveal_bits) < 2 or m.reveal_bits[0] - m.reveal_bits[-1] >= READS_REVEALED_BITS:
+    drop = reveal_drop(m)
+    if drop is None or drop >= READS_REVEALED_BITS:
         return None
     return (f"{m.label}: with {round(100 * REVEAL_FRACTIONS[-1])}% of the target codes revealed, its cross-entropy on "
             f"the rest is {m.reveal_bits[-1]:.2f} bits/slot against {m.reveal_bits[0]:.2f} with none revealed: this "
@@ -67,12 +73,6 @@ def trajectory_notes(report: InformationReport) -> list[str]:
     return notes + ([pair] if pair else [])
 
 
-def _reads(m: ModelInformation) -> tuple[float, int]:
-    """(how far the hidden codes' CE falls with most codes revealed, slots whose LOO interval is above zero)."""
-    drop = m.reveal_bits[0] - m.reveal_bits[-1] if len(m.reveal_bits) >= 2 else float("nan")
-    return drop, int((m.loo.ci_low > 0).sum())
-
-
 def _gains(m: ModelInformation) -> tuple[float, float]:
     """Information gain along the decode, summed over the steps: (with its own codes, with the teacher's there)."""
     rows = m.trajectory.rows
@@ -82,23 +82,20 @@ def _gains(m: ModelInformation) -> tuple[float, float]:
 def comparison_note(report: InformationReport) -> str | None:
     """For two models, the SFVR-against-vanilla reading in one sentence: which one reads revealed codes, and what
     its own guesses cost it against the teacher's codes at the same slots (exposure bias)."""
-    if len(report.models) != 2 or any(len(m.reveal_bits) < 2 for m in report.models):
+    if len(report.models) != 2 or any(reveal_drop(m) is None for m in report.models):
         return None
-    (a, b), slots = report.models, len(report.models[0].loo.bits)
-    reads = {m.label: _reads(m) for m in (a, b)}
-    gains = {m.label: _gains(m) for m in (a, b)}
-    reader, other = (a, b) if reads[a.label][0] >= reads[b.label][0] else (b, a)
-    if reads[reader.label][0] < READS_REVEALED_BITS:
+    reader, other = sorted(report.models, key=reveal_drop, reverse=True)
+    if reveal_drop(reader) < READS_REVEALED_BITS:
         return None  # neither reads revealed codes: the per-model notes say so
-    cost = {label: teacher - own for label, (own, teacher) in gains.items()}
+    (own, teacher), (other_own, other_teacher) = _gains(reader), _gains(other)
     text = (f"{reader.label} against {other.label}: {reader.label} reads revealed codes (with "
             f"{round(100 * REVEAL_FRACTIONS[-1])}% of them revealed the rest's cross-entropy falls by "
-            f"{reads[reader.label][0]:.2f} bits/slot, against {reads[other.label][0]:.2f}; leave-one-out interval above "
-            f"zero at {reads[reader.label][1]} of {slots} slots, against {reads[other.label][1]}). Summed over the "
-            f"decode, the teacher's codes at its committed slots are worth {gains[reader.label][1]:.1f} bits/image to "
-            f"it and its own codes {gains[reader.label][0]:.1f} ({other.label}: {gains[other.label][1]:.1f} and "
-            f"{gains[other.label][0]:.1f})")
-    if cost[reader.label] > cost[other.label]:
+            f"{reveal_drop(reader):.2f} bits/slot, against {reveal_drop(other):.2f}; leave-one-out interval above "
+            f"zero at {reader.loo.slots_above_zero} of {len(reader.loo.bits)} slots, against "
+            f"{other.loo.slots_above_zero}). Summed over the decode, the teacher's codes at its committed slots are "
+            f"worth {teacher:.1f} bits/image to it and its own codes {own:.1f} ({other.label}: {other_teacher:.1f} "
+            f"and {other_own:.1f})")
+    if teacher - own > other_teacher - other_own:
         text += (": the decoder that trusts revealed codes is the one its own wrong guesses cost more, the exposure "
                  "bias that self-forcing (SFVR) trains against")
     return text + "."
