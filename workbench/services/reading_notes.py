@@ -46,7 +46,10 @@ def reveal_note(m: ModelInformation) -> str | None:
         return None
     return (f"{m.label}: with {round(100 * REVEAL_FRACTIONS[-1])}% of the target codes revealed, its cross-entropy on "
             f"the rest is {m.reveal_bits[-1]:.2f} bits/slot against {m.reveal_bits[0]:.2f} with none revealed: this "
-            "decoder does not read revealed codes, so its later decode steps gain little from the codes committed earlier.")
+            "decoder does not read revealed codes, so its later decode steps gain little from the codes committed earlier. "
+            "Self-forcing (SFVR) with every context slot its own first guess teaches exactly this: those guesses are "
+            "computed from the same tokens, so they tell nothing about the true codes beyond them: reading them can "
+            "save the decoder computation, never add information.")
 
 
 def trajectory_notes(report: InformationReport) -> list[str]:
