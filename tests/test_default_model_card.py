@@ -104,3 +104,11 @@ def test_the_information_table_shows_the_teacher_revealed_gain_and_older_evaluat
     assert "Jensen's inequality" in text and "2.0, 6.0 bits/image at steps 2-8 (mean over 64 crops)" in text
     assert "positive at every step in 6 of 8 groups" in text
     assert "teacher's codes at the same" not in information.trajectory_bound(base, 64)
+
+
+def test_the_sfvr_computation_saving_is_read_off_the_seeds(card) -> None:
+    saving = card["reading"].computation_saving
+    seeds = {"stage2_sfvr": {"gain_8_minus_1": {"mean": 0.1234, "std": 0.02, "values": [0.1, 0.12, 0.15]}}}
+    assert saving({"seeds": seeds}) == ("; at this size that saving is worth 0.12 dB "
+                                        "(PSNR@8 - PSNR@1 of the SFVR seeds above)")
+    assert saving({"seeds": {}}) == "" and saving({}) == ""  # one seed evaluated: no number to quote

@@ -56,6 +56,15 @@ def teacher_gap_text(on_training: float, on_held_out: float) -> str:
             f"{fmt(abs(drop))} dB on them too ({fmt(on_training)} -> {fmt(on_held_out)})")
 
 
+def computation_saving(evaluation: dict) -> str:
+    """What an SFVR decoder's later passes are worth, read off the SFVR seeds' PSNR@8 - PSNR@1 (its context adds
+    computation, not information); empty when the build evaluated one seed only."""
+    gain = evaluation.get("seeds", {}).get("stage2_sfvr", {}).get("gain_8_minus_1")
+    if not gain:
+        return ""
+    return f"; at this size that saving is worth {fmt(gain['mean'])} dB (PSNR@8 - PSNR@1 of the SFVR seeds above)"
+
+
 def reading(evaluation: dict, sources: CardSources) -> str:
     """The card's plain-words reading, worded from the measured numbers and the runs' learning curves."""
     shipped, runs = evaluation["shipped"], sources.runs
@@ -100,8 +109,8 @@ def reading(evaluation: dict, sources: CardSources) -> str:
   reached 6.14. SFVR (context = the model's own first guesses, never the teacher's codes) is not trained to read the
   teacher's codes, nor given any information in its context: the first guess is the argmax of a pass over the same
   tokens the graded pass reads, a function of them, so it tells nothing about the teacher's codes beyond the tokens
-  (I(m; M_1 | Z_q) = 0). Reading it can save the decoder computation, never add information; at this size that saving
-  is worth about 0.1 dB (PSNR@8 - PSNR@1 of the SFVR seeds above). The curves above say how far it reads anyway.
+  (I(m; M_1 | Z_q) = 0). Reading it can save the decoder computation, never add information{computation_saving(evaluation)}.
+  The curves above say how far it reads anyway.
 - Stage 3 (pixel head and decoder trained on L2) adds most of the PSNR: it learns a soft render of the decoder's
   uncertain predictions, which L2 rewards with blur. It keeps the decoder's logits a usable model of the teacher's
   codes (its cross-entropy stays within a few tenths of a bit of the stage-2 model's), so the Information screen

@@ -208,7 +208,7 @@ def test_a_flat_reveal_curve_is_said_in_words_and_a_falling_one_is_not():
                     "6.76 with none revealed: this decoder does not read revealed codes, so its later decode steps "
                     "gain little from the codes committed earlier. Self-forcing (SFVR) with every context slot its "
                     "own first guess teaches exactly this: those guesses are computed from the same tokens, so they "
-                    "tell nothing about the true codes beyond them: reading them can save the decoder computation, never "
+                    "tell nothing about the true codes beyond them; reading them can save the decoder computation, never "
                     "add information.")
     assert reveal_note(SimpleNamespace(label="B", reveal_bits=(6.76, 6.0, 5.1))) is None
     assert reveal_note(SimpleNamespace(label="C", reveal_bits=())) is None  # not measured

@@ -48,7 +48,7 @@ def reveal_note(m: ModelInformation) -> str | None:
             f"the rest is {m.reveal_bits[-1]:.2f} bits/slot against {m.reveal_bits[0]:.2f} with none revealed: this "
             "decoder does not read revealed codes, so its later decode steps gain little from the codes committed earlier. "
             "Self-forcing (SFVR) with every context slot its own first guess teaches exactly this: those guesses are "
-            "computed from the same tokens, so they tell nothing about the true codes beyond them: reading them can "
+            "computed from the same tokens, so they tell nothing about the true codes beyond them; reading them can "
             "save the decoder computation, never add information.")
 
 
