@@ -1,0 +1,174 @@
+"""One interface for every image tokenizer the workbench compares.
+
+Evaluation, A/B comparison and the screens need three things of a tokenizer: images -> discrete ids,
+ids -> pixels, and (where decoding is iterative) what each decoding step shows. SFTok decodes in up to
+32 masked steps; the MaskGIT-VQGAN teacher, TiTok and ReVQ decode in one. Each family is wrapped by a
+small adapter over its own ``nn.Module``; ``as_tokenizer`` picks it and ``register_tokenizer`` adds one.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .maskgit_vqgan import MaskGITVQGAN
+from .sftok import SFTok
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What a comparison table needs to know of a tokenizer, without running it."""
+
+    family: str  # "sftok", "maskgit_vqgan", "titok", "revq"
+    image_size: int
+    num_tokens: int
+    codebook_size: int
+    token_grid: tuple[int, int] | None  # (rows, cols) for 2-D tokens, None for a 1-D sequence
+    max_steps: int  # 1 for one-step decoders
+    default_steps: int
+
+
+@dataclass
+class StepView:
+    """One decoding step as a picture: ``preview`` (B, 3, H, W) in [0, 1] after ``step + 1`` of ``num_steps``."""
+
+    step: int
+    num_steps: int
+    preview: torch.Tensor
+
+
+class Tokenizer(ABC):
+    """Images in [0, 1] (B, 3, H, W) <-> ids (B, num_tokens) int64; ``module`` holds the weights."""
+
+    info: TokenizerInfo
+    module: nn.Module
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> token ids (B, num_tokens)."""
+
+    @abstractmethod
+    def decode(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Token ids -> images in [0, 1]; ``num_steps`` beyond ``info.max_steps`` is refused."""
+
+    def decode_trace(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                     generator: torch.Generator | None = None) -> list[StepView]:
+        """One picture per decoding step; a one-step decoder gives its one reconstruction."""
+        self.check_steps(num_steps)
+        return [StepView(0, 1, self.decode(ids))]
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(self.encode(images), num_steps, temperature, generator)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Tokenizer":
+        self.module.to(device)
+        return self
+
+    def check_steps(self, num_steps: int | None) -> int:
+        steps = self.info.default_steps if num_steps is None else int(num_steps)
+        if not 1 <= steps <= self.info.max_steps:
+            raise ValueError(f"num_steps: {self.info.family} decodes in 1..{self.info.max_steps} steps, got {steps}")
+        return steps
+
+
+class SFTokTokenizer(Tokenizer):
+    """SFTok: 1-D latent tokens, multi-step decoding of the teacher's proxy codes."""
+
+    MAX_STEPS = 32
+
+    def __init__(self, model: SFTok) -> None:
+        cfg = model.config
+        self.module = model
+        self.info = TokenizerInfo("sftok", cfg.image_size, cfg.num_latent_tokens, cfg.codebook_size, None,
+                                  self.MAX_STEPS, cfg.num_steps)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        _, info = self.module.encode(images.to(self.device))
+        return info["min_encoding_indices"].reshape(images.shape[0], -1)
+
+    @torch.no_grad()
+    def decode(self, ids, num_steps=None, temperature=None, generator=None):
+        return self.module.decode_tokens(ids.to(self.device), self.check_steps(num_steps), temperature, generator)
+
+    def to(self, device: str | torch.device) -> "SFTokTokenizer":
+        self.module.to(device)
+        if self.module._teacher is not None:  # a stage-1/2 model renders through it: same device
+            self.module._teacher.to(device)
+        return self
+
+    @torch.no_grad()
+    def decode_trace(self, ids, num_steps=None, temperature=None, generator=None):
+        records = self.module.decode_steps(ids.to(self.device), self.check_steps(num_steps), temperature, generator,
+                                           previews=True)
+        return [StepView(r.step, r.num_steps, r.preview) for r in records]
+
+
+class TeacherTokenizer(Tokenizer):
+    """The MaskGIT-VQGAN teacher: 2-D grid of codes (16 x 16 at 256 px), decoded in one pass."""
+
+    def __init__(self, model: MaskGITVQGAN, image_size: int = 256) -> None:
+        cfg = model.config
+        side = image_size // 2 ** (len(cfg.channel_mult) - 1)
+        self.module = model
+        self.info = TokenizerInfo("maskgit_vqgan", image_size, side * side, cfg.codebook_size, (side, side), 1, 1)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.module.encode(images.to(self.device)).reshape(images.shape[0], -1)
+
+    @torch.no_grad()
+    def decode(self, ids, num_steps=None, temperature=None, generator=None):
+        self.check_steps(num_steps)
+        return self.module.decode_codes(ids.to(self.device))
+
+
+Adapter = Callable[[nn.Module], Tokenizer]
+_ADAPTERS: dict[type, Adapter] = {SFTok: SFTokTokenizer, MaskGITVQGAN: TeacherTokenizer}
+
+
+def register_tokenizer(model_type: type, adapter: Adapter) -> None:
+    """Make ``as_tokenizer`` wrap instances of ``model_type`` (a new family's module) with ``adapter``."""
+    _ADAPTERS[model_type] = adapter
+
+
+def as_tokenizer(model: nn.Module | Tokenizer) -> Tokenizer:
+    """The adapter for a loaded model (a Tokenizer passes through); a generator or unknown module is refused."""
+    if isinstance(model, Tokenizer):
+        return model
+    for model_type, adapter in _ADAPTERS.items():
+        if isinstance(model, model_type):
+            return adapter(model)
+    known = ", ".join(sorted(t.__name__ for t in _ADAPTERS))
+    raise TypeError(f"{type(model).__name__} is not a tokenizer the workbench knows (known: {known})")
+
+
+def load_tokenizer(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   teacher: MaskGITVQGAN | None = None) -> Tokenizer:
+    """Any model folder or file ``load_pretrained`` reads, as a Tokenizer on ``device``.
+
+    A stage-1/2 SFTok (no pixel head) renders through ``teacher``; without one it is refused here, before
+    any image is decoded."""
+    from .checkpoint import CheckpointError
+    from .pretrained import load_pretrained
+
+    model = load_pretrained(path)
+    if isinstance(model, SFTok) and not model.has_pixel_head:
+        if teacher is None:
+            raise CheckpointError(f"{path}: a stage-1/2 SFTok has no pixel head; pass the MaskGIT-VQGAN teacher")
+        model.attach_teacher(teacher.to(device).eval())
+    try:
+        return as_tokenizer(model).to(device)
+    except TypeError as err:
+        raise CheckpointError(f"{path}: {err}") from err
