@@ -30,6 +30,17 @@ def table(frame: dict) -> list[dict]:
     return [dict(zip(frame["headers"], row)) for row in frame["data"]]
 
 
+def columns(frame: dict) -> dict[str, dict]:
+    """A summary table (a row per measure, a column per model or codebook) -> {column: {measure: value}}."""
+    headers, rows = frame["headers"], frame["data"]
+    assert headers[:2] == ["measure", "unit"]
+    return {label: {row[0]: row[i] for row in rows} for i, label in enumerate(headers) if i >= 2}
+
+
+def units(frame: dict) -> dict[str, str]:
+    return {row[0]: row[1] for row in frame["data"]}
+
+
 @pytest.fixture()
 def fresh(served_app) -> Client:
     return Client(served_app[1], verbose=False, download_files=False)
@@ -51,10 +62,13 @@ def test_codebook_usage_map_and_examples(fresh, photo_dataset):
     choices = fresh.predict(None, api_name="/cb_refresh_datasets")
     assert {"datasets/small", "datasets/photos"} <= {c[1] for c in choices["choices"]}
     out = dict(zip(CB_OUTPUTS, fresh.predict("default", "datasets/small", "val", 12, "sftok", api_name="/codebook_usage")))
-    (row,) = table(out["summary"])  # no teacher in this app: one codebook
-    assert row["images"] == 12 and row["tokens"] == 12 * 64 and row["size"] == 1024
-    assert 0 < row["utilisation"] <= 1 and row["used"] + row["dead"] == 1024
-    assert math.isclose(row["perplexity"], 2 ** row["entropy_bits"], rel_tol=1e-3)
+    (label, row), = columns(out["summary"]).items()  # no teacher in this app: one codebook
+    assert label == "SFTok codebook (latent tokens)"
+    assert row["images"] == 12 and row["tokens counted"] == 12 * 64 and row["size"] == 1024
+    assert 0 < row["utilisation"] <= 1 and row["used"] + row["dead (never used)"] == 1024
+    assert math.isclose(row["perplexity (2^entropy)"], 2 ** row["entropy"], rel_tol=1e-3)
+    # units sit in a column of their own, not in headers squeezed letter by letter
+    assert units(out["summary"])["entropy"] == "bits" and units(out["summary"])["utilisation"] == "share of codes"
     assert "12 images" in out["status"] and "Teacher codebook not measured" in out["status"]
     usage = figure(out["usage"])
     assert len(usage["data"][1]["y"]) == 64  # entropy per position
@@ -85,8 +99,8 @@ def test_codebook_usage_map_and_examples(fresh, photo_dataset):
 
     # a folder of images: keys are file names and examples are re-read from the folder
     out = dict(zip(CB_OUTPUTS, fresh.predict("default", photo_dataset, "val", 100, "sftok", api_name="/codebook_usage")))
-    (row,) = table(out["summary"])
-    assert row["images"] == 5 and row["tokens"] == 5 * 64
+    (row,) = columns(out["summary"]).values()
+    assert row["images"] == 5 and row["tokens counted"] == 5 * 64
     top = table(out["top"])
     gallery, _ = fresh.predict(top[0]["code"], "sftok", api_name="/codebook_examples")
     assert gallery and all(item["caption"].split(" · ")[1].endswith(".png") for item in gallery)
@@ -106,16 +120,17 @@ def test_codebook_rejects_bad_input(fresh):
 def test_information_one_and_two_models(fresh, served_app):
     out = dict(zip(INFO_OUTPUTS, fresh.predict("default", "", "datasets/small", "val", 4, 12, 4, 1.0, 0, 2,
                                                api_name="/information")))
-    (row,) = table(out["summary"])
-    assert row["model"] == "A: embedded default" and row["targets"] == "own decode (4 steps)"
-    assert row["CI low"] <= row["LOO MI (bits/slot)"] <= row["CI high"]
+    (label, row), = columns(out["summary"]).items()
+    assert label == "A: embedded default" and len(row) == 13
+    assert row["LOO MI, CI low"] <= row["LOO MI"] <= row["LOO MI, CI high"]
+    assert units(out["summary"])["LOO MI"] == "bits/slot" and units(out["summary"])["info gain, own codes"] == "bits/image"
     # an interval straddling zero is said in words next to the bars
     assert ("mean MI" in out["mi_notes"] and "not distinguishable from zero" in out["mi_notes"]) == \
-        (row["CI low"] <= 0 <= row["CI high"])
+        (row["LOO MI, CI low"] <= 0 <= row["LOO MI, CI high"])
     assert "No teacher" in out["status"] and "12 of 256 slots" in out["status"]
     bars = figure(out["bars"])["data"]
     assert len(bars) == 1 and len(bars[0]["x"]) == 12 and np.isfinite(bars[0]["y"]).all()
-    assert np.isclose(np.mean(bars[0]["y"]), row["LOO MI (bits/slot)"], atol=1e-4)
+    assert np.isclose(np.mean(bars[0]["y"]), row["LOO MI"], atol=1e-4)
     grid = np.asarray(figure(out["grids"])["data"][0]["z"], dtype=float)  # None (not measured) -> nan
     assert grid.shape == (16, 16) and np.isfinite(grid).sum() == 12
     trajectory = figure(out["trajectory"])["data"]
@@ -140,9 +155,9 @@ def test_information_one_and_two_models(fresh, served_app):
     assert ["checkpoints/other", "checkpoints/other"] in choices
     out = dict(zip(INFO_OUTPUTS, fresh.predict("default", "checkpoints/other", "datasets/small", "val", 4, 12, 4, 1.0,
                                                0, 2, api_name="/information")))
-    rows = table(out["summary"])
-    assert [r["model"] for r in rows] == ["A: embedded default", "B: checkpoints/other"]
-    assert rows[0]["LOO MI (bits/slot)"] != rows[1]["LOO MI (bits/slot)"]
+    models = columns(out["summary"])
+    assert list(models) == ["A: embedded default", "B: checkpoints/other"]
+    assert models["A: embedded default"]["LOO MI"] != models["B: checkpoints/other"]["LOO MI"]
     bars = figure(out["bars"])["data"]
     assert len(bars) == 2 and bars[0]["x"] == bars[1]["x"]
     with pytest.raises(AppError, match="holds a 'generator' model"):

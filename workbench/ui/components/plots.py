@@ -64,6 +64,14 @@ def _unit(name: str) -> str:
     return name[name.rfind("(") + 1:-1] if name.endswith(")") and "(" in name else ""
 
 
+def number_axis(values: Any) -> dict[str, Any]:
+    """Tick labels for an axis of these values: small ones (learning rates) in exponent notation, 1e-4 and 3e-4,
+    where plotly's default SI suffixes read "100μ" and "300μ"; others keep plotly's default."""
+    finite = np.abs(np.asarray(values, dtype=float))
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    return {"tickformat": "~e"} if finite.size and finite.max() < 1e-2 else {}
+
+
 SPARSE_POINTS = 40  # a series this short (eval metrics, a run's first logs) shows its points, not only a line
 
 
@@ -91,7 +99,9 @@ def training_curves(frame: Any, keys: list[str], title: str = "") -> dict[str, A
     for i, key in enumerate(keys):
         axis = "" if i == 0 else str(i + 1)
         top = 1.0 - i * (height + gap)
-        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "title": {"text": key}, "anchor": f"x{axis}"}
+        values = frame["value"][frame["key"] == key] if len(frame) else []
+        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "title": {"text": key}, "anchor": f"x{axis}",
+                                  **number_axis(values)}
         layout[f"xaxis{axis}"] = {"anchor": f"y{axis}", "matches": "x" if i else None,
                                   "title": {"text": "step"} if i == n - 1 else None}
         for j, run in enumerate(runs):

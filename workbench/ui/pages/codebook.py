@@ -19,11 +19,17 @@ from workbench.ui.components.analysis_plots import codebook_map, empty_plot, pos
 from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.components.tables import Measure, measures_frame
 from workbench.ui.context import AppContext
 
 BOOKS = [("SFTok codebook (latent tokens)", "sftok"), ("Teacher codebook (proxy codes)", "teacher")]
-SUMMARY_COLUMNS = ["codebook", "size", "images", "tokens", "used", "utilisation", "dead", "entropy_bits", "perplexity",
-                   "normalized_entropy"]
+SUMMARY_MEASURES = (
+    Measure("used", "used", "codes"), Measure("size", "size", "codes"),
+    Measure("utilisation", "utilisation", "share of codes"), Measure("dead", "dead (never used)", "codes"),
+    Measure("entropy_bits", "entropy", "bits", 3), Measure("perplexity", "perplexity (2^entropy)", "codes", 1),
+    Measure("normalized_entropy", "normalised entropy", "entropy / log2(size)", 3),
+    Measure("images", "images", "images"), Measure("tokens", "tokens counted", "tokens"),
+)
 TOP_COLUMNS = ["code", "count", "share"]
 TOP_ROWS = 20
 EXAMPLES = 12
@@ -59,10 +65,8 @@ class CodebookState:
 
 
 def summary_frame(report: CodebookReport | None) -> pd.DataFrame:
-    if report is None:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    frame = pd.DataFrame(report.summary_rows(), columns=SUMMARY_COLUMNS)
-    return frame.round({"utilisation": 4, "entropy_bits": 3, "perplexity": 1, "normalized_entropy": 3})
+    """One row per measure, one column per codebook (see tables)."""
+    return measures_frame(report.summary_rows() if report else [], SUMMARY_MEASURES, "codebook")
 
 
 def top_frame(book: CodebookBook | None) -> pd.DataFrame:
@@ -99,7 +103,7 @@ class CodebookPage:
                 self.status = gr.Markdown("Pick a dataset and run.", elem_id="cb-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="cb-summary",
-                                            label="Summary (entropy in bits; perplexity = 2^entropy)", wrap=True)
+                                            label="Summary: a column per codebook", wrap=True)
                 self.book = gr.Radio(BOOKS, value="sftok", label="Codebook shown below", elem_id="cb-book")
                 self.usage = gr.Plot(empty_plot("Run usage statistics to see the codebook's usage"), label="Usage",
                                      elem_id="cb-usage")

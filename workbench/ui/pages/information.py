@@ -22,24 +22,32 @@ from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids
 from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.components.tables import Measure, measures_frame
 from workbench.ui.context import AppContext
 
 DEFAULTS = ScreenDefaults()  # the model card's code-information numbers use the same settings
 
 NO_MODEL = ("— none —", "")
-SUMMARY_COLUMNS = {"model": "model", "targets": "targets", "loo_mi_bits": "LOO MI (bits/slot)", "ci_low": "CI low",
-                   "ci_high": "CI high", "ce_all_masked_bits": "CE all masked", "ce_leave_one_out_bits": "CE leave-one-out",
-                   "info_gain_bits_per_image": "info gain, own codes (bits/img)",
-                   "teacher_gain_bits_per_image": "info gain, teacher's codes (bits/img)", "block_tc_bits_per_image": "block TC (bits/img)",
-                   "self_forcing_kl_bits": "self-forcing KL (bits/slot)", "last_step_accuracy": "last-step accuracy",
-                   **{reveal_key(f): f"CE hidden, {round(100 * f)}% revealed" for f in REVEAL_FRACTIONS}}
+# The measures that answer the screen's questions first: is there information between slots, does the decode
+# gain from it, and how far its own guesses lead it from the teacher's codes; the cross-entropies behind them last.
+SUMMARY_MEASURES = (
+    Measure("loo_mi_bits", "LOO MI", "bits/slot"),
+    Measure("ci_low", "LOO MI, CI low", "bits/slot"),
+    Measure("ci_high", "LOO MI, CI high", "bits/slot"),
+    Measure("info_gain_bits_per_image", "info gain, own codes", "bits/image"),
+    Measure("teacher_gain_bits_per_image", "info gain, teacher's codes", "bits/image"),
+    Measure("block_tc_bits_per_image", "block total correlation", "bits/image"),
+    Measure("self_forcing_kl_bits", "self-forcing KL", "bits/slot"),
+    Measure("last_step_accuracy", "last-step accuracy", "share of slots"),
+    Measure("ce_all_masked_bits", "CE, all masked", "bits/slot"),
+    Measure("ce_leave_one_out_bits", "CE, leave-one-out", "bits/slot"),
+    *(Measure(reveal_key(f), f"CE hidden, {round(100 * f)}% revealed", "bits/slot") for f in REVEAL_FRACTIONS),
+)
 
 
 def summary_frame(report: InformationReport | None) -> pd.DataFrame:
-    if report is None:
-        return pd.DataFrame(columns=list(SUMMARY_COLUMNS.values()))
-    frame = pd.DataFrame(report.summary_rows())[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
-    return frame.round(4)
+    """One row per measure, one column per model (a dozen measures fit at any width; see tables)."""
+    return measures_frame(report.summary_rows() if report else [], SUMMARY_MEASURES, "model")
 
 
 def status_text(report: InformationReport) -> str:
@@ -87,7 +95,8 @@ class InformationPage:
                 self.status = gr.Markdown("Choose one or two models and measure.", elem_id="info-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="info-summary",
-                                            label="Summary (bits; CI = bootstrap over images)", wrap=True)
+                                            label="Summary: a column per model (CI = bootstrap interval over images)",
+                                            wrap=True)
                 self.bars = gr.Plot(empty_plot("Measure to see the mutual information per slot"),
                                     show_label=False, elem_id="info-mi")
                 self.mi_notes = gr.Markdown(elem_id="info-mi-notes")
