@@ -54,26 +54,56 @@ def printed_lines(run_dir: str | Path) -> list[str]:
     return out
 
 
-def split_at_start(printed: list[str]) -> tuple[list[str], list[str]]:
-    """(lines up to the trainer's ``started stage`` line, the lines printed after it).
+def _event_text(level: str, message: str) -> str:
+    return f"[note] {message}" if level == "warning" else message
 
-    ``train.log`` has no timestamps; what a trainer prints after starting (warnings, ``done``, a
-    signal, a traceback) happens while or after it logs steps, so it is shown after the metric lines.
+
+def place_printed(printed: list[str], events: list[tuple[float, str, str]]) -> list[tuple[float, int, str]]:
+    """Give each printed line a time: ``(wall, order, line)``.
+
+    ``train.log`` has no timestamps, but the trainer prints most of what it records as an event (``started
+    stage ...``, ``[note] ...``), and events have times. Those lines take their event's time (matched from the
+    end, since the log is read from its tail). A line with no event (a signal, ``done``, a traceback) goes just
+    before the first event after the last timed line above it: the signal line before ``stopped at step N``,
+    ``done`` before ``finished``; with no event after, it goes last. A resumed run thus reads in order: its
+    first session, the stop, the resume, the second session.
     """
+    walls_of: dict[str, list[float]] = {}
+    for wall, level, message in events:
+        walls_of.setdefault(_event_text(level, message), []).append(wall)
+        if level == "warning":
+            walls_of.setdefault(message, []).append(wall)
+    timed: list[float | None] = [None] * len(printed)
+    for i in range(len(printed) - 1, -1, -1):
+        walls = walls_of.get(printed[i])
+        if walls:
+            timed[i] = walls.pop()
+    event_walls = sorted(wall for wall, _, _ in events)
+    placed, previous = [], float("-inf")
     for i, line in enumerate(printed):
-        if line.startswith("started stage"):
-            return printed[:i + 1], printed[i + 1:]
-    return printed, []
+        if timed[i] is not None:
+            previous = timed[i]
+            placed.append((previous, i, line))
+            continue
+        following = next((w for w in event_walls if w > previous), None)
+        placed.append((float("inf") if following is None else following - 1e-6, i, line))
+    return placed
 
 
 def live_log(store: Store, run_id: str, max_lines: int = MAX_LINES) -> str:
-    """Setup lines, the metrics as lines, then what the run printed since (latest last), at most ``max_lines``."""
+    """The run's printed lines, events and metrics as one timeline (latest last), at most ``max_lines``.
+
+    Events the trainer did not print (``stopped at step N; checkpoint saved``, ``resumed from ...``) are shown
+    too, so a cancel and a resume read as they happened."""
     run = store.get_run(run_id)
     frame = store.metrics_frame(run_id, last_steps=max_lines)  # a timer calls this: never the whole run
-    printed = printed_lines(run.run_dir)
-    metrics = [line for _, line in sorted(metric_lines(frame))]
-    head, tail = split_at_start(printed[-max_lines // 3:])
-    lines = head + metrics + tail
+    events = [(e.wall, e.level, e.message) for e in store.events(run_id, limit=max_lines)]
+    printed = place_printed(printed_lines(run.run_dir)[-max_lines:], events)
+    shown = {line for _, _, line in printed}
+    lines = [(wall, -1, line) for wall, line in metric_lines(frame)]
+    lines += [(wall, -1, _event_text(level, message)) for wall, level, message in events
+              if _event_text(level, message) not in shown and message not in shown]
+    lines += printed
     if not lines:
         return f"{run.name or run.id}: {run.status}; nothing logged yet"
-    return "\n".join(lines[-max_lines:])
+    return "\n".join(line for _, _, line in sorted(lines, key=lambda x: (x[0], x[1]))[-max_lines:])

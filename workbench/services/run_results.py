@@ -84,3 +84,35 @@ def nearest_step(steps: Sequence[int], wanted: float | None) -> int | None:
         return steps[-1]
     below = [s for s in steps if s <= wanted]
     return below[-1] if below else steps[0]
+
+
+def sample_columns(run: RunRecord) -> str:
+    """What the columns of a run's eval sample picture are, left to right (the trainer's stage decides)."""
+    stage = run.stage
+    if stage == "teacher":
+        return "input | reconstruction"
+    if stage == "generator":
+        return "generated samples (4 classes)"
+    steps = sorted({int(s) for s in (run.config or {}).get("eval_num_steps") or (1, 2, 4, 8)})
+    shown = [steps[0]] if steps[0] == steps[-1] else [steps[0], steps[-1]]
+    return "input | " + " | ".join(f"{n}-step decode" for n in shown)
+
+
+#: What a sweep is judged on by default, most wanted first: reconstruction quality, then accuracy, then anything.
+OPTIMISED_METRICS = ("rfid", "psnr", "accuracy", "code_acc")
+
+
+def default_sweep_metric(metrics: Sequence[str]) -> str | None:
+    """The sweep plot's first metric: the final value of the eval metric a sweep optimises (rFID, then PSNR at the
+    most steps, then accuracy), not whichever column sorts first."""
+    finals = [m for m in metrics if m.endswith(" final")]
+
+    def most_steps(name: str) -> int:
+        match = re.search(r"@(\d+)", name)
+        return int(match.group(1)) if match else 0
+
+    for word in OPTIMISED_METRICS:
+        hits = [m for m in finals if word in m.lower()]
+        if hits:
+            return max(hits, key=most_steps)
+    return finals[0] if finals else (metrics[0] if metrics else None)

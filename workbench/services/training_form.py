@@ -118,3 +118,15 @@ def parse_grid(text: str) -> dict[str, list[Any]]:
             raise FormError(f"sweep grid, line {number}: {key.strip()} has no values")
         grid[key.strip()] = parsed
     return grid
+
+
+def launch_note(form: LaunchForm) -> str:
+    """What a launch should tell the user before it runs: a stage 2 or 3 without initial weights trains from random
+    weights (the official ``run_stage2.sh`` allows it; the paper's recipe starts stage 2 from stage 1 and stage 3
+    from stage 2)."""
+    extra_keys = {line.partition("=")[0].strip() for line in form.extra.splitlines()}
+    if form.stage not in ("2", "3") or form.init_weights or "init_weights" in extra_keys:
+        return ""
+    before = "1" if form.stage == "2" else "2"
+    return (f"Note: stage {form.stage} starts from random weights (no initial weights chosen). The paper's recipe "
+            f"starts it from a stage {before} model: pick one under Initial weights for that recipe.")

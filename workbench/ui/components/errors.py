@@ -3,6 +3,7 @@
 A user error (a bad file, a setting out of range, no image yet) logs one line, answers the request
 with a ``gr.Error`` (a toast, and an error for API callers) and is remembered for its browser session,
 so a screen can keep it readable in its status line (:func:`keep_error_visible`) after the toast fades.
+A device out of memory is answered the same way (what was tried, what to lower) and the server keeps serving.
 Anything else is a bug and keeps its traceback in the server log.
 """
 from __future__ import annotations
@@ -13,11 +14,13 @@ import logging
 from typing import Any, Callable, Sequence
 
 import gradio as gr
+import torch
 from gradio.context import LocalContext
 
 from workbench.io.images import ImageInputError
 from workbench.io.workspace import PathRefused
 from workbench.services.decoding import SettingsError, TraceExpired
+from workbench.services.devices import out_of_memory_message, release_cached_memory
 from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelUnavailable
 
@@ -43,7 +46,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a callback: the backend's expected exceptions turn into a ``gr.Error`` with their message.
 
     ValueError is included because backend modules (core configs, analysis) report bad input with
-    it and name the field.
+    it and name the field. ``torch.OutOfMemoryError`` (CUDA's included) frees the cached device memory and
+    says what was tried and what to lower.
     """
     if getattr(fn, "__wrapped_user_errors__", False):
         return fn
@@ -56,6 +60,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise user_error(str(err.message), err.title, fn.__name__) from None
         except USER_ERRORS as err:
             raise user_error(str(err), where=fn.__name__) from None
+        except torch.OutOfMemoryError as err:
+            release_cached_memory()
+            raise user_error(out_of_memory_message(err, fn.__name__), "Out of device memory", fn.__name__) from None
 
     wrapped.__wrapped_user_errors__ = True  # type: ignore[attr-defined]
     return wrapped
@@ -74,9 +81,10 @@ def keep_error_visible(event: Any, status: gr.components.Component,
 
     ``untouched`` are the failed event's other outputs: they keep their content but lose the failure's
     "Error" badge (the message is in the status line)."""
-    def show() -> tuple:
+    def show() -> Any:
         message = _last_error.get(_session()) or "the last action failed; see the message above"
-        return (error_text(message), *(value for _, value in resets), *(gr.skip() for _ in untouched))
+        values = (error_text(message), *(value for _, value in resets), *(gr.skip() for _ in untouched))
+        return values if len(values) > 1 else values[0]  # one output takes the value itself, not a 1-tuple
 
     event.failure(show, None, [status, *(c for c, _ in resets), *untouched], show_progress="hidden",
                   api_visibility="private")

@@ -2,6 +2,7 @@
 panels, the eval-sample gallery at one step, and a sweep metric against its swept value."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import pandas as pd
@@ -9,7 +10,7 @@ from gradio.components.plot import PlotData
 
 from workbench.runs.records import RunRecord
 from workbench.runs.store import Store
-from workbench.services.run_results import eval_images, nearest_step
+from workbench.services.run_results import eval_images, nearest_step, sample_columns
 from workbench.ui.components.analysis_plots import empty_plot
 from workbench.ui.components.plots import COLORS, as_plot, training_curves
 
@@ -42,7 +43,7 @@ def gallery_items(runs: Sequence[RunRecord], step: float | None) -> tuple[list[t
     for run, images in per_run:
         shown = nearest_step(list(images), step)
         if shown is not None:
-            items.append((str(images[shown]), f"{run.name or run.id} @ step {shown}"))
+            items.append((str(images[shown]), f"{run.name or run.id} @ step {shown}: {sample_columns(run)}"))
     return items, steps
 
 
@@ -68,3 +69,16 @@ def sweep_plot(table: pd.DataFrame, swept: str, metric: str) -> PlotData:
                    if numeric else "category"},
                    "yaxis": {"title": {"text": metric}}}}
     return as_plot(figure)
+
+
+def sample_slider(steps: Sequence[int], wanted: float | None) -> dict[str, Any]:
+    """Slider settings over the eval steps that wrote samples, at the one nearest ``wanted``.
+
+    The minimum stays 0: the browser may still hold an earlier value (1 on a fresh page) when the step list
+    changes, and a value below the minimum is refused on the next event that reads the slider."""
+    shown = nearest_step(list(steps), wanted)
+    gap = math.gcd(*steps)  # every eval step is a multiple of it, so each one can be reached
+    count = f"{len(steps)} evaluation{'s' if len(steps) != 1 else ''}"
+    where = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}..{steps[-1]}"
+    return {"minimum": 0, "maximum": max(steps[-1], 1), "value": shown, "step": max(1, gap),
+            "label": f"Eval step ({count}: {where})"}

@@ -16,12 +16,14 @@ from workbench.runs.manager import InvalidConfigError
 from workbench.runs.records import STAGES, RunRecord
 from workbench.services.launches import INVALID, SUBMITTED, VALIDATING, Launches
 from workbench.services.run_log import live_log
-from workbench.services.run_results import nearest_step, overlay_diff, sweep_table
-from workbench.services.training_form import LaunchForm, parse_grid
+from workbench.services.run_results import default_sweep_metric, overlay_diff, sweep_table
+from workbench.services.training_form import LaunchForm, launch_note, parse_grid
 from workbench.ui.components.analysis_plots import empty_plot
+from workbench.ui.components.choices import refreshed
 from workbench.ui.components.errors import error_text, keep_error_visible, user_errors
 from workbench.ui.components.executor_picker import ExecutorPicker
-from workbench.ui.components.run_views import WAITING, curves, gallery_items, split_keys, sweep_plot
+from workbench.ui.components.run_views import (WAITING, curves, gallery_items, sample_slider, split_keys,
+                                                sweep_plot)
 from workbench.ui.context import AppContext
 from workbench.ui.state import TrainWatch
 
@@ -115,14 +117,18 @@ class TrainPage:
                 gr.Markdown("### Eval samples")
                 self.sample_step = gr.Slider(0, 1, value=1, step=1, label="Eval step (images/step-*.png)",
                                              elem_id="train-sample-step")
-                self.samples = gr.Gallery(columns=3, height=300, object_fit="contain", elem_id="train-samples",
-                                          show_label=False, allow_preview=True)
+                # each picture is 8 eval images stacked, one row each (input, then decodes): tall, so few per row
+                self.samples = gr.Gallery(columns=4, height=620, object_fit="contain", elem_id="train-samples",
+                                          label="One picture per overlaid run: 8 eval images, one per row; "
+                                                "the caption names the columns", allow_preview=True)
                 gr.Markdown("### Sweep results")
                 with gr.Row(equal_height=True):
                     self.sweep = gr.Dropdown(self.sweep_choices(), label="Sweep", scale=3, elem_id="train-sweep-pick")
                     self.export_sweep = gr.Button("Export CSV", scale=1, elem_id="train-sweep-export")
                 self.sweep_table = gr.Dataframe(pd.DataFrame(), interactive=False, elem_id="train-sweep-table",
-                                                max_height=260, label="One row per point (click a header to sort)")
+                                                max_height=260, wrap=True, label="One row per point: swept values, "
+                                                "then the judged metric (final, best), then the rest; click a header "
+                                                "to sort")
                 self.sweep_file = gr.File(visible=False, interactive=False, elem_id="train-sweep-csv")
                 with gr.Row():
                     self.sweep_x = gr.Dropdown([], label="Swept field", scale=1, elem_id="train-sweep-x")
@@ -134,7 +140,29 @@ class TrainPage:
                         self.diff_b = gr.Dropdown(self.run_choices(), label="Run B")
                     self.diff = gr.Dataframe(pd.DataFrame(columns=["key", "change", "A", "B"]), interactive=False)
         self.timer = gr.Timer(REFRESH_SECONDS)
+        # the form as last launched, kept in this browser: a reload mid-run shows what was launched, not defaults
+        self.saved_form = gr.BrowserState({}, storage_key="sftok-workbench-train-form")
         self._wire()
+
+    @property
+    def remembered(self) -> dict[str, gr.components.Component]:
+        """The launch settings a reload restores (lists of datasets and models are re-read instead)."""
+        return {"stage": self.stage, "preset": self.preset, "steps": self.max_steps, "batch": self.batch,
+                "lr": self.lr, "seed": self.seed, "sfvr": self.sfvr, "replace_prob": self.replace_prob,
+                "context_source": self.context_source, "mask_schedule": self.mask_schedule,
+                "unmasked": self.unmasked, "extra": self.extra, "device": self.device, "grid": self.grid}
+
+    def save_form(self, *values: Any) -> dict[str, Any]:
+        return dict(zip(self.remembered, values))
+
+    def restore_form(self, saved: dict[str, Any] | None) -> tuple:
+        saved = saved or {}
+        return tuple(saved[name] if name in saved else gr.skip() for name in self.remembered)
+
+    def restore_on(self, load: Any) -> None:
+        """On a page (re)load, put back the settings of this browser's last launch."""
+        load(self.restore_form, [self.saved_form], list(self.remembered.values()), show_progress="hidden",
+             api_visibility="private")
 
     # -- data -------------------------------------------------------------------------------------
     def _model_choices(self, model_type: str) -> list[str]:
@@ -203,9 +231,9 @@ class TrainPage:
                           replace_prob=float(replace_prob), context_source=context_source, mask_schedule=mask_schedule,
                           unmasked_weight=float(unmasked), extra=extra or "")
 
-    def _submit(self, label: str, stage: str, device: str, submit) -> tuple:
-        launch = self.launches.start(label, stage, device, submit, refused=(InvalidConfigError, ValueError))
-        watch = TrainWatch(launch_id=launch.id)
+    def _submit(self, label: str, form: LaunchForm, device: str, submit) -> tuple:
+        launch = self.launches.start(label, form.stage, device, submit, refused=(InvalidConfigError, ValueError))
+        watch = TrainWatch(launch_id=launch.id, note=launch_note(form))
         return self.status_text(watch), self.table_frame(), watch
 
     def on_launch(self, *values: Any) -> tuple:
@@ -214,7 +242,7 @@ class TrainPage:
         form = self._form(*form_values)
         overrides = form.overrides(self.ctx.workspace, self._model_path)
         device = (device or "cpu").strip()
-        return self._submit(f"stage {form.stage} run", form.stage, device, lambda: [
+        return self._submit(f"stage {form.stage} run", form, device, lambda: [
             self.jobs.submit(form.stage, None, overrides, device=device, slurm=slurm).id])
 
     def on_sweep(self, grid_text: str, *values: Any) -> tuple:
@@ -225,7 +253,7 @@ class TrainPage:
             raise ValueError("sweep grid: add at least one line key=v1, v2, ...")
         overrides = form.overrides(self.ctx.workspace, self._model_path)
         device = (device or "cpu").strip()
-        return self._submit(f"stage {form.stage} sweep over {', '.join(grid)}", form.stage, device, lambda: list(
+        return self._submit(f"stage {form.stage} sweep over {', '.join(grid)}", form, device, lambda: list(
             self.jobs.submit_sweep(form.stage, None, grid, overrides, device=device, slurm=slurm).run_ids))
 
     def on_build_dataset(self, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -264,11 +292,7 @@ class TrainPage:
         items, steps = gallery_items(runs, step)
         if not steps:
             return [], gr.Slider(minimum=0, maximum=1, value=0, step=1, label="Eval step: no samples yet")
-        shown = nearest_step(steps, step)
-        gap = min((b - a for a, b in zip(steps, steps[1:])), default=1)
-        top = steps[-1] if len(steps) > 1 else steps[0] + 1  # a slider needs minimum < maximum
-        return items, gr.Slider(minimum=steps[0], maximum=top, value=shown, step=max(1, gap),
-                                label=f"Eval step ({len(steps)} evaluations: {steps[0]}..{steps[-1]})")
+        return items, gr.Slider(**sample_slider(steps, step))
 
     def on_sweep_pick(self, sweep_id: str | None) -> tuple:
         if not sweep_id:
@@ -277,7 +301,10 @@ class TrainPage:
         table = sweep_table(self.store, sweep)
         fields = list(sweep.grid)
         metrics = [c for c in table.columns if c.endswith((" final", " best"))]
-        x, y = fields[0], (metrics[0] if metrics else None)
+        x, y = fields[0], default_sweep_metric(metrics)
+        # what the sweep is judged on next to what it swept, so both stay in view of a narrow table
+        first = ["run", *fields, *([y] if y else []), *sorted(m for m in metrics if m.endswith(" final") and m != y)]
+        table = table[first + [c for c in table.columns if c not in first]]
         return (table.drop(columns=["run_id"]), gr.Dropdown(choices=fields, value=x),
                 gr.Dropdown(choices=metrics, value=y), sweep_plot(table, x, y or ""))
 
@@ -301,37 +328,36 @@ class TrainPage:
 
     def on_tick(self, known: tuple, known_samples: tuple, watch: TrainWatch, run_id: str | None,
                 curve_runs: list[str] | None, keys: list[str] | None, eval_keys: list[str] | None,
-                smoothing: float) -> tuple:
-        """Refresh table, status, log and curves; dropdown choices only when the set of runs changed;
-        a launch that became runs selects them (log and overlay)."""
+                smoothing: float, diff_a: str | None, diff_b: str | None, sweep: str | None) -> tuple:
+        """Refresh table, status, log and curves; run lists only when the set of runs changed; a launch that
+        became runs selects them (log and overlay). Every list goes out with a value among its choices
+        (:func:`refreshed`): a value the choices lack would fail the next tick's input check, every tick."""
         choices = self.run_choices()
         ids = tuple(r for _, r in choices)
-        train_keys, all_eval = split_keys(self.store.keys(curve_runs or None))
         launch = self.launches.get(watch.launch_id) if watch.launch_id else None
         select = launch is not None and launch.state == SUBMITTED and not watch.selected and launch.run_ids
         if select:
             run_id, curve_runs = launch.run_ids[0], list(launch.run_ids)
             watch = TrainWatch(watch.launch_id, launch.run_ids, True, watch.note)
         if ids != tuple(known) or select:
-            if not curve_runs and ids:
-                curve_runs = [ids[0]]
+            curve_runs = refreshed(choices, curve_runs, True, ids[:1]).value
+            run_id = refreshed(choices, run_id, fallback=(curve_runs or [None])[0]).value
             updates = (gr.Dropdown(choices=choices, value=curve_runs), gr.Dropdown(choices=choices, value=run_id),
-                       gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
-                       gr.Dropdown(choices=self.sweep_choices()))
+                       refreshed(choices, diff_a), refreshed(choices, diff_b),
+                       refreshed(self.sweep_choices(), sweep))
         else:
             updates = (gr.skip(),) * 5
-        if not keys and train_keys:
-            keys = [k for k in DEFAULT_KEYS if k in train_keys][:1] or train_keys[:1]
-        if not eval_keys and all_eval:
-            eval_keys = [k for k in all_eval if "psnr" in k or "acc" in k][:2] or all_eval[:1]
+        train_keys, all_eval = split_keys(self.store.keys(curve_runs or None))  # of the runs shown from now on
+        keys = refreshed(train_keys, keys, True, lambda found: [k for k in DEFAULT_KEYS if k in found][:1] or found[:1])
+        eval_keys = refreshed(all_eval, eval_keys, True,
+                              lambda found: [k for k in found if "psnr" in k or "acc" in k][:2] or found[:1])
         samples = self._new_samples(known_samples, curve_runs)
         # The watch goes back only when this tick changed it: a tick that started before a launch click finished
         # holds the old watch, and writing it back would drop the launch (its runs never get selected).
         return (ids, samples[0], watch if select else gr.skip(), self.status_text(watch), self.table_frame(),
                 self.on_log(run_id), *updates,
-                *samples[1:],
-                gr.Dropdown(choices=train_keys, value=keys), gr.Dropdown(choices=all_eval, value=eval_keys),
-                self.curves_plot(curve_runs, keys, smoothing), self.eval_plot(curve_runs, eval_keys, smoothing))
+                *samples[1:], keys, eval_keys,
+                self.curves_plot(curve_runs, keys.value, smoothing), self.eval_plot(curve_runs, eval_keys.value, smoothing))
 
     def _new_samples(self, known: tuple, run_ids: list[str] | None) -> tuple:
         """(steps, gallery, slider): the newest eval samples once a run writes new ones, else unchanged."""
@@ -346,18 +372,31 @@ class TrainPage:
 
     def reload_lists_on(self, triggers: list) -> None:
         """Datasets, models and runs are read when the screen opens."""
-        gr.on(triggers, self.on_open, [self.dataset], [self.dataset, self.teacher, self.tokenizer, self.init,
-                                                       self.run, self.curve_runs, self.diff_a, self.diff_b, self.sweep],
-              show_progress="hidden", api_visibility="private")
+        lists = [self.dataset, self.teacher, self.tokenizer, self.init, self.run, self.curve_runs, self.diff_a,
+                 self.diff_b, self.sweep]
+        gr.on(triggers, self.on_open, lists, [*lists, self.log], show_progress="hidden", api_visibility="private")
 
-    def on_open(self, dataset: str | None) -> tuple:
+    def followed_run(self) -> str | None:
+        """The run a screen that opens afresh (a reload mid-run) shows: the newest active run, else the newest."""
+        runs = self.runs()
+        active = [r for r in runs if r.status in ("queued", "running")]
+        return (active or runs)[0].id if runs else None
+
+    def on_open(self, dataset: str | None, teacher: str | None, tokenizer: str | None, init: str | None,
+                run_id: str | None, curve_runs: list[str] | None, diff_a: str | None, diff_b: str | None,
+                sweep: str | None) -> tuple:
+        """Re-read every list, keep what is still there, and follow the newest active run when none is picked."""
         datasets = list_datasets(self.ctx.workspace)
-        runs = gr.Dropdown(choices=self.run_choices())
+        runs = self.run_choices()
+        followed = self.followed_run()
+        run = refreshed(runs, run_id, fallback=followed)
         return (gr.Dropdown(choices=datasets, value=dataset or (datasets[0] if datasets else None)),
-                gr.Dropdown(choices=self._model_choices("maskgit_vqgan")),
-                gr.Dropdown(choices=self._model_choices("sftok")),
-                gr.Dropdown(choices=[""] + self._model_choices("sftok")), runs, runs, runs, runs,
-                gr.Dropdown(choices=self.sweep_choices()))
+                gr.Dropdown(choices=self._model_choices("maskgit_vqgan"), value=teacher),
+                gr.Dropdown(choices=self._model_choices("sftok"), value=tokenizer),
+                gr.Dropdown(choices=[""] + self._model_choices("sftok"), value=init or ""), run,
+                refreshed(runs, curve_runs, True, [followed] if followed else []),
+                refreshed(runs, diff_a), refreshed(runs, diff_b), refreshed(self.sweep_choices(), sweep),
+                self.on_log(run.value))
 
     def _wire(self) -> None:
         form = [self.stage, self.preset, self.dataset, self.teacher, self.tokenizer, self.init, self.max_steps,
@@ -370,8 +409,11 @@ class TrainPage:
                       self.cancel.click(user_errors(self.on_cancel), [self.run], submitted, api_name="train_cancel"),
                       self.resume.click(user_errors(self.on_resume), [self.run], submitted, api_name="train_resume")):
             keep_error_visible(event, self.status)
+        for button in (self.launch, self.launch_sweep):
+            button.click(self.save_form, list(self.remembered.values()), [self.saved_form], show_progress="hidden",
+                         api_visibility="private")
         built = self.build_data.click(user_errors(self.on_build_dataset), None, [self.dataset, self.status],
-                                      api_name="train_build_dataset")
+                                      api_name="train_build_dataset", show_progress_on=[self.status])
         keep_error_visible(built, self.status)
         self.run.change(user_errors(self.on_log), [self.run], [self.log], api_name="train_log", show_progress="hidden")
         curve_inputs = [self.curve_runs, self.keys, self.smoothing]
@@ -397,7 +439,7 @@ class TrainPage:
         self.diff_a.change(user_errors(self.on_diff), [self.diff_a, self.diff_b], [self.diff], api_name="train_diff")
         self.diff_b.change(user_errors(self.on_diff), [self.diff_a, self.diff_b], [self.diff], api_name=False)
         self.timer.tick(self.on_tick, [self.known_runs, self.known_samples, self.watch, self.run, self.curve_runs,
-                                       self.keys, self.eval_keys, self.smoothing],
+                                       self.keys, self.eval_keys, self.smoothing, self.diff_a, self.diff_b, self.sweep],
                         [self.known_runs, self.known_samples, self.watch, self.status, self.table, self.log,
                          self.curve_runs, self.run, self.diff_a, self.diff_b, self.sweep, self.samples,
                          self.sample_step, self.keys, self.eval_keys, self.curves, self.eval_curves],
