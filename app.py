@@ -1,4 +1,4 @@
-"""Start the SFTok Workbench: ``python app.py [--model PATH] [--workspace DIR] [--host H --port P --auth U:P]``."""
+"""Start the SFTok Workbench: ``python app.py [--model PATH] [--workspace DIR] [--device D] [--host H --port P --auth U:P]``."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from workbench.runs.store import StoreLockedError
+from workbench.services.devices import DEVICE_CHOICES, DeviceUnavailable, Placement, resolve_device
 from workbench.services.model_registry import (DEFAULT_COMPARISON_DIR, DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR,
                                                DEFAULT_TEACHER_DIR, ModelUnavailable, missing_default_message)
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
@@ -25,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a tokenizer offered beside the default on every screen, for side-by-side measurements "
                         f"(default: {DEFAULT_COMPARISON_DIR} with the embedded model, none with --model; "
                         "'none' to leave it out)")
+    p.add_argument("--device", default="auto",
+                   help=f"where every screen's models run: {DEVICE_CHOICES} (default: %(default)s, the first CUDA GPU, "
+                        "else mps, else cpu); training jobs keep their own device setting")
     p.add_argument("--workspace", default="workspace",
                    help="jobs, metrics and exports live here; the only folder the app's file pickers see")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -49,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UnsafeBind, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        device = resolve_device(args.device)
+    except DeviceUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         print(f"error: {missing_default_message(model_dir)}", file=sys.stderr)
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     comparison = comparison_dir(args.comparison, model_dir)
     try:
         ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher,
-                                generator_dir=args.generator, comparison_dir=comparison)
+                                generator_dir=args.generator, comparison_dir=comparison, placement=Placement(device))
     except StoreLockedError as err:  # another app (or store CLI) owns this workspace's database
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg = loaded.model.config
     print(f"model: {model_dir} ({cfg.image_size} px, {cfg.num_latent_tokens} tokens, codebook {cfg.codebook_size}); "
-          f"workspace: {ctx.workspace.root}")
+          f"device: {device}; workspace: {ctx.workspace.root}")
     launch_app(build_app(ctx), ctx, options, block=True)
     return 0
 

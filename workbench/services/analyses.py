@@ -3,11 +3,13 @@
 The :mod:`analysis` package measures (pure functions on models and tensors); this module turns what
 a screen offers (a model choice, a workspace dataset, a bounded number of images) into those calls,
 reports progress, runs one analysis at a time (two CPU cores are shared with decoding and training)
-and keeps the results server-side, so a browser session only holds a key. No Gradio here.
+and keeps the results server-side, so a browser session only holds a key. Images reach the models'
+device through the registry's placement; reports hold CPU arrays. No Gradio here.
 """
 from __future__ import annotations
 
 import io
+import dataclasses
 import math
 import threading
 import time
@@ -28,6 +30,7 @@ from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
 from workbench.io.datasets import list_datasets, resolve_dataset
+from workbench.services.devices import Placement, working_on
 from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelRegistry, ModelUnavailable
 from workbench.io.workspace import PathRefused, Workspace
@@ -99,6 +102,12 @@ def _bounded(value: float | int | None, name: str, low: int, high: int) -> int:
     if value is None or not math.isfinite(float(value)) or not low <= int(value) <= high:
         raise ValueError(f"{name}: must be a whole number in {low}..{high}, got {value!r}")
     return int(value)
+
+
+def _placed(batches: Iterable[ImageBatch], placement: Placement) -> Iterable[ImageBatch]:
+    """Batches whose images are on the models' device."""
+    for batch in batches:
+        yield dataclasses.replace(batch, images=placement.tensor(batch.images))
 
 
 def _counted(batches: Iterable[ImageBatch], total: int, progress: ProgressFn, start: float, stop: float,
@@ -320,17 +329,18 @@ class AnalysisService:
         model: SFTok = loaded.model
         teacher, note = optional_teacher(self.registry)
         progress(0.0, "waiting for other analyses" if self._lock.locked() else "starting")
-        with self._lock:
+        task = f"encoding up to {limit} images in batches of {BATCH_SIZE} ({loaded.label}, {self.registry.device})"
+        with self._lock, working_on(task, "the image count (a batch holds up to 32 images)"):
             start = time.perf_counter()
             batches = iter_image_batches(list(sources), model.config.image_size, BATCH_SIZE, limit)
-            latent, proxy = collect_model_usage(model, teacher, _counted(batches, limit, progress, 0.0, 0.95, "encoding"),
-                                          self.reservoir, seed)
+            batches = _placed(_counted(batches, limit, progress, 0.0, 0.95, "encoding"), self.registry.placement)
+            latent, proxy = collect_model_usage(model, teacher, batches, self.reservoir, seed)
         books = {"sftok": CodebookBook("sftok", "SFTok codebook (latent tokens)", latent,
-                                       model.quantize.codebook().detach().float().numpy(), None)}
+                                       model.quantize.codebook().detach().float().cpu().numpy(), None)}
         if proxy is not None and teacher is not None:
             side = int(round(math.sqrt(proxy.num_positions)))
             books["teacher"] = CodebookBook("teacher", "Teacher codebook (proxy codes)", proxy,
-                                            teacher.quantize.embedding.weight.detach().float().numpy(),
+                                            teacher.quantize.embedding.weight.detach().float().cpu().numpy(),
                                             side if side * side == proxy.num_positions else None)
         report = CodebookReport(loaded.label, str(dataset), split, tuple(sources), model.config.image_size, books, note,
                                 time.perf_counter() - start)
@@ -369,18 +379,21 @@ class AnalysisService:
         slots = _bounded(num_slots, "slots", 1, first.num_proxy_codes)
         teacher, note = optional_teacher(self.registry)
         progress(0.0, "waiting for other analyses" if self._lock.locked() else "reading images")
-        with self._lock:
+        task = (f"measuring {n_images} images x {slots} slots of {len(loaded)} model(s) in {steps} steps "
+                f"({self.registry.device})")
+        with self._lock, working_on(task, "the number of images or slots"):
             start = time.perf_counter()
             batch = next(iter(iter_image_batches(list(sources), first.image_size, n_images, n_images)), None)
             if batch is None:
                 raise ValueError(f"dataset: {dataset} ({split}) holds no images")
+            images = self.registry.placement.tensor(batch.images)
             positions = pick_positions(first.num_proxy_codes, slots, seed_value)
             temp = float(temperature)
             results = []
             for i, (label, m) in enumerate(zip(labels, loaded)):
                 share = 1.0 / len(loaded)
                 sub = lambda f, text, i=i, share=share: progress(0.02 + 0.96 * share * (i + f), text)  # noqa: E731
-                results.append(measure_information(label, m.model, batch.images, teacher, positions, steps, temp,
+                results.append(measure_information(label, m.model, images, teacher, positions, steps, temp,
                                                    seed_value, cap, sub))
         report = InformationReport(tuple(results), str(dataset), split, int(batch.images.shape[0]), positions,
                                    first.num_proxy_codes, steps, temp, seed_value, note, time.perf_counter() - start)

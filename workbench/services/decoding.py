@@ -3,6 +3,8 @@
 :class:`DecodeService` turns (model, image or tokens, settings) into a :class:`StepTrace` with all
 steps, the soft previews (one batched pixel-head pass) and per-step metrics, and stores it under a
 key derived from the model weights, the image pixels and the settings. The UI keeps only that key.
+Inputs and random generators reach the model's device through the registry's :class:`Placement`; pictures
+and metrics are computed from copies brought back to the CPU.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from analysis.steps import teacher_context_passes
 from core import MaskGITGenerator, MaskGITVQGAN, SFTok
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
+from workbench.services.devices import Placement, working_on
 from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelRegistry
 from workbench.services.traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
@@ -57,8 +60,9 @@ class DecodeSettings:
         object.__setattr__(self, "temperature", temp)
         object.__setattr__(self, "seed", seed)
 
-    def generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
+    def generator(self, placement: Placement | None = None) -> torch.Generator:
+        """The seeded random generator of this decode, on ``placement``'s device (CPU by default)."""
+        return (placement or Placement("cpu")).generator(self.seed)
 
 
 def default_step_metrics(previews: torch.Tensor, reference: torch.Tensor) -> dict[str, np.ndarray]:
@@ -91,7 +95,8 @@ def teacher_context_metrics(model: SFTok, ids: torch.Tensor, records: Sequence, 
     """Per step: PSNR of the same pass with the teacher's codes at the committed slots (what multi-step decoding
     gives this decoder when its commits are right), and the share of the step's new commits that were right."""
     context = teacher_context_passes(model, ids, records, targets)
-    forced = model.render_soft(torch.cat(context.logits))
+    forced = model.render_soft(torch.cat(context.logits)).cpu()
+    reference = reference.cpu()
     return {TEACHER_CONTEXT_PSNR: psnr(forced, reference.expand_as(forced)).numpy(),
             COMMITS_RIGHT: (context.right / np.maximum(context.committed, 1.0)).astype(np.float32)}
 
@@ -99,34 +104,39 @@ def teacher_context_metrics(model: SFTok, ids: torch.Tensor, records: Sequence, 
 @torch.no_grad()
 def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings,
                       tokens: Sequence[int] | None = None, step_metrics: StepMetricFn = default_step_metrics,
-                      teacher: MaskGITVQGAN | None = None) -> StepTrace:
+                      teacher: MaskGITVQGAN | None = None, placement: Placement | None = None) -> StepTrace:
     """Encode ``image`` (or take ``tokens``), decode all steps with previews, measure each step; with a
-    ``teacher`` whose codes fit the model, also each step with the teacher's codes at the committed slots."""
-    reference = image_to_tensor(image)
+    ``teacher`` whose codes fit the model, also each step with the teacher's codes at the committed slots.
+    ``placement``: where the model lives (its inputs and generator are put there); CPU by default."""
+    placement = placement or Placement("cpu")
+    picture = image_to_tensor(image)
+    reference = placement.tensor(picture)
     if tokens is None:
         _, info = model.encode(reference)
         ids = info["min_encoding_indices"].reshape(1, -1)
     else:
-        ids = model.check_token_ids(torch.as_tensor(list(tokens), dtype=torch.long).reshape(1, -1))
-    records = model.decode_steps(ids, settings.num_steps, settings.temperature, settings.generator(), previews=True)
+        ids = model.check_token_ids(placement.tensor(torch.as_tensor(list(tokens), dtype=torch.long).reshape(1, -1)))
+    records = model.decode_steps(ids, settings.num_steps, settings.temperature, settings.generator(placement),
+                                 previews=True)
     previews = torch.cat([r.preview for r in records])
     if model.has_pixel_head:
         final, label = previews[-1:], "soft preview: softmax over codes mixed into codewords, pixel head"
     else:
         final = model.render_codes(records[-1].ids_out)
         label = "soft preview through the frozen teacher (final image: hard codes)"
-    metrics = step_metrics(previews, reference)
+    previews = previews.cpu()
+    metrics = step_metrics(previews, picture)
     targets = teacher_codes_for(model, teacher, reference)
     if targets is not None:
         metrics.update(teacher_context_metrics(model, ids, records, targets, reference))
-    references = {s: float(thumbnail_psnr(reference, s)[0]) for s in REFERENCE_THUMBNAILS}
+    references = {s: float(thumbnail_psnr(picture, s)[0]) for s in REFERENCE_THUMBNAILS}
     return trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
-                                   ids[0].numpy().copy(), label, metrics, references)
+                                   ids[0].cpu().numpy().copy(), label, metrics, references)
 
 
 @torch.no_grad()
 def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
-                   guidance_scale: float) -> StepTrace:
+                   guidance_scale: float, placement: Placement | None = None) -> StepTrace:
     """Sample one image of ``class_id``; each step's preview decodes that step's candidate tokens.
 
     A partially masked token sequence cannot be decoded, so the preview of step k fills masked
@@ -139,16 +149,17 @@ def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id
                             f"this tokenizer ({tokenizer.config.num_latent_tokens} tokens, {tokenizer.config.codebook_size} codes)")
     if not 0 <= int(class_id) < cfg.num_classes:
         raise SettingsError(f"class: must be in 0..{cfg.num_classes - 1}, got {class_id}")
-    rng = settings.generator()
-    ids, steps = generator_model.generate(torch.tensor([int(class_id)]), settings.num_steps, float(guidance_scale),
-                                          settings.temperature, generator=rng)
+    placement = placement or Placement("cpu")
+    ids, steps = generator_model.generate(placement.tensor(torch.tensor([int(class_id)])), settings.num_steps,
+                                          float(guidance_scale), settings.temperature,
+                                          generator=settings.generator(placement))
     candidates = torch.cat([s.candidates for s in steps])
     images = tokenizer.decode_tokens(candidates, temperature=0.0)  # the tokenizer's default step count
     previews = tensor_to_uint8(images)
     committed = np.array([float((s.ids_out != cfg.mask_id).float().mean()) for s in steps], dtype=np.float32)
     confidence = np.array([float(s.confidence.mean()) for s in steps], dtype=np.float32)
     metrics = {"committed fraction": committed, "mean confidence": confidence}
-    return trace_from_generator_steps(steps, cfg.mask_id, previews, previews[-1], ids[0].numpy().copy(),
+    return trace_from_generator_steps(steps, cfg.mask_id, previews, previews[-1], ids[0].cpu().numpy().copy(),
                                       "tokens so far, masked positions filled with this step's candidates", metrics)
 
 
@@ -191,15 +202,27 @@ class DecodeService:
         loaded = self.registry.get(model_choice)
         token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
         key = _key("rec", loaded.key, image_digest(image), settings, token_part)
-        return self._cached(key, lambda: reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
-                                                           self.registry.teacher_if_present()))
+        task = (f"decoding 1 image in {settings.num_steps} steps with a preview of every step "
+                f"({loaded.label}, {self.registry.device})")
+
+        def compute() -> StepTrace:
+            with working_on(task, "the number of decoding steps, or choose a smaller tokenizer"):
+                return reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
+                                         self.registry.teacher_if_present(), self.registry.placement)
+        return self._cached(key, compute)
 
     def generate(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
                  guidance_scale: float) -> tuple[str, StepTrace]:
         gen = self.registry.get(generator_choice, model_type="generator")
         tok = self.registry.get(tokenizer_choice)
         key = _key("gen", gen.key, tok.key, int(class_id), settings, float(guidance_scale))
-        return self._cached(key, lambda: generate_trace(gen.model, tok.model, class_id, settings, guidance_scale))
+        task = (f"generating 1 image in {settings.num_steps} steps and decoding {settings.num_steps} previews "
+                f"({gen.label}, {self.registry.device})")
+
+        def compute() -> StepTrace:
+            with working_on(task, "the number of generation steps (each step is one preview image)"):
+                return generate_trace(gen.model, tok.model, class_id, settings, guidance_scale, self.registry.placement)
+        return self._cached(key, compute)
 
     def get(self, key: str) -> StepTrace:
         trace = self.cache.get(key) if key else None

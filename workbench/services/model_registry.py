@@ -4,8 +4,9 @@ A model choice in the UI is a string: ``"default"`` (the embedded model), ``"def
 (the embedded default's twin trained with the other stage-2 recipe, when one ships), a folder inside the
 workspace (relative or absolute) or, when online, a Hugging Face hub id ``owner/name``. Loaded
 models are kept (least recently used out) and keyed by folder + weights mtime, so a checkpoint
-rewritten by a training run is reloaded rather than served stale. Each model gets one warm-up
-pass on load because the first CPU forward is several times slower than the rest.
+rewritten by a training run is reloaded rather than served stale. Every model handed out (and the
+teacher) lives on the app's device, moved there by its :class:`Placement`. Each model gets one warm-up
+pass on load because the first forward is several times slower than the rest.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from core.checkpoint import WEIGHT_FILES, CheckpointError
 from trainers.data.labels import CLASS_NAMES_FILE  # optional beside a generator's weights: names by class id
 
 from workbench.io.workspace import PathRefused, Workspace, model_type_of
+from workbench.services.devices import Placement
 from workbench.services.lru import LRU
 
 DEFAULT_CHOICE = "default"
@@ -79,15 +81,16 @@ def _weights_mtime(folder: Path) -> int:
 
 
 @torch.no_grad()
-def warm_up(model: nn.Module) -> None:
-    """One tiny forward so the first user request does not pay CPU kernel set-up."""
+def warm_up(model: nn.Module, placement: Placement) -> None:
+    """One tiny forward on the model's device so the first user request does not pay kernel set-up."""
     if isinstance(model, SFTok):
         cfg = model.config
-        ids = torch.zeros(1, cfg.num_latent_tokens, dtype=torch.long)
+        ids = placement.tensor(torch.zeros(1, cfg.num_latent_tokens, dtype=torch.long))
         model.decode_steps(ids, num_steps=2, temperature=0.0, previews=True)
-        model.encode(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+        model.encode(placement.tensor(torch.zeros(1, 3, cfg.image_size, cfg.image_size)))
     elif isinstance(model, MaskGITGenerator):
-        model.generate(torch.zeros(1, dtype=torch.long), num_steps=1, guidance_scale=0.0)
+        model.generate(placement.tensor(torch.zeros(1, dtype=torch.long)), num_steps=1, guidance_scale=0.0,
+                       generator=placement.generator(0))
 
 
 class ModelRegistry:
@@ -95,8 +98,10 @@ class ModelRegistry:
 
     def __init__(self, workspace: Workspace, default_model: Path = DEFAULT_MODEL_DIR,
                  teacher: Path | None = DEFAULT_TEACHER_DIR, capacity: int = 3,
-                 default_generator: Path | None = DEFAULT_GENERATOR_DIR, comparison: Path | None = None) -> None:
+                 default_generator: Path | None = DEFAULT_GENERATOR_DIR, comparison: Path | None = None,
+                 placement: Placement | None = None) -> None:
         self.workspace = workspace
+        self.placement = placement or Placement("cpu")
         self.default_model = Path(default_model)
         self.comparison = Path(comparison) if comparison is not None else None
         self.default_generator = Path(default_generator) if default_generator is not None else None
@@ -105,6 +110,10 @@ class ModelRegistry:
         self._models: LRU[str, LoadedModel] = LRU(capacity)
         self._teacher: MaskGITVQGAN | None = None
         self._lock = threading.RLock()
+
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
 
     # -- choices ------------------------------------------------------------------------------------
     def choices(self, model_type: str = "sftok") -> list[tuple[str, str]]:
@@ -185,10 +194,10 @@ class ModelRegistry:
                 model = load_pretrained_as(location, SFTok if model_type == "sftok" else MaskGITGenerator)
             except CheckpointError as err:
                 raise ModelUnavailable(f"{label}: {err}") from err
+            model = self.placement.model(model.eval())
             if isinstance(model, SFTok) and not model.has_pixel_head:
                 model.attach_teacher(self.teacher())
-            model.eval()
-            warm_up(model)
+            warm_up(model, self.placement)
             loaded = LoadedModel(key=key, label=label, model=model)
             self._models.put(key, loaded)
             return loaded
@@ -209,7 +218,8 @@ class ModelRegistry:
                         f"this stage-1/2 model has no pixel head and needs the teacher at {self.teacher_dir} "
                         f"to render pixels; {BUILD_HINT}")
                 try:
-                    self._teacher = load_pretrained_as(self.teacher_dir, MaskGITVQGAN, "teacher").eval()
+                    teacher = load_pretrained_as(self.teacher_dir, MaskGITVQGAN, "teacher").eval()
+                    self._teacher = self.placement.model(teacher)
                 except CheckpointError as err:
                     raise ModelUnavailable(str(err)) from err
             return self._teacher
