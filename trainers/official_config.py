@@ -55,7 +55,7 @@ def translate_official(doc: Mapping[str, Any], stage: str,
         _apply_rule(path, value, stage, values, out)
     _translate_derived(values, out)
     if out.ignored:
-        out.notes.insert(0, "ignored (official keys with no meaning here; see README, Training): " + ", ".join(sorted(out.ignored)))
+        out.notes.insert(0, "ignored (official keys with no meaning here; see docs/official-code.md): " + ", ".join(sorted(out.ignored)))
     return out
 
 
