@@ -1,4 +1,4 @@
-"""``python -m analysis {steps,codebook,umap,mi}``: run one analysis, write JSON/CSV and an HTML report.
+"""``python -m analysis {steps,codebook,umap,mi,eval}``: run one analysis, write JSON/CSV and an HTML report.
 
 Every subcommand takes a saved SFTok model folder (``--model``), optionally the MaskGIT-VQGAN
 teacher (``--teacher``; needed for proxy-code statistics, and for pixels from stage-1/2 models),
@@ -24,6 +24,7 @@ from core.perceptual import MissingWeightsError
 
 from .umap_embedding import codebook_umap, default_cache_dir
 from .data import ImageBatch, iter_image_batches
+from .eval_run import EvalConfig, run_evaluation, unique_labels
 from .estimators import neighbour_mutual_information, pairwise_mutual_information
 from .metric_suite import load_metric_suite
 from .model_mi import decode_trajectory, leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information
@@ -208,16 +209,6 @@ def cmd_umap(args: argparse.Namespace) -> int:
 
 
 # -- mi --------------------------------------------------------------------------------------------
-def unique_labels(paths: Sequence[str]) -> list[str]:
-    """Checkpoint paths as labels; a repeated path gets ``#2``, ``#3``... so results never merge."""
-    seen: dict[str, int] = {}
-    labels = []
-    for p in paths:
-        seen[p] = seen.get(p, 0) + 1
-        labels.append(p if seen[p] == 1 else f"{p}#{seen[p]}")
-    return labels
-
-
 @torch.no_grad()
 def cmd_mi(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device)
@@ -302,6 +293,67 @@ def cmd_mi(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- eval ------------------------------------------------------------------------------------------
+def parse_temperatures(text: str) -> list[float | None]:
+    """``0,0.5,default``: floats, ``default`` = each model's own temperature."""
+    values: list[float | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            values.append(None if part == "default" else float(part))
+        except ValueError as err:
+            raise UsageError(f"--temperatures: expected numbers or 'default', got {part!r}") from err
+    if not values or any(v is not None and v < 0 for v in values):
+        raise UsageError(f"--temperatures: expected non-negative numbers, got {text!r}")
+    return values
+
+
+def inception_fetch_hint() -> str:
+    from .fid import INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL
+    from core.perceptual import hub_checkpoint_dir
+
+    return (f"online, fetch it once with: curl -L --create-dirs -o {hub_checkpoint_dir() / INCEPTION_WEIGHTS_FILE} "
+            f"{INCEPTION_WEIGHTS_URL}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import os
+
+    config = EvalConfig(
+        models=tuple(args.model), data=tuple(args.data), out=args.out, steps=tuple(parse_int_list(args.steps, "--steps")),
+        temperatures=tuple(parse_temperatures(args.temperatures)), num_images=args.num_images,
+        batch_size=args.batch_size, seed=args.seed, inception_weights=args.inception_weights, teacher=args.teacher,
+        reference=args.reference, save_reference=args.save_reference, lpips=not args.no_lpips,
+        lpips_net=args.lpips_net, lpips_weights=args.lpips_weights, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, device=args.device)
+    main_rank = int(os.environ.get("RANK", 0)) == 0
+    bar = None
+    if args.progress and main_rank:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="eval (rank 0)", unit="img", total=None, file=sys.stderr)
+
+    def progress(done: int, total: int | None) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        result = run_evaluation(config, progress)
+    except MissingWeightsError as err:
+        raise MissingWeightsError(f"{err}\n{inception_fetch_hint()}") from err
+    finally:
+        if bar is not None:
+            bar.close()
+    if main_rank:
+        print_table(result.records, ["label", "steps", "temperature", "num_images", "rfid", "is", "psnr", "ssim",
+                                     "lpips", "codebook_usage", "codebook_entropy_bits"])
+        print(f"protocol: {result.records[0]['protocol']}; reference: {result.records[0]['reference']} "
+              f"({result.records[0]['reference_num_images']} images)")
+        print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
@@ -358,6 +410,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images for the count-based token statistics (default: --num-images; more is cheap)")
     p.add_argument("--rows", type=int, default=128, help="decoder rows per forward pass")
     p.set_defaults(func=cmd_mi)
+
+    p = sub.add_parser("eval", help="rFID / IS / PSNR / SSIM / LPIPS / codebook usage per model x decoding steps; "
+                                    "runs under torchrun with N processes and resumes after a kill")
+    p.add_argument("--model", nargs="+", required=True, help="tokenizer folders or files (any the app loads)")
+    p.add_argument("--teacher", help="MaskGIT-VQGAN teacher, for stage-1/2 models that render through it")
+    p.add_argument("--data", nargs="+", required=True, help="image folder(s), image files or .tar shards")
+    p.add_argument("--num-images", type=int, default=None, help="the first N images of --data (default all)")
+    p.add_argument("--steps", default="1,2,4,8", help="decoding step counts")
+    p.add_argument("--temperatures", default="default",
+                   help="sampling temperatures, e.g. 0,1 ('default' = the model's own)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch on each process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--inception-weights", help="weights-inception-2015-12-05-6726825d.pth (default: torch hub cache)")
+    p.add_argument("--reference", help="reference statistics .npz of the real images (ours or an ADM batch)")
+    p.add_argument("--save-reference", help="write the real images' statistics of this run to this .npz")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
+    p.add_argument("--lpips-weights", help="torchvision backbone file (default: torch hub cache)")
+    p.add_argument("--no-lpips", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=20, help="batches between saved partial statistics")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/partial (same settings and process count)")
+    p.add_argument("--out", required=True, help="output folder (results.json)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

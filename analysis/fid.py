@@ -62,6 +62,17 @@ class FeatureStats:
     def mean(self) -> np.ndarray:
         return self._sum / self.count
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The running sums as arrays (checkpoints, all-reduce across ranks)."""
+        return {"sum": self._sum.copy(), "outer": self._outer.copy(), "count": np.array(self.count, np.int64)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if np.shape(state["sum"]) != (self.dim,):
+            raise ValueError(f"feature statistics: expected dimension {self.dim}, got {np.shape(state['sum'])}")
+        self._sum = np.array(state["sum"], np.float64)
+        self._outer = np.array(state["outer"], np.float64)
+        self.count = int(state["count"])
+
     @property
     def covariance(self) -> np.ndarray:
         """Unbiased (N - 1) covariance, as ``np.cov``."""
@@ -89,15 +100,21 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
                               f"torch-fidelity's Inception, published at {INCEPTION_WEIGHTS_URL}")
 
 
-def build_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FeatureFn:
-    """A uint8 -> (B, 2048) feature function from local weights only (step 3 of the protocol)."""
+def inception_network(path: str | os.PathLike | None, outputs: list[str], device: str | torch.device = "cpu"
+                      ) -> torch.nn.Module:
+    """torch-fidelity's Inception with the named ``outputs`` ("2048", "logits_unbiased"), local weights only."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     weights = find_inception_weights(path)
     # torch-fidelity reads the file with weights_only=False; refuse files that would run code first.
     torch.load(str(weights), map_location="cpu", weights_only=True)
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
-    net = net.to(device).eval()
+    net = FeatureExtractorInceptionV3("inception-v3-compat", outputs, feature_extractor_weights_path=str(weights))
+    return net.to(device).eval()
+
+
+def build_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FeatureFn:
+    """A uint8 -> (B, 2048) feature function from local weights only (step 3 of the protocol)."""
+    net = inception_network(path, ["2048"], device)
 
     @torch.no_grad()
     def features(images_uint8: torch.Tensor) -> torch.Tensor:
