@@ -19,7 +19,7 @@ from workbench.io.workspace import Workspace
 from workbench.services.step_pictures import NEW
 
 CB_OUTPUTS = ("status", "summary", "usage", "heat", "top", "book")
-INFO_OUTPUTS = ("status", "summary", "bars", "mi_notes", "grids", "trajectory", "trajectory_notes", "gap")
+INFO_OUTPUTS = ("status", "summary", "bars", "mi_notes", "grids", "trajectory", "trajectory_notes", "gap", "gap_notes")
 
 
 def figure(plot: dict) -> dict:
@@ -137,6 +137,7 @@ def test_information_one_and_two_models(fresh, served_app):
     assert all(len(t["x"]) == 4 and np.isfinite(t["y"]).all() for t in trajectory)
     gap = figure(out["gap"])["data"]
     assert [len(t["y"]) for t in gap] == [4, 4, 4] and gap[0]["y"][0] == 0  # no context yet at step 1
+    assert out["gap_notes"].startswith("**Reading the self-forcing gap.**") and "own full decode" in out["gap_notes"]
     # side-by-side panels and the bars (whose long title fills the top) keep their legend under the axes, clear of
     # the title; the grids keep it on top
     for name in ("trajectory", "gap", "bars"):
@@ -235,7 +236,8 @@ def test_trajectory_notes_say_what_a_negative_or_flat_gain_means():
     from workbench.services.reading_notes import trajectory_notes
 
     def row(step, own, teacher):
-        return SimpleNamespace(step=step, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher)
+        return SimpleNamespace(step=step, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher,
+                               block_tc_bits=0.2, block_tc_sem=0.05)
 
     model = SimpleNamespace(label="A", reveal_bits=(6.0, 5.0, 4.0), trajectory=SimpleNamespace(
         rows=(row(0, 0.0, 0.0), row(1, -0.4, 2.0), row(2, 0.3, 0.0), row(3, -0.1, 1.5))))
@@ -273,8 +275,10 @@ def test_two_models_are_compared_in_words_when_one_reads_revealed_codes():
     from analysis.model_mi import LeaveOneOutMI
 
     def model(label, reveal, ci_low, own, teacher):
-        rows = (SimpleNamespace(step=0, info_gain_bits_per_image=0.0, teacher_gain_bits_per_image=0.0),
-                SimpleNamespace(step=1, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher))
+        rows = (SimpleNamespace(step=0, info_gain_bits_per_image=0.0, teacher_gain_bits_per_image=0.0,
+                                block_tc_bits=0.0, block_tc_sem=0.0),
+                SimpleNamespace(step=1, info_gain_bits_per_image=own, teacher_gain_bits_per_image=teacher,
+                                block_tc_bits=0.1, block_tc_sem=0.02))
         zeros = np.zeros(4)
         loo = LeaveOneOutMI(positions=np.arange(4), bits=zeros, ci_low=np.array(ci_low), ci_high=zeros + 1,
                             ce_all_bits=zeros, ce_loo_bits=zeros, per_image_bits=np.zeros((2, 4)), mean_bits=0.0,
@@ -293,3 +297,47 @@ def test_two_models_are_compared_in_words_when_one_reads_revealed_codes():
     assert trajectory_notes(SimpleNamespace(models=(sfvr, vanilla)))[-1] == note
     assert comparison_note(SimpleNamespace(models=(sfvr, sfvr))) is None  # neither reads: nothing to contrast
     assert comparison_note(SimpleNamespace(models=(vanilla,))) is None
+
+
+def test_negative_kl_and_total_correlation_are_read_as_zero_like_negative_mi():
+    """The three quantities that cannot be negative share one sentence (reading_notes.below_zero_note)."""
+    from types import SimpleNamespace
+
+    from workbench.services.reading_notes import block_tc_note, mi_notes, self_forcing_notes
+
+    def tc_row(step, tc, sem):
+        return SimpleNamespace(step=step, block_tc_bits=tc, block_tc_sem=sem)
+
+    noisy = SimpleNamespace(label="A", trajectory=SimpleNamespace(
+        rows=(tc_row(0, 0.0018, 0.0078), tc_row(1, -0.0020, 0.0022), tc_row(2, 0.0008, 0.0015))))
+    assert block_tc_note(noisy) == (
+        "A: the block total correlation is negative at step 2 (-0.002) bits/image. True total correlation is never "
+        "below zero; a negative estimate is noise and bias of the estimator at this sample size (it compares "
+        "cross-entropies of the decoder's own predictions over a few images), and every one of these lies within 2 "
+        "standard errors of zero (the error bars): read it as zero.")
+    far = SimpleNamespace(label="B", trajectory=SimpleNamespace(rows=(tc_row(3, -0.05, 0.01), tc_row(4, -0.01, 0.02))))
+    assert "negative at step 4 (-0.050), 5 (-0.010) bits/image" in block_tc_note(far)
+    assert "at step 4 it lies more than 2 standard errors below zero" in block_tc_note(far)
+    assert block_tc_note(SimpleNamespace(label="C", trajectory=SimpleNamespace(rows=(tc_row(0, 0.1, 0.01),)))) is None
+
+    def gap(*kls):
+        rows = tuple(SimpleNamespace(step=i, kl_bits=k) for i, k in enumerate(kls))
+        return SimpleNamespace(rows=rows, mean_kl_bits=float(np.mean(kls[1:])))
+
+    sfvr = SimpleNamespace(label="A: sfvr", gap=gap(0.0, -0.0042, -0.0014))
+    fine = SimpleNamespace(label="B: vanilla", gap=gap(0.0, 0.0135, 0.018))
+    assert self_forcing_notes(SimpleNamespace(models=(sfvr, fine))) == [
+        "A: sfvr: its self-forcing KL is -0.0028 bits/slot, negative at step 2 (-0.0042), 3 (-0.0014). True KL "
+        "divergence is never below zero; a negative estimate is floating-point error in comparing two nearly equal "
+        "predictions (each slot's KL is computed exactly from the two distributions): there is no gap: read it as zero."]
+
+    from analysis.model_mi import LeaveOneOutMI
+
+    bits = np.array([0.3, -0.02, -0.01, 0.1])
+    loo = LeaveOneOutMI(positions=np.arange(4), bits=bits, ci_low=bits - 0.05, ci_high=bits + 0.05,
+                        ce_all_bits=np.zeros(4), ce_loo_bits=np.zeros(4), per_image_bits=np.zeros((2, 4)),
+                        mean_bits=0.0925, mean_ci=(0.05, 0.13), num_images=2, confidence=0.95)
+    model = SimpleNamespace(label="A", loo=loo, summary=lambda: {"ci_low": 0.05, "ci_high": 0.13, "loo_mi_bits": 0.0925})
+    assert mi_notes(SimpleNamespace(models=(model,)))[-1] == (
+        "A: 2 slot estimates are negative. True MI is never below zero; a negative estimate is sampling noise of the "
+        "estimator on this few images: read it as zero.")

@@ -1,13 +1,20 @@
 """Sentences for numbers that look wrong at first sight, shown next to the plots that show them.
 
-Estimators of mutual information can come out negative, and an interval may straddle zero; an
-information gain below zero means the model does worse with the codes it revealed than from its tokens alone. A reader should not
-have to know that: each case gets one plain sentence.
+Estimates of quantities that cannot be negative (mutual information, total correlation, a KL divergence) can come
+out negative, and an interval may straddle zero; an information gain below zero means the model does worse with the
+codes it revealed than from its tokens alone. A reader should not have to know that: each case gets one plain sentence.
 """
 from __future__ import annotations
 
+import math
+
 from analysis import REVEAL_FRACTIONS
 from workbench.services.analyses import InformationReport, ModelInformation
+
+
+def below_zero_note(label: str, finding: str, quantity: str, cause: str) -> str:
+    """One sentence for an estimate below zero of a quantity that cannot be: what was found, and how to read it."""
+    return f"{label}: {finding}. True {quantity} is never below zero; a negative estimate is {cause}: read it as zero."
 
 
 def mi_notes(report: InformationReport) -> list[str]:
@@ -24,8 +31,61 @@ def mi_notes(report: InformationReport) -> list[str]:
             notes.append(f"{m.label}: {straddle} of {len(loo.bits)} slots are not distinguishable from zero "
                          "(their interval includes 0).")
         if negative:
-            notes.append(f"{m.label}: {negative} slot estimates are negative. True MI is never below zero; a negative "
-                         "estimate is sampling noise of the estimator on this few images.")
+            notes.append(below_zero_note(m.label, f"{negative} slot estimates are negative", "MI",
+                                         "sampling noise of the estimator on this few images"))
+    return notes
+
+
+#: A block total correlation within this many standard errors of zero is not told apart from zero.
+TC_STANDARD_ERRORS = 2.0
+
+
+def block_tc_note(m: ModelInformation) -> str | None:
+    """One sentence when the block total correlation comes out below zero at some decode step."""
+    rows = [r for r in m.trajectory.rows if r.block_tc_bits < 0]
+    if not rows:
+        return None
+    steps = ", ".join(f"{r.step + 1} ({r.block_tc_bits:.3f})" for r in rows)
+    beyond = [str(r.step + 1) for r in rows
+              if math.isfinite(r.block_tc_sem) and -r.block_tc_bits > TC_STANDARD_ERRORS * r.block_tc_sem]
+    cause = ("noise and bias of the estimator at this sample size (it compares cross-entropies of the decoder's own "
+             "predictions over a few images)")
+    if beyond:
+        cause += (f"; at step {', '.join(beyond)} it lies more than {TC_STANDARD_ERRORS:g} standard errors below zero, "
+                  "so measure more images before reading anything into it")
+    else:
+        cause += f", and every one of these lies within {TC_STANDARD_ERRORS:g} standard errors of zero (the error bars)"
+    return below_zero_note(m.label, f"the block total correlation is negative at step {steps} bits/image",
+                           "total correlation", cause)
+
+
+def self_forcing_reading(report: InformationReport) -> str:
+    """What the self-forcing panels show and how to read them (Markdown), for the report's targets."""
+    teacher = all(m.target_source == "teacher" for m in report.models)
+    codes = "the teacher's codes" if teacher else "the codes of its own full decode (no teacher here)"
+    return (f"**Reading the self-forcing gap.** At every decode step the slots the model has committed are refilled "
+            f"with {codes} at the same slots, and its two predictions for the still-masked slots are compared. "
+            "*KL*: how far its own committed codes move those predictions from where the right codes would put them, "
+            "in bits per still-masked slot. 0 means its own codes steer it as the right ones would, or that it does not "
+            "read committed codes at all; a larger value is the exposure bias that self-forcing (SFVR) trains against, "
+            "so a stage-2 model should sit below its stage-1 parent. Step 1 has nothing committed, so its KL is 0. "
+            "*Revealed-slot accuracy*: the share of the committed slots whose code is right; *committed-slot accuracy*: "
+            "the share of the codes committed at that step that are right.")
+
+
+def self_forcing_notes(report: InformationReport) -> list[str]:
+    """A note per model whose self-forcing KL comes out below zero (the mean, or at some step)."""
+    notes = []
+    for m in report.models:
+        negative = [r for r in m.gap.rows if r.kl_bits < 0]
+        if not negative and m.gap.mean_kl_bits >= 0:
+            continue
+        steps = ", ".join(f"{r.step + 1} ({r.kl_bits:.4f})" for r in negative)
+        finding = f"its self-forcing KL is {m.gap.mean_kl_bits:.4f} bits/slot" + (f", negative at step {steps}"
+                                                                                  if steps else "")
+        notes.append(below_zero_note(m.label, finding, "KL divergence",
+                                     "floating-point error in comparing two nearly equal predictions (each slot's "
+                                     "KL is computed exactly from the two distributions): there is no gap"))
     return notes
 
 
@@ -69,9 +129,7 @@ def trajectory_notes(report: InformationReport) -> list[str]:
         if flat:
             notes.append(f"{m.label}: at step {', '.join(flat)} even the teacher's codes at the committed slots do not "
                          "lower the cross-entropy of the rest: this decoder gets nothing out of revealed codes there.")
-        note = reveal_note(m)
-        if note:
-            notes.append(note)
+        notes += [n for n in (block_tc_note(m), reveal_note(m)) if n]
     pair = comparison_note(report)
     return notes + ([pair] if pair else [])
 

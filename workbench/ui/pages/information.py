@@ -17,7 +17,8 @@ from analysis.code_information import ScreenDefaults
 
 from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport, reveal_key
 from workbench.services.model_registry import COMPARISON_CHOICE
-from workbench.services.reading_notes import as_markdown, mi_notes, trajectory_notes
+from workbench.services.reading_notes import (as_markdown, mi_notes, self_forcing_notes, self_forcing_reading,
+                                              trajectory_notes)
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
 from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
@@ -65,6 +66,12 @@ def status_text(report: InformationReport) -> str:
     return "  \n".join(lines)
 
 
+def gap_text(report: InformationReport) -> str:
+    """How to read the self-forcing panels, then any note on their numbers."""
+    notes = as_markdown(self_forcing_notes(report))
+    return self_forcing_reading(report) + (f"\n\n{notes}" if notes else "")
+
+
 class InformationPage:
     def __init__(self, ctx: AppContext, analyses: AnalysisService) -> None:
         self.ctx, self.analyses = ctx, analyses
@@ -106,7 +113,9 @@ class InformationPage:
                 self.trajectory = gr.Plot(show_label=False, elem_id="info-trajectory")
                 self.trajectory_notes = gr.Markdown(elem_id="info-trajectory-notes")
         with gr.Row():
-            self.gap = gr.Plot(show_label=False, elem_id="info-gap")
+            with gr.Column():
+                self.gap = gr.Plot(show_label=False, elem_id="info-gap")
+                self.gap_notes = gr.Markdown(elem_id="info-gap-notes")
         self._wire()
 
     def on_run(self, model_a: str, model_b: str | None, dataset: str | None, split: str, images: float, slots: float,
@@ -116,7 +125,7 @@ class InformationPage:
                                                 progress=lambda f, text: progress(f, desc=text))
         return (status_text(report), summary_frame(report), mi_bars(report), as_markdown(mi_notes(report)),
                 mi_grids(report), trajectory_plot(report), as_markdown(trajectory_notes(report)),
-                self_forcing_plot(report))
+                self_forcing_plot(report), gap_text(report))
 
     def on_refresh_b(self, current: str | None) -> gr.Dropdown:
         choices = [NO_MODEL, *self.ctx.registry.choices()]
@@ -127,7 +136,7 @@ class InformationPage:
                        [self.model_a.dropdown, self.model_b, self.data.dropdown, self.data.split, self.images,
                         self.slots, self.steps, self.temperature, self.seed, self.block],
                        [self.status, self.summary, self.bars, self.mi_notes, self.grids, self.trajectory,
-                        self.trajectory_notes, self.gap],
+                        self.trajectory_notes, self.gap, self.gap_notes],
                        api_name="information", show_progress="full")
         keep_error_visible(run, self.status)
         self.refresh_b.click(self.on_refresh_b, [self.model_b], [self.model_b], api_name="information_refresh_model_b",
