@@ -72,21 +72,22 @@ def load_reference(path: str | os.PathLike) -> ReferenceStats:
     if not path.is_file():
         raise FileNotFoundError(f"reference: {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            if not {"mu", "sigma"} <= keys:
-                raise ValueError(f"reference {path}: needs arrays 'mu' and 'sigma' (the ADM evaluator's keys), "
-                                 f"found {sorted(keys)}")
-            mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
-            if "protocol" in keys:
-                size, count = int(data["image_size"]), int(data["num_images"])
-                return ReferenceStats(mu, sigma, None if count < 0 else count, str(data["protocol"]),
-                                      None if size < 0 else size, str(path))
-            shape = _stored_shape(path, "arr_0") if "arr_0" in keys else None  # header only: arr_0 can be GBs
-            return ReferenceStats(mu, sigma, None if shape is None else shape[0], ADM_PROTOCOL,
-                                  None if shape is None else shape[1], str(path))
-    except (OSError, EOFError) as err:
-        raise ValueError(f"reference {path}: not a readable .npz ({err})") from err
+        data = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as err:  # not an .npz, or one holding pickled objects
+        raise ValueError(f"reference {path}: not a readable .npz of arrays ({err})") from err
+    with data:
+        keys = set(data.files)
+        if not {"mu", "sigma"} <= keys:
+            raise ValueError(f"reference {path}: needs arrays 'mu' and 'sigma' (the ADM evaluator's keys), "
+                             f"found {sorted(keys)}")
+        mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+        if "protocol" in keys:
+            size, count = int(data["image_size"]), int(data["num_images"])
+            return ReferenceStats(mu, sigma, None if count < 0 else count, str(data["protocol"]),
+                                  None if size < 0 else size, str(path))
+    shape = _stored_shape(path, "arr_0") if "arr_0" in keys else None  # header only: arr_0 can be GBs
+    return ReferenceStats(mu, sigma, None if shape is None else shape[0], ADM_PROTOCOL,
+                          None if shape is None else shape[1], str(path))
 
 
 def _stored_shape(path: Path, key: str) -> tuple[int, ...]:
