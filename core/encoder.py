@@ -1,11 +1,23 @@
 """TiTok-style ViT encoder: [cls, patches, latent tokens] -> 64 token vectors of size token_size."""
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
-from .config import SFTokConfig
+from .config import VitConfig
 from .vit import build_transformer
+
+
+class EncoderShape(Protocol):
+    """The config fields the encoder reads; SFTokConfig and TiTokConfig both carry them."""
+
+    image_size: int
+    patch_size: int
+    encoder: VitConfig
+    num_latent_tokens: int
+    token_size: int
 
 
 class TiTokEncoder(nn.Module):
@@ -16,7 +28,7 @@ class TiTokEncoder(nn.Module):
     official weights depend on: it is a reinterpretation of memory, not a transpose.
     """
 
-    def __init__(self, cfg: SFTokConfig) -> None:
+    def __init__(self, cfg: EncoderShape) -> None:
         super().__init__()
         width, grid = cfg.encoder.width, cfg.image_size // cfg.patch_size
         scale = width ** -0.5

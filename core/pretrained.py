@@ -15,6 +15,9 @@ from .config import ConfigError, TeacherConfig, resolve_config
 from .generator import GeneratorConfig, MaskGITGenerator
 from .maskgit_vqgan import MaskGITVQGAN
 from .sftok import SFTok
+from .revq import ReVQ
+from .revq_files import is_revq_source, load_revq
+from .titok import TiTok, TiTokConfig, TITOK_PRESETS, is_titok_weights, resolve_titok_config, titok_preset_for
 
 
 TEACHER_PREFIXES = ("encoder.", "decoder.", "quantize.")
@@ -35,6 +38,7 @@ BUILDERS = {
     "sftok": (lambda cfg: SFTok(resolve_config(cfg))),
     "maskgit_vqgan": (lambda cfg: MaskGITVQGAN(_teacher_config(cfg))),
     "generator": (lambda cfg: MaskGITGenerator(GeneratorConfig.from_dict(cfg))),
+    "titok": (lambda cfg: TiTok(resolve_titok_config(cfg))),
 }
 
 
@@ -45,6 +49,8 @@ def model_config_dict(model: nn.Module) -> tuple[str, dict[str, Any]]:
         return "maskgit_vqgan", dataclasses.asdict(model.config)
     if isinstance(model, MaskGITGenerator):
         return "generator", model.config.to_dict()
+    if isinstance(model, TiTok):
+        return "titok", model.config.to_dict()
     raise TypeError(f"cannot save a {type(model).__name__}")
 
 
@@ -70,7 +76,10 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
 
     Folders written by the official code (config.json holding the training config) are accepted:
     their config is read in the official layout. The official MaskGIT-VQGAN teacher file needs no
-    config: it is recognised by its keys and loaded (strictly) as the official-size teacher.
+    config: it is recognised by its keys and loaded (strictly) as the official-size teacher. TiTok is
+    recognised by its keys too: ``tokenizer_titok_{b64,l32}.bin`` as the preset ``latent_tokens``'s shape
+    names, a hub folder (``yucornetto/tokenizer_titok_*_imagenet``) by its official config.json. A ReVQ
+    release (a folder with ``ckpt.pth``, or that file) goes to :func:`core.revq_files.load_revq`.
     """
     path_str = str(path)
     p = Path(path_str)
@@ -79,21 +88,29 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
             p = _resolve_hub(path_str)
         else:
             raise CheckpointError(f"{path_str}: no such file or folder")
+    if is_revq_source(p):  # ckpt.pth + YAML + preprocessor.pth: several files, its own loader
+        return load_revq(p, config=config)
     if p.is_dir():
         meta, state = read_model_dir(p)
-        model_type = meta.get("model_type", "sftok")
+        # The TiTok hub folders' config.json is the official training config, without our model_type.
+        model_type = meta.get("model_type", "titok" if is_titok_weights(official_to_ours(state)) else "sftok")
         cfg = meta.get("config", meta)
     elif config is None:
         state = read_state_dict(p)
-        if not is_teacher_weights(state):
+        if is_titok_weights(official_to_ours(state)):  # tokenizer_titok_{b64,l32}.bin: the preset its shapes name
+            model_type, cfg = "titok", _titok_preset(state, p)
+        elif is_teacher_weights(state):
+            model_type, cfg = "maskgit_vqgan", dataclasses.asdict(TeacherConfig())  # the released teacher's shape
+        else:
             raise CheckpointError(f"{p}: a bare weights file needs a config (preset name, dict or SFTokConfig); "
-                                  "only the MaskGIT-VQGAN teacher file (maskgit-vqgan-imagenet-f16-256.bin) loads without one")
-        model_type, cfg = "maskgit_vqgan", dataclasses.asdict(TeacherConfig())  # the released teacher's shape
+                                  "only the MaskGIT-VQGAN teacher file (maskgit-vqgan-imagenet-f16-256.bin) and the "
+                                  "TiTok release files (tokenizer_titok_b64.bin, tokenizer_titok_l32.bin) load without one")
     else:
-        state, model_type, cfg = read_state_dict(p), "sftok", config
+        titok = isinstance(config, TiTokConfig) or (isinstance(config, str) and config in TITOK_PRESETS)
+        state, model_type, cfg = read_state_dict(p), "titok" if titok else "sftok", config
     if not isinstance(model_type, str) or model_type not in BUILDERS:
         raise CheckpointError(f"{p}: unknown model_type {model_type!r}; allowed: {sorted(BUILDERS)}")
-    if isinstance(cfg, str):
+    if isinstance(cfg, str) and model_type == "sftok":
         from .presets import create_config
 
         cfg = create_config(cfg)
@@ -111,6 +128,13 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
     return model.eval()
 
 
+def _titok_preset(state: dict[str, torch.Tensor], path: Path) -> str:
+    try:
+        return titok_preset_for(official_to_ours(state))
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+
+
 def _build(model_type: str, cfg: Any, source: str) -> nn.Module:
     """The model a config describes; a config that describes no valid model is a checkpoint error."""
     try:
@@ -121,7 +145,8 @@ def _build(model_type: str, cfg: Any, source: str) -> nn.Module:
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
-_KIND_NAMES = {SFTok: "an SFTok tokenizer", MaskGITVQGAN: "a MaskGIT-VQGAN teacher", MaskGITGenerator: "a MaskGIT generator"}
+_KIND_NAMES = {SFTok: "an SFTok tokenizer", MaskGITVQGAN: "a MaskGIT-VQGAN teacher", MaskGITGenerator: "a MaskGIT generator",
+               TiTok: "a TiTok tokenizer", ReVQ: "a ReVQ tokenizer"}
 
 
 def load_pretrained_as(path: str | os.PathLike, expected: type[ModelT], field: str = "", **kwargs: Any) -> ModelT:

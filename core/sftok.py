@@ -14,15 +14,12 @@ from torch import nn
 from .config import resolve_config
 from .decoder import MultiStepDecoder
 from .encoder import TiTokEncoder
+from .inputs import InputError, check_images, check_token_ids
 from .kernels import Bf16Copies
 from .maskgit_vqgan import MaskGITVQGAN, VectorQuantizer, VQGANDecoder
 from .optvq import OptVQ
 from .sampling import masked_decode_step
 from .weight_decay import no_weight_decay_names
-
-
-class InputError(ValueError):
-    """An input tensor has the wrong shape, dtype or range; the message says what was expected."""
 
 
 Precision = Literal["fp32", "bf16"]
@@ -177,32 +174,11 @@ class SFTok(nn.Module):
         return no_weight_decay_names(self)
 
     def check_images(self, images: torch.Tensor) -> None:
-        size = self.config.image_size
-        if not isinstance(images, torch.Tensor):
-            raise InputError(f"images: expected a torch.Tensor, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise InputError(f"images: expected a float tensor in [0, 1], got dtype {images.dtype}")
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[2:] != (size, size):
-            raise InputError(f"images: expected shape (B, 3, {size}, {size}), got {tuple(images.shape)}")
-        if not torch.isfinite(images).all():
-            raise InputError("images: contain NaN or Inf")
-        lo, hi = float(images.min()), float(images.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise InputError(f"images: values must lie in [0, 1] (got min {lo:.3f}, max {hi:.3f}); "
-                             "convert uint8 with x / 255 and [-1, 1] data with (x + 1) / 2")
+        check_images(images, self.config.image_size)
 
     def check_token_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Accept (B, 1, N) or (B, N) integer ids in [0, codebook_size); return (B, N)."""
-        n, k = self.config.num_latent_tokens, self.config.codebook_size
-        if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.dtype == torch.bool:
-            raise InputError(f"token ids: expected an integer tensor, got {getattr(ids, 'dtype', type(ids).__name__)}")
-        if ids.dim() == 3 and ids.shape[1] == 1:
-            ids = ids[:, 0]
-        if ids.dim() != 2 or ids.shape[1] != n:
-            raise InputError(f"token ids: expected shape (B, {n}) or (B, 1, {n}), got {tuple(ids.shape)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= k):
-            raise InputError(f"token ids: values must lie in [0, {k}), got [{int(ids.min())}, {int(ids.max())}]")
-        return ids.long()
+        return check_token_ids(ids, self.config.num_latent_tokens, self.config.codebook_size)
 
     # -- official API ------------------------------------------------------------------------------
     def encode_continuous(self, images: torch.Tensor) -> torch.Tensor:

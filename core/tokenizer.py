@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from .maskgit_vqgan import MaskGITVQGAN
+from .revq import ReVQ
 from .sftok import SFTok
+from .titok import TiTok
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,54 @@ class TeacherTokenizer(Tokenizer):
         return self.module.decode_codes(ids.to(self.device))
 
 
+class TiTokTokenizer(Tokenizer):
+    """TiTok: 1-D latent tokens, all proxy codes predicted in one pass, soft pixel decoding."""
+
+    def __init__(self, model: TiTok) -> None:
+        cfg = model.config
+        self.module = model
+        self.info = TokenizerInfo("titok", cfg.image_size, cfg.num_latent_tokens, cfg.codebook_size, None, 1, 1)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.module.encode(images.to(self.device))[1]["min_encoding_indices"].reshape(images.shape[0], -1)
+
+    @torch.no_grad()
+    def decode(self, ids, num_steps=None, temperature=None, generator=None):
+        self.check_steps(num_steps)
+        return self.module.decode_tokens(ids.to(self.device))
+
+    def to(self, device: str | torch.device) -> "TiTokTokenizer":
+        self.module.to(device)
+        if self.module._teacher is not None:
+            self.module._teacher.to(device)
+        return self
+
+
+class ReVQTokenizer(Tokenizer):
+    """ReVQ: T ids, each local to its own position's codebook; one step (rectifier + DC-AE decoder)."""
+
+    def __init__(self, model: ReVQ) -> None:
+        cfg = model.config
+        self.module = model
+        self.info = TokenizerInfo("revq", cfg.image_size, cfg.tokens, cfg.num_code, None, 1, 1)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.module.encode(images.to(self.device))
+
+    @torch.no_grad()
+    def decode(self, ids, num_steps=None, temperature=None, generator=None):
+        self.check_steps(num_steps)
+        return self.module.decode_tokens(ids.to(self.device))
+
+    def to(self, device: str | torch.device) -> "ReVQTokenizer":
+        self.module.to(device)
+        if self.module._autoencoder is not None:
+            self.module._autoencoder.to(device)
+        return self
+
+
 Adapter = Callable[[nn.Module], Tokenizer]
 _ADAPTERS: dict[type, Adapter] = {SFTok: SFTokTokenizer, MaskGITVQGAN: TeacherTokenizer}
 
@@ -141,6 +192,10 @@ _ADAPTERS: dict[type, Adapter] = {SFTok: SFTokTokenizer, MaskGITVQGAN: TeacherTo
 def register_tokenizer(model_type: type, adapter: Adapter) -> None:
     """Make ``as_tokenizer`` wrap instances of ``model_type`` (a new family's module) with ``adapter``."""
     _ADAPTERS[model_type] = adapter
+
+
+register_tokenizer(TiTok, TiTokTokenizer)
+register_tokenizer(ReVQ, ReVQTokenizer)
 
 
 def as_tokenizer(model: nn.Module | Tokenizer) -> Tokenizer:
@@ -155,18 +210,29 @@ def as_tokenizer(model: nn.Module | Tokenizer) -> Tokenizer:
 
 
 def load_tokenizer(path: str | os.PathLike, device: str | torch.device = "cpu",
-                   teacher: MaskGITVQGAN | None = None) -> Tokenizer:
+                   teacher: MaskGITVQGAN | None = None,
+                   autoencoder: nn.Module | str | os.PathLike | None = None) -> Tokenizer:
     """Any model folder or file ``load_pretrained`` reads, as a Tokenizer on ``device``.
 
-    A stage-1/2 SFTok (no pixel head) renders through ``teacher``; without one it is refused here, before
-    any image is decoded."""
+    A stage-1/2 SFTok or stage-1 TiTok (no pixel head) renders through ``teacher``; ReVQ needs its DC-AE
+    (``autoencoder``: a module or a local diffusers folder; else a ``dc_ae/`` folder beside ``ckpt.pth``).
+    Without them the model is refused here, before any image is decoded."""
     from .checkpoint import CheckpointError
     from .pretrained import load_pretrained
+    from .revq_files import DCAE_REPO, load_dcae
 
     model = load_pretrained(path)
-    if isinstance(model, SFTok) and not model.has_pixel_head:
+    if isinstance(model, ReVQ):
+        if autoencoder is not None:
+            model.attach_autoencoder(load_dcae(autoencoder) if isinstance(autoencoder, (str, os.PathLike)) else autoencoder)
+        if model._autoencoder is None:
+            folder = Path(path) if Path(path).is_dir() else Path(path).parent
+            raise CheckpointError(f"{path}: ReVQ needs its DC-AE: download {DCAE_REPO} into {folder / 'dc_ae'} "
+                                  "(or pass autoencoder=FOLDER; loading it needs the diffusers package)")
+    if isinstance(model, (SFTok, TiTok)) and not model.has_pixel_head:
         if teacher is None:
-            raise CheckpointError(f"{path}: a stage-1/2 SFTok has no pixel head; pass the MaskGIT-VQGAN teacher")
+            stage = "stage-1/2 SFTok" if isinstance(model, SFTok) else "stage-1 TiTok"
+            raise CheckpointError(f"{path}: a {stage} has no pixel head; pass the MaskGIT-VQGAN teacher")
         model.attach_teacher(teacher.to(device).eval())
     try:
         return as_tokenizer(model).to(device)
