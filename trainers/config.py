@@ -249,9 +249,9 @@ class TrainConfig:
                               "which needs teacher_path")
         if self.stage == "3" and not self.init_weights:
             raise ConfigError("init_weights: stage 3 starts from a stage-2 model (its EMA weights)")
-        if self.stage3.discriminator == "dino" and not Path(self.stage3.dino_weights).is_file():
-            raise ConfigError(f"stage3.dino_weights: discriminator 'dino' needs the local DINO ViT-S/16 file "
-                              f"dino_deitsmall16_pretrain.pth; got {self.stage3.dino_weights!r}, which is not a file")
+        if self.stage3.discriminator == "dino" and not self.stage3.dino_weights:
+            raise ConfigError("stage3.dino_weights: discriminator 'dino' needs the local DINO ViT-S/16 file "
+                              "dino_deitsmall16_pretrain.pth; none given")
         if self.data.use_proxy_cache and self.data.random_crop:
             raise ConfigError("data.use_proxy_cache: cached teacher codes require data.random_crop=false")
         return self
@@ -276,6 +276,10 @@ class TrainConfig:
             value = getattr(self, name)
             if used and value and not Path(value).exists():
                 problems.append(f"{name}: {value!r} does not exist")
+        dino = self.stage3.dino_weights
+        if self.stage3.discriminator == "dino" and not Path(dino).is_file():
+            problems.append(f"stage3.dino_weights: discriminator 'dino' needs the local DINO ViT-S/16 file "
+                            f"dino_deitsmall16_pretrain.pth; got {dino!r}, which is not a file")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

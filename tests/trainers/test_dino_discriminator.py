@@ -215,7 +215,8 @@ def test_config_rejects_dino_without_weights(tmp_path: Path, dino_file: Path) ->
     with pytest.raises(ConfigError, match=r"^stage3\.dino_weights"):
         load_config("3", None, [*base, "stage3.discriminator=dino"])
     with pytest.raises(ConfigError, match=r"stage3\.dino_weights.*nowhere"):
-        load_config("3", None, [*base, "stage3.discriminator=dino", f"stage3.dino_weights={tmp_path / 'nowhere.pth'}"])
+        load_config("3", None, [*base, "stage3.discriminator=dino", f"stage3.dino_weights={tmp_path / 'nowhere.pth'}"],
+                    check_paths=True)
     cfg = load_config("3", None, [*base, "stage3.discriminator=dino", f"stage3.dino_weights={dino_file}"])
     assert cfg.stage3.discriminator == "dino" and cfg.stage3.dino_weights == str(dino_file)
 

@@ -188,3 +188,24 @@ def test_sigint_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, shards: s
     events = [json.loads(line)["message"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert f"resumed from checkpoint-{stopped_at} at step {stopped_at}" in events
     assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_skip_path_check_skips_every_path_check(tmp_path: Path) -> None:
+    """The docs' command for an official stage-3 file on a machine without its data, teacher, weights or DINO file."""
+    official = json.loads((ROOT / "tests" / "fixtures" / "official-configs.json").read_text())["configs"]
+    config = tmp_path / "sftok_b64_stage3.yaml"
+    config.write_text(yaml.safe_dump(official["sftok_b64_stage3.yaml"], sort_keys=False))
+    paths = ["experiment.init_weight=stage2/ema_model/pytorch_model.bin", "stage3.dino_weights=dino_deitsmall16_pretrain.pth"]
+    assert not (ROOT / "dino_deitsmall16_pretrain.pth").exists() and not (ROOT / "stage2").exists()
+
+    proc = launch("--stage", "3", "--config", str(config), "--dry-run", "--skip-path-check", *paths)
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["stage3"]["discriminator"] == "dino" and cfg["stage3"]["dino_weights"] == "dino_deitsmall16_pretrain.pth"
+    assert cfg["init_weights"] == "stage2/ema_model/pytorch_model.bin"
+
+    proc = launch("--stage", "3", "--config", str(config), "--dry-run", *paths)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "stage3.dino_weights: discriminator 'dino' needs the local DINO ViT-S/16 file" in proc.stderr
+    assert "got 'dino_deitsmall16_pretrain.pth', which is not a file" in proc.stderr
+    assert "'stage2/ema_model/pytorch_model.bin' does not exist" in proc.stderr  # every missing path named at once
