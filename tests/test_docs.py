@@ -217,3 +217,13 @@ def test_the_front_page_library_example_runs(monkeypatch: pytest.MonkeyPatch):
     ids = scope["info"]["min_encoding_indices"]
     assert tuple(ids.shape) == (2, 1, 64) and tuple(scope["recon"].shape) == (2, 3, 64, 64)
     assert len(scope["steps"]) == 8 and tuple(scope["fast"].shape) == (2, 3, 64, 64)
+
+
+def test_the_apps_help_points_at_sections_that_exist():
+    """Each screen's help names its section of docs/screens.md; the section must be there."""
+    anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", (ROOT / "docs" / "screens.md").read_text(), re.M)}
+    quoted = {a for f in (ROOT / "workbench" / "ui").rglob("*.py")
+              for a in re.findall(r"docs/screens\.md#([\w-]+)", f.read_text())}
+    assert {"reconstruct", "generate", "codebook", "information", "train"} <= quoted
+    assert quoted - anchors == set()

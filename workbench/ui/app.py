@@ -44,7 +44,10 @@ CSS = """
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="SFTok Workbench", analytics_enabled=False) as demo:
-        gr.Markdown("# SFTok Workbench\nA discrete 1D image tokenizer, decoded one step at a time.",
+        gr.Markdown("# SFTok Workbench\nA discrete 1D image tokenizer, decoded one step at a time. To start, pick a "
+                    "sample below, press Reconstruct and drag the Step slider to watch the decode, step by step; "
+                    "Information compares two models (SFVR against vanilla, on the embedded default). Every screen is "
+                    "explained in `docs/screens.md`.",
                     elem_id="app-title")
         with gr.Tabs():
             pages = []

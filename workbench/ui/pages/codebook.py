@@ -100,7 +100,7 @@ class CodebookPage:
                 self.images = gr.Number(256, precision=0, minimum=1, maximum=MAX_USAGE_IMAGES, label="Images (at most)",
                                         elem_id="cb-images", info="the first N images of the split, in order")
                 self.run = gr.Button("Run usage statistics", variant="primary", elem_id="cb-run")
-                self.status = gr.Markdown("Pick a dataset and run.", elem_id="cb-status")
+                self.status = gr.Markdown("Pick a dataset and run. Help: `docs/screens.md#codebook`", elem_id="cb-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="cb-summary",
                                             label="Summary: a column per codebook", wrap=True)

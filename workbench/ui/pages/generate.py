@@ -32,7 +32,7 @@ class GeneratePage:
                 self.run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                 self.status = gr.Markdown(elem_id="gen-status")
             with gr.Column(scale=1):
-                gr.Markdown("**Generated image**")  # a heading, not Gradio's label badge over the image's corner
+                gr.Markdown("**Generated image** · help: `docs/screens.md#generate`")  # a heading, not Gradio's label badge over the image's corner
                 self.image = gr.Image(show_label=False, interactive=False, format="png", height=380,
                                       elem_id="gen-image")
         with gr.Accordion("Generation steps", open=True):

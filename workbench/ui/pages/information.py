@@ -99,7 +99,7 @@ class InformationPage:
                     self.block = gr.Slider(1, 64, value=DEFAULTS.block_slots, step=1, label="Slots per block (total correlation)",
                                            info="caps the chain-rule block of each step; more = slower")
                 self.run = gr.Button("Measure", variant="primary", elem_id="info-run")
-                self.status = gr.Markdown("Choose one or two models and measure.", elem_id="info-status")
+                self.status = gr.Markdown("Choose one or two models and measure. Help: `docs/screens.md#information`", elem_id="info-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="info-summary",
                                             label="Summary: a column per model (CI = bootstrap interval over images)",

@@ -52,7 +52,7 @@ class ReconstructPage:
         self.state = gr.State(ReconstructState())
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                gr.Markdown("**Upload an image** (any size; centre-cropped to the model's size)")
+                gr.Markdown("**Upload an image** (any size; centre-cropped to the model's size) · help: `docs/screens.md#reconstruct`")
                 self.upload = gr.File(show_label=False, type="filepath", height=130, elem_id="rec-upload")
                 self.sample = gr.Dropdown(choices=samples, value=None, label="…or pick a sample",
                                           elem_id="rec-sample")

@@ -51,7 +51,7 @@ class TrainPage:
         self.launches = Launches()
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                gr.Markdown("### Launch")
+                gr.Markdown("### Launch\nHelp: `docs/screens.md#train`")
                 self.stage = gr.Radio(list(STAGES), value="teacher", label="Stage", elem_id="train-stage")
                 self.preset = gr.Dropdown(["tiny", "B", "L"], value="tiny", label="Model preset")
                 with gr.Row(equal_height=True):
