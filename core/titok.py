@@ -103,8 +103,12 @@ RELEASE_FILES = {"tokenizer_titok_b64.bin": "titok_b64", "tokenizer_titok_l32.bi
 
 def _select(cfg: Any, path: str, default: Any) -> Any:
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    value = OmegaConf.select(cfg, path, default=default)
+    try:
+        value = OmegaConf.select(cfg, path, default=default)
+    except OmegaConfBaseException as err:  # an interpolation pointing nowhere
+        raise ConfigError(f"{path}: cannot be resolved ({type(err).__name__}: {str(err).splitlines()[0]})") from err
     return default if value is None else value
 
 

@@ -157,6 +157,10 @@ def test_official_hub_folder_loads_strictly(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(official))
     with pytest.raises(CheckpointError, match="is_legacy"):
         load_pretrained(tmp_path)
+    official["model"]["vq_model"].update(is_legacy=True, token_size="${model.nowhere}")
+    (tmp_path / "config.json").write_text(json.dumps(official))
+    with pytest.raises(CheckpointError, match=r"model.vq_model.token_size: cannot be resolved"):
+        load_pretrained(tmp_path)
 
 
 def test_bare_release_file_is_recognised_by_its_shapes(tmp_path, tiny, monkeypatch):
