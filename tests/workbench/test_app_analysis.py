@@ -87,6 +87,7 @@ def test_codebook_usage_map_and_examples(fresh, photo_dataset):
     assert count == counts[code] == max(counts)
     gallery, info = fresh.predict(code, "sftok", api_name="/codebook_examples")
     assert len(gallery) == min(count, 12) and f"used {count} times" in info
+    assert "has no cell to outline" in info  # a latent token is not marked on the image, and the text says so
     assert all(item["caption"].startswith("token ") and " · val-000000.tar/" in item["caption"] for item in gallery)
     dead = int(np.flatnonzero(counts == 0)[0])
     assert fresh.predict(dead, "sftok", api_name="/codebook_examples")[0] == []

@@ -316,3 +316,34 @@ def test_curve_note_says_what_right_commits_would_give(service, sample_dir):
     assert "10% of its committed" in deaf and "gets little from revealed codes even when they are right" in deaf
     both = note([15.0, 15.5, 16.0, 16.5], [15.0, 15.5, 16.0, 16.55], [1.0, 1.0, 1.0, 1.0])
     assert both.endswith("it would move +1.55 dB (dashed line).")
+
+
+def test_image_change_of_an_edit_in_numbers():
+    """PSNR (peak 255) and max |delta| of known differences: one channel of one pixel of a 4x4 image up by 3."""
+    from workbench.services.reconstruction import image_change
+
+    before = np.zeros((4, 4, 3), np.uint8)
+    after = before.copy()
+    after[1, 2, 0] = 3
+    change = image_change(before, after)
+    # MSE = 3^2 / 48 values = 0.1875; PSNR = 10 log10(255^2 / 0.1875) = 10 log10(346800)
+    assert change.psnr_db == pytest.approx(55.40079, abs=1e-5)
+    assert (change.max_abs_delta, change.changed_pixels, change.pixels, change.identical) == (3, 1, 16, False)
+    darker = image_change(np.full((2, 2, 3), 200, np.uint8), np.full((2, 2, 3), 190, np.uint8))  # no uint8 wrap
+    assert darker.max_abs_delta == 10 and darker.psnr_db == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    same = image_change(before, before.copy())
+    assert same.identical and same.psnr_db == float("inf") and same.changed_pixels == 0
+    with pytest.raises(ValueError, match="shapes differ"):
+        image_change(before, np.zeros((4, 4), np.uint8))
+
+
+def test_token_surgery_measures_its_edit_against_the_unedited_decode(service, sample_dir):
+    from workbench.services.reconstruction import image_change
+
+    settings = DecodeSettings(4, 0.0, 0)
+    base = reconstruct_file(service, "default", sample_dir / "coffee.png", settings)
+    assert base.edit_change is None
+    tokens = edit_token(base.encoded, 5, (base.encoded[5] + 1) % 1024, 1024)
+    edited = reconstruct_file(service, "default", sample_dir / "coffee.png", settings, tokens=tokens)
+    assert edited.edit_change == image_change(base.trace.final, edited.trace.final)
+    assert 0 < edited.edit_change.max_abs_delta <= 255 and edited.edit_change.pixels == 64 * 64

@@ -5,11 +5,12 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from tests.app_fixtures import named
+from tests.app_fixtures import REC_OUTPUTS, named
 
 
 def tokens_of(html: str) -> list[int]:
@@ -90,6 +91,41 @@ def test_upload_settings_and_token_surgery(fresh, sample_dir):
         with pytest.raises(AppError, match="position: must be a whole number in 0..63"):
             fresh.predict(position, 1, "default", 3, 0.5, 1, "confidence", api_name="/token_surgery")
     assert "whole number in 0..63" in fresh.predict(2.5, api_name="/token_neighbours")
+
+
+def image_of(file_data) -> np.ndarray:
+    """An image output (served from this process's own server) as a uint8 array."""
+    from PIL import Image
+
+    with Image.open(path_of(file_data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_token_surgery_says_how_much_the_image_changed(fresh):
+    """The status gives PSNR and max |delta| (0..255) of the edited decode against the unedited one."""
+    base = named(fresh.predict("coffee", "default", 4, 0.0, 0, "confidence", api_name="/reconstruct_sample"))
+    tokens = tokens_of(base["tokens"])
+    edited = named(fresh.predict(5, (tokens[5] + 1) % 1024, "default", 4, 0.0, 0, "confidence",
+                                 api_name="/token_surgery"))
+    before, after = image_of(base["compare"][1]), image_of(edited["compare"][1])
+    factor = before.shape[0] // 64  # shown upscaled by whole pixels: read one pixel per model pixel
+    before, after = before[::factor, ::factor].astype(float), after[::factor, ::factor].astype(float)
+    assert before.shape == (64, 64, 3)
+    mse = ((after - before) ** 2).mean()
+    assert mse > 0  # this edit changes the tiny model's picture
+    changed = int((after != before).any(axis=-1).sum())
+    assert (f"Against the unedited decode (same settings): PSNR {10 * np.log10(255 ** 2 / mse):.2f} dB, "
+            f"max |Δ| {int(np.abs(after - before).max())} of 255, {changed} of 4096 pixels changed.") in edited["status"]
+    assert "unedited decode" not in base["status"]  # nothing was edited there
+
+
+def test_a_new_source_empties_the_other_picker(fresh, sample_dir):
+    """An upload empties the sample picker and a sample empties the upload box: neither names a stale picture."""
+    picked = fresh.predict("chelsea", "default", 2, 1.0, 0, "confidence", api_name="/reconstruct_sample")
+    assert len(picked) == len(REC_OUTPUTS) + 1 and picked[-1] is None  # the upload box
+    uploaded = fresh.predict(handle_file(str(sample_dir / "astronaut.png")), "default", 2, 1.0, 0, "confidence",
+                             api_name="/reconstruct_upload")
+    assert "**astronaut.png**" in named(uploaded)["status"] and uploaded[-1] is None  # the sample picker
 
 
 @pytest.mark.parametrize("kind, message", [("not_image", "not an image"), ("truncated", "truncated or corrupt"),
@@ -213,3 +249,29 @@ def test_training_job_lifecycle(fresh, served_app):
         fresh.predict(run_id, api_name="/train_cancel")  # the fixture's teardown waits for it to stop
     diff = fresh.predict(run_id, run_id, api_name="/train_diff")
     assert diff["data"] == [] or diff["data"] == [[]]
+
+
+def test_a_failed_generate_clears_the_stale_result(tmp_path, tiny_model_dir, sample_dir):
+    """Generate with a class the generator does not have: the status line says why, and the previous picture and
+    steps are cleared (the browser runs the failure handler the app registers; here it is called as the browser
+    would, after the request failed)."""
+    import gradio as gr
+
+    from workbench.services.model_registry import DEFAULT_GENERATOR_DIR
+    from workbench.ui import AppContext, build_app
+    from workbench.ui.components.step_scrubber import ScrubberState
+
+    ctx = AppContext.create(tmp_path / "ws", model_dir=tiny_model_dir, teacher_dir=None, samples_dir=sample_dir,
+                            with_jobs=False, generator_dir=DEFAULT_GENERATOR_DIR)
+    demo = build_app(ctx)
+    (generate_id, generate), = [(i, f) for i, f in demo.fns.items() if f.api_name == "generate"]
+    classes = len(ctx.registry.class_names("default"))
+    with pytest.raises(gr.Error, match=f"class: must be one of the {classes} named classes, 0..{classes - 1}, got 999"):
+        generate.fn("default", "default", 999, 8, 2.0, 1.0, 0, "confidence")
+    (on_failure,) = [f for f in demo.fns.values()
+                     if f.get_config()["trigger_after"] == generate_id and f.get_config()["trigger_only_on_failure"]]
+    shown = {o.elem_id: v for o, v in zip(on_failure.outputs, on_failure.fn())}
+    assert "Cannot do that" in shown["gen-status"] and "got 999" in shown["gen-status"]
+    assert shown["gen-image"] is None and shown["gen-curve"] is None and shown["gen-curve-note"] == ""
+    assert "Generate a sample to see its steps." in shown["gen-scrubber"]
+    assert shown[None] == ScrubberState()  # the scrubber's state (no element id) forgets the old decode

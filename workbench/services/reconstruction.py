@@ -5,6 +5,7 @@ results back to widgets, so everything here can be tested directly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,31 @@ from workbench.io.images import ImageInputError, prepare_image
 from workbench.services.traces import StepTrace
 
 
+@dataclass(frozen=True)
+class ImageChange:
+    """How much an edit changed a decoded image, in 8-bit pixel values: "no effect" and "nothing happened" differ."""
+
+    psnr_db: float  # of the edited decode against the unedited one; inf when identical
+    max_abs_delta: int  # largest |after - before| over pixels and channels, 0..255
+    changed_pixels: int  # pixels with any channel changed
+    pixels: int
+
+    @property
+    def identical(self) -> bool:
+        return self.max_abs_delta == 0
+
+
+def image_change(before: np.ndarray, after: np.ndarray) -> ImageChange:
+    """PSNR (peak 255) and largest absolute difference between two uint8 images of one shape."""
+    if before.shape != after.shape:
+        raise ValueError(f"images: shapes differ, {before.shape} against {after.shape}")
+    delta = after.astype(np.int16) - before.astype(np.int16)
+    mse = float(np.mean(delta.astype(np.float64) ** 2))
+    psnr = float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+    changed = np.any(delta != 0, axis=-1) if delta.ndim == 3 else delta != 0
+    return ImageChange(psnr, int(np.abs(delta).max(initial=0)), int(changed.sum()), int(changed.size))
+
+
 @dataclass
 class Reconstruction:
     """One decode ready for display: the cropped input, its trace and the cache key of the trace."""
@@ -29,6 +55,7 @@ class Reconstruction:
     encoded: tuple[int, ...]  # token ids from the encoder
     source: str = ""  # source size / mode and what preprocessing did, one line
     notes: list[str] = field(default_factory=list)  # conversions the user should be warned about
+    edit_change: ImageChange | None = None  # with edited tokens: the final image against the unedited decode
 
 
 def reconstruct_file(service: DecodeService, model_choice: str, source: str | Path, settings: DecodeSettings,
@@ -42,11 +69,13 @@ def reconstruct_file(service: DecodeService, model_choice: str, source: str | Pa
     loaded = prepare_image(source, model.config.image_size, name)
     encoded_key, encoded_trace = service.reconstruct(model_choice, loaded.image, settings)
     encoded = tuple(int(t) for t in encoded_trace.tokens)
+    change = None
     if tokens is None or tuple(int(t) for t in tokens) == encoded:
         key, trace = encoded_key, encoded_trace
     else:
         key, trace = service.reconstruct(model_choice, loaded.image, settings, tokens)
-    return Reconstruction(key, trace, np.asarray(loaded.image), encoded, loaded.describe(), loaded.notes)
+        change = image_change(encoded_trace.final, trace.final)
+    return Reconstruction(key, trace, np.asarray(loaded.image), encoded, loaded.describe(), loaded.notes, change)
 
 
 def edit_token(tokens: Sequence[int], position: int | float | None, code: int | float | None,
@@ -75,4 +104,4 @@ def nearest_codes(model: SFTok, code: int, k: int = 6) -> list[tuple[int, float]
     return [(int(i), float(v)) for i, v in zip(ids, values)]
 
 
-__all__ = ["Reconstruction", "reconstruct_file", "edit_token", "nearest_codes", "ImageInputError", "SettingsError"]
+__all__ = ["ImageChange", "Reconstruction", "image_change", "reconstruct_file", "edit_token", "nearest_codes", "ImageInputError", "SettingsError"]

@@ -128,6 +128,7 @@ class StepScrubber:
     def __init__(self, service: DecodeService, name: str, exports_dir: Path, grid_label: str,
                  empty_text: str = "Decode an image to see its steps.") -> None:
         self.service, self.name, self.exports_dir, self.grid_label = service, name, exports_dir, grid_label
+        self.empty_html = f"<div class='scrub-empty'>{html.escape(empty_text)}</div>"
         self._frames: LRU[str, StepFrames] = LRU(32)
         self._curves: LRU[str, dict] = LRU(32)
         self.state = gr.State(ScrubberState())
@@ -135,8 +136,7 @@ class StepScrubber:
             self.heat_kind = gr.Radio(list(HEAT_KINDS), value="confidence", label="Heat map", scale=3,
                                       elem_id=f"{name}-heatkind")
             self.export_button = gr.Button("Export GIF", scale=1, min_width=110, elem_id=f"{name}-export")
-        self.view = gr.HTML(f"<div class='scrub-empty'>{html.escape(empty_text)}</div>", elem_id=f"{name}-scrubber",
-                            js_on_load=ON_LOAD)
+        self.view = gr.HTML(self.empty_html, elem_id=f"{name}-scrubber", js_on_load=ON_LOAD)
         with gr.Row():
             with gr.Column(scale=2):
                 self.gif = gr.File(label="Animation (GIF)", interactive=False, visible=False, elem_id=f"{name}-gif")
@@ -159,6 +159,11 @@ class StepScrubber:
         curve = self._curves.get_or_make(key, lambda: step_curve(trace, "Per-step metrics"))
         return (ScrubberState(key), scrubber_html(self.name, self.frames(key), heat, self.grid_label), as_plot(curve),
                 curve_note(trace), gr.File(value=None, visible=False))
+
+    def cleared(self) -> list[tuple[gr.components.Component, Any]]:
+        """(component, value) pairs that empty the scrubber: for a screen whose last result no longer stands."""
+        return [(self.state, ScrubberState()), (self.view, self.empty_html), (self.curve, None), (self.note, ""),
+                (self.gif, gr.File(value=None, visible=False))]
 
     # -- events -------------------------------------------------------------------------------------
     def _on_export(self, state: ScrubberState, heat: str) -> gr.File:

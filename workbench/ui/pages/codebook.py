@@ -3,7 +3,8 @@
 Run counts every code over up to N images (progress per batch); the summary, usage and per-position
 figures come first, the UMAP map follows (its first fit in a process compiles numba, ~20 s; it is then
 cached on disk by the codebook's hash). A code's examples are picked by id, from the most-used table,
-or by clicking a point on the map, and re-read from the dataset with the token's cell outlined.
+or by clicking a point on the map, and re-read from the dataset: a proxy code with its grid cell outlined, a latent
+token whole (a 1-D token has no cell in the image: each one is computed from all of it).
 """
 from __future__ import annotations
 
@@ -76,6 +77,14 @@ def top_frame(book: CodebookBook | None) -> pd.DataFrame:
     return pd.DataFrame([(c, n, round(n / total, 4)) for c, n in book.stats.most_used[:TOP_ROWS]], columns=TOP_COLUMNS)
 
 
+def marking_text(book: CodebookBook) -> str:
+    """What the example images mark: a proxy code's grid cell, or nothing for a latent token (it has no cell)."""
+    if book.grid_side:
+        return f"Each image has the code's cell of the {book.grid_side} x {book.grid_side} proxy grid outlined."
+    return ("The images are shown whole: a latent token is one of a 1-D sequence computed from the whole image, so it "
+            "has no cell to outline; the caption names its position in the sequence.")
+
+
 def status_text(report: CodebookReport) -> str:
     lines = [f"**{html.escape(report.model_label)}** on **{html.escape(report.dataset)}** ({report.split}): "
              f"{report.books['sftok'].stats.num_samples} images in {report.seconds:.1f} s."]
@@ -120,7 +129,7 @@ class CodebookPage:
                     self.top = gr.Dataframe(top_frame(None), interactive=False, elem_id="cb-top", max_height=300,
                                             label="Most used codes (click a row)")
                 with gr.Column(scale=3):
-                    gr.Markdown("**Images that use this code** (the token's cell outlined)")
+                    gr.Markdown("**Images that use this code** (what is marked is said below them)")
                     self.gallery = gr.Gallery(show_label=False, columns=6, height=300,
                                               object_fit="contain", elem_id="cb-examples", allow_preview=True)
                     self.examples_info = gr.Markdown(elem_id="cb-examples-info")
@@ -157,7 +166,7 @@ class CodebookPage:
         shown = [(e.image, e.caption) for e in found if e.image is not None]
         listed = "; ".join(html.escape(e.caption) for e in found)
         return shown, (f"Code **{int(code)}**: used {count} times; {len(found)} of its uses kept at random "
-                       f"(reservoir): {listed}.")
+                       f"(reservoir): {listed}. {marking_text(report.book(book))}")
 
     def on_pick(self, table: pd.DataFrame, evt: gr.SelectData) -> float:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index

@@ -42,7 +42,8 @@ class GeneratePage:
                        [self.generator.dropdown, self.tokenizer.dropdown, self.class_id, self.steps, self.guidance,
                         self.temperature, self.seed, self.scrubber.heat_kind],
                        [self.image, self.status, *self.scrubber.outputs], api_name="generate", show_progress="minimal")
-        keep_error_visible(event, self.status)
+        # a failed run leaves no earlier picture under a status line that now says the error
+        keep_error_visible(event, self.status, [(self.image, None), *self.scrubber.cleared()])
         self.scrubber.wire()
         self.generator.dropdown.change(self._classes_text, [self.generator.dropdown], [self.classes],
                                        api_name="gen_classes", show_progress="hidden")

@@ -12,7 +12,8 @@ import gradio as gr
 
 from workbench.services.decoding import DecodeSettings, SettingsError
 from workbench.services.step_pictures import upscale
-from workbench.services.reconstruction import Reconstruction, edit_token, nearest_codes, reconstruct_file
+from workbench.services.reconstruction import (ImageChange, Reconstruction, edit_token, nearest_codes,
+                                               reconstruct_file)
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.components.step_scrubber import StepScrubber
@@ -36,11 +37,22 @@ def tokens_html(tokens: Sequence[int], encoded: Sequence[int]) -> str:
     return f"<div class='token-grid' style='--cols:{TOKENS_PER_ROW}'>{''.join(cells)}</div>"
 
 
+def change_text(change: ImageChange) -> str:
+    """What an edit did to the decoded image, in numbers: "no effect" is said, never left to the eye."""
+    if change.identical:
+        return ("Against the unedited decode (same settings) the image is identical, every pixel: at these settings "
+                "this edit has no effect on the image.")
+    return (f"Against the unedited decode (same settings): PSNR {change.psnr_db:.2f} dB, max |Δ| {change.max_abs_delta} "
+            f"of 255, {change.changed_pixels} of {change.pixels} pixels changed.")
+
+
 def _status(rec: Reconstruction, name: str, state: ReconstructState) -> str:
     edits = state.edits()
     lines = [f"**{html.escape(name)}**: {rec.source}."]
     if edits:
         lines.append("Token surgery: " + ", ".join(f"position {e.position}: {e.old} → {e.new}" for e in edits) + ".")
+        if rec.edit_change is not None:
+            lines.append(change_text(rec.edit_change))
     lines += [f"⚠ {n}" for n in rec.notes]
     return "  \n".join(lines)
 
@@ -108,17 +120,19 @@ class ReconstructPage:
     # -- events -------------------------------------------------------------------------------------
     def on_upload(self, path: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
                   progress: gr.Progress = gr.Progress()) -> tuple:
+        """Decode an uploaded file; the sample picker empties, so it names no picture that is not shown."""
         if not path:
             raise SettingsError("the upload did not arrive; try again")
         name = path.rsplit("/", 1)[-1]
-        return self._decode(path, name, model, steps, temperature, seed, heat, None, progress)
+        return *self._decode(path, name, model, steps, temperature, seed, heat, None, progress), None
 
     def on_sample(self, sample: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
                   progress: gr.Progress = gr.Progress()) -> tuple:
+        """Decode a bundled sample; the upload box empties, as the sample replaces the upload."""
         samples = self.ctx.samples()
         if sample not in samples:
             raise SettingsError(f"sample: unknown sample {sample!r}; choose one of {sorted(samples)}")
-        return self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, None, progress)
+        return *self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, None, progress), None
 
     def on_run(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
                state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -161,10 +175,10 @@ class ReconstructPage:
         opts: dict[str, Any] = {"show_progress": "minimal"}
         settings = self._settings_inputs()
         events = {
-            "upload": self.upload.upload(user_errors(self.on_upload), [self.upload, *settings], self._outputs,
-                                         api_name="reconstruct_upload", **opts),
-            "sample": self.sample.input(user_errors(self.on_sample), [self.sample, *settings], self._outputs,
-                                        api_name="reconstruct_sample", **opts),
+            "upload": self.upload.upload(user_errors(self.on_upload), [self.upload, *settings],
+                                         [*self._outputs, self.sample], api_name="reconstruct_upload", **opts),
+            "sample": self.sample.input(user_errors(self.on_sample), [self.sample, *settings],
+                                        [*self._outputs, self.upload], api_name="reconstruct_sample", **opts),
             "run": self.run.click(user_errors(self.on_run), [*settings, self.state], self._outputs,
                                   api_name="reconstruct", **opts),
             "apply": self.apply.click(user_errors(self.on_apply), [self.position, self.code, *settings, self.state],
