@@ -11,7 +11,9 @@ torch's BLAS or oneDNN; for ours-bf16 the bf16 product rate). A second table bre
 passes down by step. Also checks that the implementations produce the same token and proxy ids
 under the same seed, proves the bf16 row ran bf16 products (a census of the matmul/conv/attention
 ops each decode dispatched, by dtype) and reports the bf16 mode's token agreement with fp32 on the
-default model (assets/default/sftok on assets/samples). ``--breakdown`` adds a per-op profile
+default model (assets/default/sftok on assets/samples), and which precision each row really ran, bf16
+with whether it is native on the device (where it is not, torch emulates it: a measurement, not a
+recommendation; the app and library fall back to fp32 there). ``--breakdown`` adds a per-op profile
 (torch.profiler) of one decode of ours, ours-bf16 and official.
 
 Usage: python bench/decode.py [--presets B tiny] [--batches-b 1,2] [--batches-tiny 1,8] [--repeats 3]
@@ -36,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from core import SFTok, create_config  # noqa: E402
 from core.kernels import linear, onednn_available, use_onednn  # noqa: E402
+from core.precision import bf16_support  # noqa: E402
 from reference.official_modules import OfficialSFTok, official_twin as _official_twin  # noqa: E402
 
 
@@ -336,9 +339,13 @@ def print_tables(rows: list[dict], step_rows: list[dict], rate: float, rate_bf16
         print(f"{r['preset']:<6} {r['batch']:>5} {r['impl']:<10} {r['encode']:>9.3f} {r['decode']:>9.3f} {r['passes']:>9.3f} "
               f"{r['sampling']:>9.3f} {r['pixel']:>8.3f} {ratio:>8} {r['cpu']:>8.3f} {cpu_ratio:>7} {r['gflop']:>7.1f} "
               f"{r['floor']:>8.3f} {r['eff']:>5.0%}  {same}")
+    support = bf16_support(device)
+    native = f"native on {device}" if support.native else f"NOT native on {device}, emulated"
+    print(f"\nprecision that ran: ours, ours-blas, official fp32; ours-bf16 bf16 ({native}: {support.reason})")
     for r in rows:
         if r["impl"] == "ours-bf16":
-            print(f"\n{r['preset']} b{r['batch']} bf16 decode: {r['vs_ours']:.2f}x our fp32, {r['ratio']:.2f}x official "
+            print(f"{r['preset']} b{r['batch']} bf16 decode ({'native' if support.native else 'emulated'}): "
+                  f"{r['vs_ours']:.2f}x our fp32, {r['ratio']:.2f}x official "
                   f"(CPU time: {r['cpu_vs_ours']:.2f}x, {r['cpu_ratio']:.2f}x)")
     print("\nencode ratio official/ours: " + ", ".join(
         f"{r['preset']} b{r['batch']}: {r['enc_ratio']:.3f}x" for r in rows if r["impl"] == "ours"))
@@ -371,6 +378,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, load average {load:.2f}; {args.steps} steps, temperature 1, best of {args.repeats}")
+    support = bf16_support(device)
+    print(f"bf16 on {device}: {'native' if support.native else 'not native (emulated)'}: {support.reason}")
     rates = matmul_rate(device)
     rate = max(rates.values())
     rates_bf16 = matmul_rate(device, dtype=torch.bfloat16)

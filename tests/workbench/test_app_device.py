@@ -15,13 +15,15 @@ import pytest
 import torch
 
 import app
+from core.precision import Bf16Support
 from workbench.io.workspace import Workspace
 from workbench.services.analyses import AnalysisService, default_dataset
-from workbench.services.decoding import DecodeService, DecodeSettings
+from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError
 from workbench.services.devices import DeviceUnavailable, Placement, available_devices, resolve_device
 from workbench.services.model_registry import ModelRegistry
 from workbench.services.reconstruction import reconstruct_file
 from workbench.ui.components.errors import user_errors
+from workbench.ui.components.precision_picker import precision_line, precision_radio
 
 from tests.workbench.conftest import make_workspace
 
@@ -179,3 +181,43 @@ def test_out_of_memory_gives_a_message_and_the_next_request_works(workspace, tin
     hook.remove()
     assert decode(0).trace.num_steps == 8  # the same request works now: nothing stayed locked or cached
     assert service.decodes == 1
+
+
+# -- precision -------------------------------------------------------------------------------------
+NATIVE = Bf16Support("cpu", True, "this CPU has AMX (oneDNN bf16 kernels)")
+EMULATED = Bf16Support("cpu", False, "this CPU has neither AVX512-BF16 nor AMX, so bf16 would be emulated")
+
+
+def test_bf16_runs_where_native_and_reports_its_agreement_with_fp32(workspace, tiny_model_dir, sample_dir):
+    service = DecodeService(ModelRegistry(workspace, tiny_model_dir, teacher=None, default_generator=None))
+    service.bf16 = NATIVE  # as a CPU with AMX reports it
+    fp32 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(8, 1.0, 3)).trace
+    bf16 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(8, 1.0, 3, "bf16")).trace
+    assert (fp32.precision, fp32.fp32_agreement) == ("fp32", None)
+    expected = float((bf16.ids_out[-1] == fp32.ids_out[-1]).mean())  # the same seed's fp32 decode
+    assert bf16.precision == "bf16" and bf16.fp32_agreement == pytest.approx(expected)
+    assert precision_line(bf16) == (f"Precision bf16: {expected:.1%} of the final proxy ids agree with the same decode "
+                                    "in fp32.")
+    _, generated = service.generate("checkpoints/generator", "default", 1, DecodeSettings(4, 1.0, 0, "bf16"), 2.0)
+    assert generated.precision == "bf16" and 0.0 <= generated.fp32_agreement <= 1.0
+
+
+def test_bf16_where_not_native_runs_fp32_and_says_why(workspace, tiny_model_dir, sample_dir):
+    service = DecodeService(ModelRegistry(workspace, tiny_model_dir, teacher=None, default_generator=None))
+    service.bf16 = EMULATED
+    fp32 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(4, 1.0, 3))
+    asked = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(4, 1.0, 3, "bf16"))
+    assert asked.trace_key == fp32.trace_key and service.decodes == 1  # the fp32 decode, served from the cache
+    assert asked.trace.precision == "fp32" and asked.trace.fp32_agreement is None
+    assert precision_line(asked.trace) == ("⚠ bf16 is not native on cpu (this CPU has neither AVX512-BF16 nor AMX, so "
+                                           "bf16 would be emulated): running fp32 instead.")
+    with pytest.raises(SettingsError, match="precision: must be one of fp32, bf16, got 'fp16'"):
+        DecodeSettings(4, 1.0, 3, "fp16")
+
+
+def test_the_precision_control_is_disabled_with_the_reason_where_bf16_is_not_native():
+    off = precision_radio(EMULATED, "rec")
+    assert off.interactive is False and off.value == "fp32"
+    assert off.info == f"bf16 is off: {EMULATED.reason}"
+    on = precision_radio(NATIVE, "rec")
+    assert on.interactive is True and on.value == "fp32" and NATIVE.reason in on.info

@@ -8,6 +8,7 @@ and metrics are computed from copies brought back to the CPU.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from analysis.image_metrics import psnr, ssim
 from analysis.pixel_baselines import thumbnail_psnr
 from analysis.steps import teacher_context_passes
 from core import MaskGITGenerator, MaskGITVQGAN, SFTok
+from core.precision import Bf16Support, bf16_support, effective_precision
+from core.sftok import PRECISIONS
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
 from workbench.services.devices import Placement, working_on
@@ -44,8 +47,11 @@ class DecodeSettings:
     num_steps: int = 8
     temperature: float = 1.0
     seed: int = 0
+    precision: str = "fp32"  # "bf16": decoder passes and pixel head on bf16 weights, where bf16 is native
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:
             steps, temp, seed = int(self.num_steps), float(self.temperature), int(self.seed)
         except (TypeError, ValueError) as err:
@@ -117,12 +123,17 @@ def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings
     else:
         ids = model.check_token_ids(placement.tensor(torch.as_tensor(list(tokens), dtype=torch.long).reshape(1, -1)))
     records = model.decode_steps(ids, settings.num_steps, settings.temperature, settings.generator(placement),
-                                 previews=True)
+                                 previews=True, precision=settings.precision)
+    agreement = None
+    if settings.precision != "fp32":  # the same decode in fp32: how many final ids the bf16 decode kept
+        reference_ids, _ = model.decode_ids(ids, settings.num_steps, settings.temperature, settings.generator(placement),
+                                            last_logits=False)
+        agreement = float((reference_ids == records[-1].ids_out).float().mean())
     previews = torch.cat([r.preview for r in records])
     if model.has_pixel_head:
         final, label = previews[-1:], "soft preview: softmax over codes mixed into codewords, pixel head"
     else:
-        final = model.render_codes(records[-1].ids_out)
+        final = model.render_codes(records[-1].ids_out, settings.precision)
         label = "soft preview through the frozen teacher (final image: hard codes)"
     previews = previews.cpu()
     metrics = step_metrics(previews, picture)
@@ -130,8 +141,9 @@ def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings
     if targets is not None:
         metrics.update(teacher_context_metrics(model, ids, records, targets, reference))
     references = {s: float(thumbnail_psnr(picture, s)[0]) for s in REFERENCE_THUMBNAILS}
-    return trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
-                                   ids[0].cpu().numpy().copy(), label, metrics, references)
+    trace = trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
+                                    ids[0].cpu().numpy().copy(), label, metrics, references)
+    return dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
 
 
 @torch.no_grad()
@@ -154,13 +166,20 @@ def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id
                                           float(guidance_scale), settings.temperature,
                                           generator=settings.generator(placement))
     candidates = torch.cat([s.candidates for s in steps])
-    images = tokenizer.decode_tokens(candidates, temperature=0.0)  # the tokenizer's default step count
+    # the tokenizer's default step count
+    images = tokenizer.decode_tokens(candidates, temperature=0.0, precision=settings.precision)
+    agreement = None
+    if settings.precision != "fp32":  # final proxy ids of the previews' decodes, bf16 against fp32
+        low, _ = tokenizer.decode_ids(candidates, temperature=0.0, last_logits=False, precision=settings.precision)
+        full, _ = tokenizer.decode_ids(candidates, temperature=0.0, last_logits=False)
+        agreement = float((low == full).float().mean())
     previews = tensor_to_uint8(images)
     committed = np.array([float((s.ids_out != cfg.mask_id).float().mean()) for s in steps], dtype=np.float32)
     confidence = np.array([float(s.confidence.mean()) for s in steps], dtype=np.float32)
     metrics = {"committed fraction": committed, "mean confidence": confidence}
-    return trace_from_generator_steps(steps, cfg.mask_id, previews, previews[-1], ids[0].cpu().numpy().copy(),
-                                      "tokens so far, masked positions filled with this step's candidates", metrics)
+    trace = trace_from_generator_steps(steps, cfg.mask_id, previews, previews[-1], ids[0].cpu().numpy().copy(),
+                                       "tokens so far, masked positions filled with this step's candidates", metrics)
+    return dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
 
 
 class TraceCache(LRU[str, StepTrace]):
@@ -185,6 +204,12 @@ class DecodeService:
         self.step_metrics = step_metrics
         self._compute_lock = threading.Lock()  # one decode at a time: 2 CPU cores, no thrashing
         self.decodes = 0  # number of real decodes run (the cache's misses); tests read it
+        self.bf16: Bf16Support = bf16_support(registry.device)  # asked once: whether bf16 decodes are offered
+
+    def runnable(self, settings: DecodeSettings) -> tuple[DecodeSettings, str]:
+        """``settings`` with the precision this device really runs (bf16 only where native), and why not ('')."""
+        precision, note = effective_precision(settings.precision, self.registry.device, self.bf16)
+        return dataclasses.replace(settings, precision=precision), note
 
     def _cached(self, key: str, compute: Callable[[], StepTrace]) -> tuple[str, StepTrace]:
         trace = self.cache.get(key)
@@ -200,6 +225,7 @@ class DecodeService:
     def reconstruct(self, model_choice: str, image: Image.Image, settings: DecodeSettings,
                     tokens: Sequence[int] | None = None) -> tuple[str, StepTrace]:
         loaded = self.registry.get(model_choice)
+        settings, note = self.runnable(settings)
         token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
         key = _key("rec", loaded.key, image_digest(image), settings, token_part)
         task = (f"decoding 1 image in {settings.num_steps} steps with a preview of every step "
@@ -209,12 +235,13 @@ class DecodeService:
             with working_on(task, "the number of decoding steps, or choose a smaller tokenizer"):
                 return reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
                                          self.registry.teacher_if_present(), self.registry.placement)
-        return self._cached(key, compute)
+        return self._noted(*self._cached(key, compute), note)
 
     def generate(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
                  guidance_scale: float) -> tuple[str, StepTrace]:
         gen = self.registry.get(generator_choice, model_type="generator")
         tok = self.registry.get(tokenizer_choice)
+        settings, note = self.runnable(settings)
         key = _key("gen", gen.key, tok.key, int(class_id), settings, float(guidance_scale))
         task = (f"generating 1 image in {settings.num_steps} steps and decoding {settings.num_steps} previews "
                 f"({gen.label}, {self.registry.device})")
@@ -222,7 +249,12 @@ class DecodeService:
         def compute() -> StepTrace:
             with working_on(task, "the number of generation steps (each step is one preview image)"):
                 return generate_trace(gen.model, tok.model, class_id, settings, guidance_scale, self.registry.placement)
-        return self._cached(key, compute)
+        return self._noted(*self._cached(key, compute), note)
+
+    @staticmethod
+    def _noted(key: str, trace: StepTrace, note: str) -> tuple[str, StepTrace]:
+        """The cached trace, carrying why the requested precision was not used (the cache holds it without)."""
+        return key, (dataclasses.replace(trace, precision_note=note) if note else trace)
 
     def get(self, key: str) -> StepTrace:
         trace = self.cache.get(key) if key else None

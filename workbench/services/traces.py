@@ -36,6 +36,9 @@ class StepTrace:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (T,) per-step values
     # PSNR (dB) of the input rebuilt from its own s x s thumbnail, keyed by s: model-free scale for the PSNR curve
     thumbnail_psnr: dict[int, float] = field(default_factory=dict)
+    precision: str = "fp32"  # what the decode really ran in
+    fp32_agreement: float | None = None  # bf16 decodes: share of final ids equal to the fp32 decode's (same seed)
+    precision_note: str = ""  # why the requested precision was not used ('' when it was)
 
     @property
     def num_steps(self) -> int:

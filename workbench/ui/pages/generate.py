@@ -10,6 +10,7 @@ from workbench.services.model_registry import DEFAULT_CHOICE
 from workbench.services.step_pictures import upscale
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.components.precision_picker import precision_line, precision_radio
 from workbench.ui.components.step_scrubber import StepScrubber
 from workbench.ui.context import AppContext
 
@@ -29,6 +30,7 @@ class GeneratePage:
                                           info="logits = cond + s (cond - uncond), as upstream")
                 self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature")
                 self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                self.precision = precision_radio(ctx.service.bf16, "gen")
                 self.run = gr.Button("Generate", variant="primary", elem_id="gen-run")
                 self.status = gr.Markdown(elem_id="gen-status")
             with gr.Column(scale=1):
@@ -40,7 +42,7 @@ class GeneratePage:
                                          empty_text="Generate a sample to see its steps.")
         event = self.run.click(user_errors(self.on_generate),
                        [self.generator.dropdown, self.tokenizer.dropdown, self.class_id, self.steps, self.guidance,
-                        self.temperature, self.seed, self.scrubber.heat_kind],
+                        self.temperature, self.seed, self.scrubber.heat_kind, self.precision],
                        [self.image, self.status, *self.scrubber.outputs], api_name="generate", show_progress="minimal")
         # a failed run leaves no earlier picture under a status line that now says the error
         keep_error_visible(event, self.status, [(self.image, None), *self.scrubber.cleared()])
@@ -55,8 +57,9 @@ class GeneratePage:
         return "Classes: " + ", ".join(f"{i} {html.escape(n)}" for i, n in enumerate(names))
 
     def on_generate(self, generator: str | None, tokenizer: str, class_id: float | None, steps: float, guidance: float,
-                    temperature: float, seed: float | None, heat: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
+                    temperature: float, seed: float | None, heat: str, precision: str = "fp32",
+                    progress: gr.Progress = gr.Progress()) -> tuple:
+        settings = DecodeSettings(int(steps), float(temperature), int(seed or 0), precision or "fp32")
         cls = int(class_id or 0)
         names = self.ctx.registry.class_names(generator or "")
         if names and not 0 <= cls < len(names):
@@ -67,6 +70,7 @@ class GeneratePage:
         label = "embedded default generator" if generator in (None, "", DEFAULT_CHOICE) else generator
         status = (f"**{html.escape(label)}**, {shown}, {settings.num_steps} steps, "
                   f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
+        status += "".join(f"  \n{line}" for line in [precision_line(trace)] if line)
         return (upscale(trace.final), status, *self.scrubber.show(key, heat))
 
 

@@ -16,6 +16,7 @@ from workbench.services.reconstruction import (ImageChange, Reconstruction, edit
                                                reconstruct_file)
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
+from workbench.ui.components.precision_picker import precision_line, precision_radio
 from workbench.ui.components.step_scrubber import StepScrubber
 from workbench.ui.context import AppContext
 from workbench.ui.state import ReconstructState
@@ -54,6 +55,7 @@ def _status(rec: Reconstruction, name: str, state: ReconstructState) -> str:
         if rec.edit_change is not None:
             lines.append(change_text(rec.edit_change))
     lines += [f"⚠ {n}" for n in rec.notes]
+    lines += [line for line in [precision_line(rec.trace)] if line]
     return "  \n".join(lines)
 
 
@@ -74,6 +76,7 @@ class ReconstructPage:
                 self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature",
                                              info="Gumbel sampling temperature, annealed to 0 at the last step")
                 self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                self.precision = precision_radio(ctx.service.bf16, "rec")
                 self.run = gr.Button("Reconstruct", variant="primary", elem_id="rec-run")
                 self.status = gr.Markdown(elem_id="rec-status")
             with gr.Column(scale=2):
@@ -99,13 +102,13 @@ class ReconstructPage:
         return [self.state, self.compare, self.status, self.tokens, *self.scrubber.outputs]
 
     def _settings_inputs(self) -> list:
-        return [self.model.dropdown, self.steps, self.temperature, self.seed, self.scrubber.heat_kind]
+        return [self.model.dropdown, self.steps, self.temperature, self.seed, self.scrubber.heat_kind, self.precision]
 
     def _decode(self, source: str, name: str, model: str, steps: float, temperature: float, seed: float | None,
-                heat: str, tokens: Sequence[int] | None, progress: gr.Progress) -> tuple:
+                heat: str, precision: str, tokens: Sequence[int] | None, progress: gr.Progress) -> tuple:
         if not source:
             raise SettingsError("no image yet: upload one or pick a sample")
-        settings = DecodeSettings(int(steps), float(temperature), int(seed or 0))
+        settings = DecodeSettings(int(steps), float(temperature), int(seed or 0), precision or "fp32")
         progress(0.1, desc="loading model and decoding")
         rec = reconstruct_file(self.ctx.service, model, source, settings, tokens, name)
         new_state = ReconstructState(source_path=str(source), source_name=name, model_choice=model,
@@ -119,30 +122,32 @@ class ReconstructPage:
 
     # -- events -------------------------------------------------------------------------------------
     def on_upload(self, path: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
-                  progress: gr.Progress = gr.Progress()) -> tuple:
+                  precision: str, progress: gr.Progress = gr.Progress()) -> tuple:
         """Decode an uploaded file; the sample picker empties, so it names no picture that is not shown."""
         if not path:
             raise SettingsError("the upload did not arrive; try again")
         name = path.rsplit("/", 1)[-1]
-        return *self._decode(path, name, model, steps, temperature, seed, heat, None, progress), None
+        return *self._decode(path, name, model, steps, temperature, seed, heat, precision, None, progress), None
 
     def on_sample(self, sample: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
-                  progress: gr.Progress = gr.Progress()) -> tuple:
+                  precision: str, progress: gr.Progress = gr.Progress()) -> tuple:
         """Decode a bundled sample; the upload box empties, as the sample replaces the upload."""
         samples = self.ctx.samples()
         if sample not in samples:
             raise SettingsError(f"sample: unknown sample {sample!r}; choose one of {sorted(samples)}")
-        return *self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, None, progress), None
+        return *self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, precision, None,
+                            progress), None
 
-    def on_run(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
+    def on_run(self, model: str, steps: float, temperature: float, seed: float | None, heat: str, precision: str,
                state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
         """Decode again with the current settings; token edits survive unless the model changed."""
         tokens = state.tokens if state.edits() and model == state.model_choice else None
-        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, tokens,
-                            progress)
+        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
+                            tokens, progress)
 
     def on_apply(self, position: float | None, code: float | None, model: str, steps: float, temperature: float,
-                 seed: float | None, heat: str, state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+                 seed: float | None, heat: str, precision: str, state: ReconstructState,
+                 progress: gr.Progress = gr.Progress()) -> tuple:
         """Edit one token of what the chosen model encodes (re-encoded first when the model changed)."""
         if not state.tokens:
             raise SettingsError("no tokens yet: decode an image first")
@@ -152,13 +157,13 @@ class ReconstructPage:
                                     DecodeSettings(int(steps), float(temperature), int(seed or 0))).encoded
         codebook = self.ctx.registry.get(model).model.config.codebook_size
         tokens = edit_token(base, position, code, codebook)
-        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, tokens,
-                            progress)
+        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
+                            tokens, progress)
 
-    def on_reset(self, model: str, steps: float, temperature: float, seed: float | None, heat: str,
+    def on_reset(self, model: str, steps: float, temperature: float, seed: float | None, heat: str, precision: str,
                  state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
-        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, None,
-                            progress)
+        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
+                            None, progress)
 
     def on_position(self, position: float | None, state: ReconstructState) -> str:
         """Which code sits at ``position`` and its nearest codewords: candidates for a gentle edit."""
