@@ -280,9 +280,9 @@ class TiTok(nn.Module):
         official stage-1 evaluation does. Not part of the state dict."""
         object.__setattr__(self, "_teacher", teacher)
 
-    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Images (B, 3, H, W) in [0, 1] -> (z_q (B, C, 1, N), {"min_encoding_indices": (B, 1, N) int64})."""
+        """Images (B, 3, H, W) in [0, 1] -> (z_q (B, C, 1, N), {"min_encoding_indices": (B, 1, N) int64}).
+        z_q is straight-through (gradients reach the encoder); the adapters call this under no_grad."""
         check_images(images, self.config.image_size)
         z = self.encoder(images.to(self.latent_tokens.dtype), self.latent_tokens)
         z_q, ids = self.quantize(z)
@@ -292,7 +292,6 @@ class TiTok(nn.Module):
         """(B, S, V) logits over the MaskGIT-VQGAN codes for each of the S proxy slots."""
         return self.decoder(z_q.to(self.latent_tokens.dtype)).float()
 
-    @torch.no_grad()
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """z_q (B, C, 1, N) -> images (B, 3, H, W) clamped to [0, 1].
 

@@ -24,7 +24,8 @@ TINY = TiTokConfig(image_size=64, patch_size=4, encoder=VitConfig(64, 2, 4), dec
 
 
 def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.float() - ref.float()).abs().max() / ref.float().abs().max())
+    ours, ref = ours.detach().float(), ref.detach().float()
+    return float((ours - ref).abs().max() / ref.abs().max())
 
 
 def build(cfg: TiTokConfig, seed: int) -> TiTok:
