@@ -289,12 +289,12 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
     if config.num_images is not None and config.num_images < 2:
         raise ValueError(f"num_images: rFID needs at least 2 images, got {config.num_images}")
     ranks = join_process_group(config.device)
-    run = _Run(config, ranks)
     settings = _resume_settings(config, ranks)
     ckpt = checkpoint_path(config.out, ranks.rank, ranks.world)
     if ckpt.exists() and not config.resume:
         raise ValueError(f"{ckpt}: a partial run of this output folder exists; pass --resume to continue it, or "
                          "delete the folder 'partial' to start again")
+    run = _Run(config, ranks)
     if ckpt.exists():
         state, run.position = load_checkpoint(ckpt, settings)
         run.load_state(state)
