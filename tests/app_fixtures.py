@@ -44,3 +44,26 @@ REC_OUTPUTS = ("compare", "status", "tokens", "scrubber", "curve", "note", "gif"
 def named(result) -> dict:
     """A Reconstruct endpoint's result by output name."""
     return dict(zip(REC_OUTPUTS, result))
+
+
+def save_tiny_titok(folder: Path, seed: int = 0) -> Path:
+    """A random-init one-step TiTok with pixel head at the tiny SFTok's size (64 px, 32 tokens of a 4096-code
+    book: 384 bits), saved as a model folder: the other side of an A/B comparison."""
+    from core import save_pretrained
+    from core.config import VitConfig
+    from core.presets import TINY_TEACHER
+    from core.titok import TiTok, TiTokConfig
+
+    torch.manual_seed(seed)
+    cfg = TiTokConfig(image_size=64, patch_size=4, encoder=VitConfig(64, 2, 4), decoder=VitConfig(64, 2, 4),
+                      num_latent_tokens=32, token_size=8, codebook_size=4096, teacher=TINY_TEACHER)
+    return save_pretrained(TiTok(cfg).eval(), folder)
+
+
+def save_tiny_teacher(folder: Path, seed: int = 0) -> Path:
+    """A random-init MaskGIT-VQGAN of the tiny SFTok's teacher shape (16 x 16 codes of 256 at 64 px), saved."""
+    from core import MaskGITVQGAN, save_pretrained
+    from core.presets import TINY_TEACHER
+
+    torch.manual_seed(seed)
+    return save_pretrained(MaskGITVQGAN(TINY_TEACHER).eval(), folder)

@@ -21,15 +21,21 @@ from torch import nn
 
 from core import MaskGITGenerator, MaskGITVQGAN, SFTok, load_pretrained_as
 from core.checkpoint import WEIGHT_FILES, CheckpointError
+from core.config import TeacherConfig
+from core.tokenizer import TeacherTokenizer, Tokenizer, as_tokenizer, load_tokenizer
 
 from trainers.data.labels import CLASS_NAMES_FILE  # optional beside a generator's weights: names by class id
 
+from workbench.io.tokenizer_sources import find_tokenizers, folder_family
 from workbench.io.workspace import PathRefused, Workspace, model_type_of
 from workbench.services.devices import Placement
 from workbench.services.lru import LRU
 
 DEFAULT_CHOICE = "default"
 COMPARISON_CHOICE = "default:comparison"
+TEACHER_CHOICE = "default:teacher"  # the embedded MaskGIT-VQGAN teacher, as a one-step tokenizer
+TOKENIZERS = "tokenizer"  # choices(TOKENIZERS): every family core.tokenizer loads, not only SFTok
+RELEASED_TEACHER_SIZE = 256  # the official teacher's image size (16 x 16 codes)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "assets" / "default" / "sftok"
 DEFAULT_TEACHER_DIR = REPO_ROOT / "assets" / "default" / "teacher"
@@ -55,6 +61,13 @@ class LoadedModel:
     model: nn.Module
 
 
+@dataclass
+class LoadedTokenizer:
+    key: str  # identifies weights, as LoadedModel.key
+    label: str
+    tokenizer: Tokenizer
+
+
 def hub_allowed() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes")
 
@@ -78,6 +91,14 @@ def _weights_mtime(folder: Path) -> int:
         if (folder / name).is_file():
             return (folder / name).stat().st_mtime_ns
     return 0
+
+
+def _source_mtime(location: Path | str) -> int:
+    """A tokenizer source's version for cache keys: its weights' mtime (a folder's weights file, or the file)."""
+    if not isinstance(location, Path):
+        return 0
+    weights = location if location.is_file() else location / "ckpt.pth"  # a file, or a ReVQ release folder
+    return weights.stat().st_mtime_ns if weights.is_file() else _weights_mtime(location)
 
 
 @torch.no_grad()
@@ -125,9 +146,21 @@ class ModelRegistry:
                 out.append((f"embedded comparison ({self.comparison.name})", COMPARISON_CHOICE))
         elif model_type == "generator" and self._default_generator_present():
             out.append(("embedded default generator", DEFAULT_CHOICE))
+        elif model_type == TOKENIZERS:
+            return self._tokenizer_choices()
         for folder in self.workspace.model_folders((model_type,)):
             shown = self.workspace.display(folder)
             out.append((shown, shown))
+        return out
+
+    def _tokenizer_choices(self) -> list[tuple[str, str]]:
+        """The SFTok choices, the embedded teacher, and every tokenizer folder or release file found (family shown)."""
+        out = [(label, value) for label, value in self.choices("sftok")[:2] if value in (DEFAULT_CHOICE, COMPARISON_CHOICE)]
+        if self.teacher_dir is not None and (self.teacher_dir / "config.json").is_file():
+            out.append(("embedded teacher (MaskGIT-VQGAN, one step)", TEACHER_CHOICE))
+        for source in find_tokenizers(self.workspace):
+            shown = self.workspace.display(source.path)
+            out.append((f"{shown} ({source.family_name})", shown))
         return out
 
     def comparison_present(self) -> bool:
@@ -223,3 +256,47 @@ class ModelRegistry:
                 except CheckpointError as err:
                     raise ModelUnavailable(str(err)) from err
             return self._teacher
+
+    # -- any tokenizer --------------------------------------------------------------------------------
+    def tokenizer(self, choice: str) -> LoadedTokenizer:
+        """Any choice of ``choices(TOKENIZERS)`` behind the ``core.tokenizer`` interface, on the app's device.
+        SFTok folders share :meth:`get`'s cache with the other screens; stage-1/2 models render through the teacher."""
+        text = (choice or "").strip()
+        if text == TEACHER_CHOICE:
+            teacher = self.teacher()
+            return LoadedTokenizer(f"teacher:{self.teacher_dir}@{_weights_mtime(self.teacher_dir)}", "embedded teacher",
+                                   TeacherTokenizer(teacher, self.teacher_image_size(teacher.config)))
+        label, location = self._locate(text)
+        if text in ("", DEFAULT_CHOICE, COMPARISON_CHOICE) or (isinstance(location, Path) and folder_family(location) == "sftok"):
+            loaded = self.get(text)
+            return LoadedTokenizer(loaded.key, loaded.label, as_tokenizer(loaded.model))
+        key = f"tok:{location}@{_source_mtime(location)}"
+        with self._lock:
+            cached = self._models.get(key)
+            if cached is not None:
+                return cached
+            try:
+                tok = load_tokenizer(location, self.device, teacher=self.teacher_if_present())
+            except CheckpointError as err:
+                raise ModelUnavailable(f"{label}: {err}") from err
+            self.placement.model(tok.module)
+            if isinstance(tok, TeacherTokenizer):
+                tok = TeacherTokenizer(tok.module, self.teacher_image_size(tok.module.config))
+            with torch.no_grad():  # warm-up, as for SFTok: the first pass pays kernel set-up
+                size = tok.info.image_size
+                tok.reconstruct(self.placement.tensor(torch.zeros(1, 3, size, size)))
+            loaded = LoadedTokenizer(key, label, tok)
+            self._models.put(key, loaded)
+            return loaded
+
+    def teacher_image_size(self, config: TeacherConfig) -> int:
+        """The image size a teacher works at: the embedded default's when it is that model's teacher, else the
+        released teacher's (a folder's config.json does not record it; the network is convolutional)."""
+        try:
+            meta = json.loads((self.default_model / "config.json").read_text())
+            default = meta.get("config", meta)
+            if TeacherConfig(**default["teacher"]) == config:
+                return int(default["image_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return RELEASED_TEACHER_SIZE

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from workbench.services.analyses import AnalysisService
-from workbench.ui.pages import codebook, generate, information, reconstruct, train
+from workbench.ui.pages import codebook, compare, generate, information, reconstruct, train
 from workbench.ui.context import AppContext
 
 MAX_UPLOAD = "25mb"
@@ -53,6 +53,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             pages = []
             with gr.Tab("Reconstruct", id="reconstruct") as tab:
                 pages.append((tab, reconstruct.build(ctx)))
+            with gr.Tab("A/B", id="compare") as tab:
+                pages.append((tab, compare.build(ctx)))
             if ctx.jobs is not None:
                 with gr.Tab("Train", id="train") as tab:
                     pages.append((tab, train.build(ctx)))
