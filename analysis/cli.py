@@ -315,16 +315,21 @@ def inception_fetch_hint() -> str:
             f"{INCEPTION_WEIGHTS_URL}")
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    import os
-
-    config = EvalConfig(
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    """The evaluation an ``eval`` command line asks for (also read by the app's evaluation jobs)."""
+    return EvalConfig(
         models=tuple(args.model), data=tuple(args.data), out=args.out, steps=tuple(parse_int_list(args.steps, "--steps")),
         temperatures=tuple(parse_temperatures(args.temperatures)), num_images=args.num_images,
         batch_size=args.batch_size, seed=args.seed, inception_weights=args.inception_weights, teacher=args.teacher,
         reference=args.reference, save_reference=args.save_reference, lpips=not args.no_lpips,
         lpips_net=args.lpips_net, lpips_weights=args.lpips_weights, checkpoint_every=args.checkpoint_every,
         resume=args.resume, device=args.device)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import os
+
+    config = eval_config(args)
     main_rank = int(os.environ.get("RANK", 0)) == 0
     bar = None
     if args.progress and main_rank:
