@@ -21,6 +21,7 @@ def test_sweep_plot_axis_follows_the_swept_values():
     two = pd.DataFrame({"run": ["b", "a"], "optim.lr": [3e-4, 1e-4], "eval/psnr": [13.0, 12.0]})
     axis, x = _layout_and_x(two)
     assert axis["type"] == "linear" and x == [1e-4, 3e-4]  # sorted by the swept value
+    assert axis["tickformat"] == "~e"  # learning rates read 1e-4, 3e-4 (plotly's SI suffix said "100μ")
     wide = pd.DataFrame({"run": ["a", "b"], "optim.lr": [1e-5, 1e-3], "eval/psnr": [11.0, 12.0]})
     assert _layout_and_x(wide)[0]["type"] == "log"  # two decades apart
     words = pd.DataFrame({"run": ["a", "b"], "optim.lr": ["cosine", "linear"], "eval/psnr": [11.0, 12.0]})
@@ -119,8 +120,8 @@ def test_refreshed_lists_never_send_a_value_their_choices_lack():
     assert kept_value([("run one", "r1"), ("run two", "r2")], "r2") == "r2"
     assert kept_value([("run one", "r1")], "r2", fallback="r1") == "r1"
     assert kept_value([("run one", "r1")], "r2", fallback="missing") is None
-    update = refreshed([("run one", "r1")], "r9")
-    assert update.value is None and [c[1] for c in update.choices] == ["r1"]
+    update = refreshed([("run one", "r1")], "r9").get_config()
+    assert update["value"] is None and [c[1] for c in update["choices"]] == ["r1"]
 
 
 def test_sample_slider_keeps_its_minimum_at_zero_and_counts_right():

@@ -7,6 +7,7 @@ import gradio as gr
 from workbench.services.analyses import SPLITS, default_dataset
 from workbench.io.datasets import list_datasets
 from workbench.io.workspace import Workspace
+from workbench.ui.components.choices import refreshed
 
 
 class DatasetPicker:
@@ -23,9 +24,7 @@ class DatasetPicker:
                            show_progress="hidden")
 
     def _refresh(self, current: str | None) -> gr.Dropdown:
-        found = list_datasets(self.workspace)
-        keep = current if current in found else default_dataset(self.workspace)
-        return gr.Dropdown(choices=found, value=keep)
+        return refreshed(list_datasets(self.workspace), current, fallback=default_dataset(self.workspace))
 
     def reload_on(self, triggers: list) -> None:
         """Re-read the list when a screen opens (page load, tab select): things appear while the app runs."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.services.model_registry import DEFAULT_CHOICE, ModelRegistry
+from workbench.ui.components.choices import refreshed
 
 
 class ModelPicker:
@@ -24,10 +25,7 @@ class ModelPicker:
                            show_progress="hidden")
 
     def _refresh(self, current: str | None) -> gr.Dropdown:
-        choices = self.registry.choices(self.model_type)
-        values = [v for _, v in choices]
-        keep = current if current in values else (values[0] if values else None)
-        return gr.Dropdown(choices=choices, value=keep)
+        return refreshed(self.registry.choices(self.model_type), current, fallback=lambda found: found[0] if found else None)
 
     def reload_on(self, triggers: list) -> None:
         """Re-read the list when a screen opens (page load, tab select): things appear while the app runs."""

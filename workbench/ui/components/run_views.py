@@ -12,7 +12,7 @@ from workbench.runs.records import RunRecord
 from workbench.runs.store import Store
 from workbench.services.run_results import eval_images, nearest_step, sample_columns
 from workbench.ui.components.analysis_plots import empty_plot
-from workbench.ui.components.plots import COLORS, as_plot, training_curves
+from workbench.ui.components.plots import COLORS, as_plot, number_axis, training_curves
 
 WAITING = "waiting for the first metrics"
 CURVE_COLUMNS = ["run_id", "run_name", "key", "step", "value"]
@@ -65,6 +65,7 @@ def sweep_plot(table: pd.DataFrame, swept: str, metric: str) -> PlotData:
                   "marker": {"size": 9, "color": COLORS[0]}, "hovertemplate": "%{text}<br>%{x}: %{y}<extra></extra>"}],
         "layout": {"template": "plotly_white", "height": 300, "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
                    "title": {"text": f"{metric} against {swept}"}, "xaxis": {"title": {"text": swept},
+                   **(number_axis(x) if numeric else {}),
                    "type": ("log" if (x > 0).all() and x.max() / max(x.min(), 1e-30) >= 100 else "linear")
                    if numeric else "category"},
                    "yaxis": {"title": {"text": metric}}}}

@@ -19,7 +19,7 @@ from workbench.services.run_log import live_log
 from workbench.services.run_results import default_sweep_metric, overlay_diff, sweep_table
 from workbench.services.training_form import LaunchForm, launch_note, parse_grid
 from workbench.ui.components.analysis_plots import empty_plot
-from workbench.ui.components.choices import refreshed
+from workbench.ui.components.choices import kept_value, refreshed
 from workbench.ui.components.errors import error_text, keep_error_visible, user_errors
 from workbench.ui.components.executor_picker import ExecutorPicker
 from workbench.ui.components.run_views import (WAITING, curves, gallery_items, sample_slider, split_keys,
@@ -104,10 +104,14 @@ class TrainPage:
                     self.smoothing = gr.Slider(0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=1)
                 with gr.Row():
                     train_keys, eval_keys = split_keys(self.store.keys())
+                    # The metric lists change with the overlaid runs, in the same tick that changes the runs; the
+                    # browser fires the runs' change event before it applies the new metric values, so that event
+                    # can carry a metric the new list lacks. Gradio's choice check would fail it: the values are
+                    # kept to the choices here (kept_value) and unknown ones plot as "waiting" instead.
                     self.keys = gr.Dropdown(train_keys, multiselect=True, label="Training metrics", scale=1,
-                                            elem_id="train-keys")
+                                            elem_id="train-keys", allow_custom_value=True)
                     self.eval_keys = gr.Dropdown(eval_keys, multiselect=True, label="Eval metrics", scale=1,
-                                                 elem_id="train-eval-keys")
+                                                 elem_id="train-eval-keys", allow_custom_value=True)
                 self.curves = gr.Plot(empty_plot(f"Training curves: {WAITING}"), show_label=False,
                                       elem_id="train-curves")
                 self.eval_curves = gr.Plot(empty_plot(f"Eval metrics: {WAITING}"), show_label=False,
@@ -340,24 +344,24 @@ class TrainPage:
             run_id, curve_runs = launch.run_ids[0], list(launch.run_ids)
             watch = TrainWatch(watch.launch_id, launch.run_ids, True, watch.note)
         if ids != tuple(known) or select:
-            curve_runs = refreshed(choices, curve_runs, True, ids[:1]).value
-            run_id = refreshed(choices, run_id, fallback=(curve_runs or [None])[0]).value
+            curve_runs = kept_value(choices, curve_runs, True, ids[:1])
+            run_id = kept_value(choices, run_id, fallback=(curve_runs or [None])[0])
             updates = (gr.Dropdown(choices=choices, value=curve_runs), gr.Dropdown(choices=choices, value=run_id),
                        refreshed(choices, diff_a), refreshed(choices, diff_b),
                        refreshed(self.sweep_choices(), sweep))
         else:
             updates = (gr.skip(),) * 5
         train_keys, all_eval = split_keys(self.store.keys(curve_runs or None))  # of the runs shown from now on
-        keys = refreshed(train_keys, keys, True, lambda found: [k for k in DEFAULT_KEYS if k in found][:1] or found[:1])
-        eval_keys = refreshed(all_eval, eval_keys, True,
-                              lambda found: [k for k in found if "psnr" in k or "acc" in k][:2] or found[:1])
+        keys = kept_value(train_keys, keys, True, lambda found: [k for k in DEFAULT_KEYS if k in found][:1] or found[:1])
+        eval_keys = kept_value(all_eval, eval_keys, True,
+                               lambda found: [k for k in found if "psnr" in k or "acc" in k][:2] or found[:1])
         samples = self._new_samples(known_samples, curve_runs)
         # The watch goes back only when this tick changed it: a tick that started before a launch click finished
         # holds the old watch, and writing it back would drop the launch (its runs never get selected).
         return (ids, samples[0], watch if select else gr.skip(), self.status_text(watch), self.table_frame(),
                 self.on_log(run_id), *updates,
-                *samples[1:], keys, eval_keys,
-                self.curves_plot(curve_runs, keys.value, smoothing), self.eval_plot(curve_runs, eval_keys.value, smoothing))
+                *samples[1:], gr.Dropdown(choices=train_keys, value=keys), gr.Dropdown(choices=all_eval, value=eval_keys),
+                self.curves_plot(curve_runs, keys, smoothing), self.eval_plot(curve_runs, eval_keys, smoothing))
 
     def _new_samples(self, known: tuple, run_ids: list[str] | None) -> tuple:
         """(steps, gallery, slider): the newest eval samples once a run writes new ones, else unchanged."""
@@ -389,14 +393,15 @@ class TrainPage:
         datasets = list_datasets(self.ctx.workspace)
         runs = self.run_choices()
         followed = self.followed_run()
-        run = refreshed(runs, run_id, fallback=followed)
+        run_id = kept_value(runs, run_id, fallback=followed)
         return (gr.Dropdown(choices=datasets, value=dataset or (datasets[0] if datasets else None)),
                 gr.Dropdown(choices=self._model_choices("maskgit_vqgan"), value=teacher),
                 gr.Dropdown(choices=self._model_choices("sftok"), value=tokenizer),
-                gr.Dropdown(choices=[""] + self._model_choices("sftok"), value=init or ""), run,
+                gr.Dropdown(choices=[""] + self._model_choices("sftok"), value=init or ""),
+                gr.Dropdown(choices=runs, value=run_id),
                 refreshed(runs, curve_runs, True, [followed] if followed else []),
                 refreshed(runs, diff_a), refreshed(runs, diff_b), refreshed(self.sweep_choices(), sweep),
-                self.on_log(run.value))
+                self.on_log(run_id))
 
     def _wire(self) -> None:
         form = [self.stage, self.preset, self.dataset, self.teacher, self.tokenizer, self.init, self.max_steps,
@@ -443,7 +448,9 @@ class TrainPage:
                         [self.known_runs, self.known_samples, self.watch, self.status, self.table, self.log,
                          self.curve_runs, self.run, self.diff_a, self.diff_b, self.sweep, self.samples,
                          self.sample_step, self.keys, self.eval_keys, self.curves, self.eval_curves],
-                        show_progress="hidden", api_name="train_refresh")
+                        # one tick at a time: a tick fired while the last is pending would send the lists' old
+                        # values, which the pending tick's new choices may no longer hold
+                        show_progress="hidden", api_name="train_refresh", trigger_mode="once")
 
 
 def build(ctx: AppContext) -> TrainPage:
