@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 from workbench.runs.store import StoreLockedError
 from workbench.services.devices import DEVICE_CHOICES, DeviceUnavailable, Placement, resolve_device
 from workbench.services.model_registry import (DEFAULT_COMPARISON_DIR, DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR,
-                                               DEFAULT_TEACHER_DIR, ModelUnavailable, missing_default_message)
+                                               DEFAULT_TEACHER_DIR, ModelRegistry, ModelUnavailable,
+                                               missing_default_message)
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
 from workbench.ui.app import parse_auth
 
@@ -45,6 +48,30 @@ def comparison_dir(choice: str | None, model_dir: Path) -> Path | None:
     return DEFAULT_COMPARISON_DIR if model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else None
 
 
+def describe_model(model_dir: Path) -> str:
+    """One line about the model folder from its config.json, without loading the weights."""
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text()).get("config", {})
+        return (f"{model_dir} ({cfg['image_size']} px, {cfg['num_latent_tokens']} tokens, "
+                f"codebook {cfg['codebook_size']})")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return str(model_dir)
+
+
+def load_in_background(registry: ModelRegistry) -> threading.Thread:
+    """Load and warm the default model in the background, so the page is up seconds earlier; the first
+    decode waits for it (the registry's lock) and a model that cannot load is reported there and here."""
+    def load() -> None:
+        try:
+            registry.get("default")
+        except ModelUnavailable as err:
+            print(f"error: {err}", file=sys.stderr)
+
+    thread = threading.Thread(target=load, name="load-default-model", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -69,15 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     except StoreLockedError as err:  # another app (or store CLI) owns this workspace's database
         print(f"error: {err}", file=sys.stderr)
         return 1
-    try:
-        loaded = ctx.registry.get("default")
-    except ModelUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    cfg = loaded.model.config
-    print(f"model: {model_dir} ({cfg.image_size} px, {cfg.num_latent_tokens} tokens, codebook {cfg.codebook_size}); "
-          f"device: {device}; workspace: {ctx.workspace.root}")
-    launch_app(build_app(ctx), ctx, options, block=True)
+    print(f"model: {describe_model(model_dir)}; device: {device}; workspace: {ctx.workspace.root}")
+    demo = build_app(ctx)
+    _, url, _ = launch_app(demo, ctx, options, block=False)
+    print(f"serving on {url}", flush=True)
+    load_in_background(ctx.registry)  # after the server is up: the load would otherwise compete with its start
+    demo.block_thread()
     return 0
 
 
