@@ -191,14 +191,14 @@ EMULATED = Bf16Support("cpu", False, "this CPU has neither AVX512-BF16 nor AMX, 
 def test_bf16_runs_where_native_and_reports_its_agreement_with_fp32(workspace, tiny_model_dir, sample_dir):
     service = DecodeService(ModelRegistry(workspace, tiny_model_dir, teacher=None, default_generator=None))
     service.bf16 = NATIVE  # as a CPU with AMX reports it
-    fp32 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(8, 1.0, 3)).trace
-    bf16 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(8, 1.0, 3, "bf16")).trace
+    fp32 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(4, 1.0, 3)).trace
+    bf16 = reconstruct_file(service, "default", sample_dir / "chelsea.png", DecodeSettings(4, 1.0, 3, "bf16")).trace
     assert (fp32.precision, fp32.fp32_agreement) == ("fp32", None)
     expected = float((bf16.ids_out[-1] == fp32.ids_out[-1]).mean())  # the same seed's fp32 decode
     assert bf16.precision == "bf16" and bf16.fp32_agreement == pytest.approx(expected)
     assert precision_line(bf16) == (f"Precision bf16: {expected:.1%} of the final proxy ids agree with the same decode "
                                     "in fp32.")
-    _, generated = service.generate("checkpoints/generator", "default", 1, DecodeSettings(4, 1.0, 0, "bf16"), 2.0)
+    _, generated = service.generate("checkpoints/generator", "default", 1, DecodeSettings(2, 1.0, 0, "bf16"), 2.0)
     assert generated.precision == "bf16" and 0.0 <= generated.fp32_agreement <= 1.0
 
 
