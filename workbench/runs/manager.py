@@ -203,6 +203,25 @@ class JobManager:
         sweep.run_ids = [run.id for run in self._queue(planned, validated=True)]
         return sweep
 
+    def submit_job(self, kind: str, command_for: Callable[[Path], list[str]], config: Mapping[str, Any], *,
+                   device: str = "cpu", name: str | None = None, slurm: SlurmOptions | None = None) -> RunRecord:
+        """Queue a run that is not a training stage (``kind``, e.g. an evaluation): the caller has checked it and
+        ``command_for(run_dir)`` gives its command line. It then starts, stops, resumes (``--resume`` appended)
+        and reports through its run directory exactly as a training run; ``config`` is what it records."""
+        if kind in STAGES:
+            raise ValueError(f"{kind!r} is a training stage: submit it with submit()")
+        if slurm is not None:
+            check_slurm_tools()
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}"
+        run_dir = self.store.run_dir_for(run_id)
+        where = format_devices(parse_devices(device)) if slurm is None else slurm.describe()
+        run = RunRecord(id=run_id, run_dir=str(run_dir), name=name or run_id, stage=kind, status=RunStatus.QUEUED,
+                        config=dict(config), command=list(command_for(run_dir)), git_commit=self.git_commit,
+                        device=where, executor="local" if slurm is None else self.slurm.name,
+                        executor_options={} if slurm is None else slurm.to_dict())
+        [run] = self._queue([_Planned(run, LaunchSpec(kind, None, (), str(run_dir)))], validated=True)
+        return run
+
     def _plan(self, stage: str, config: str | os.PathLike | None, overrides: list[str], device: str,
               name: str | None, sweep_id: str | None = None, slurm: SlurmOptions | None = None) -> _Planned:
         if stage not in STAGES:
