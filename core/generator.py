@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, _require
-from .sampling import StepOutput, masked_decode_step
+from .sampling import Generators, StepOutput, masked_decode_step, uniform
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,11 @@ class MaskGITGenerator(nn.Module):
 
     @torch.no_grad()
     def generate(self, class_ids: torch.Tensor, num_steps: int = 8, guidance_scale: float = 4.5,
-                 temperature: float = 1.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[StepOutput]]:
-        """Sample token ids (B, N) for classes (B,); logits = cond + s * (cond - uncond) as upstream."""
+                 temperature: float = 1.0, generator: Generators = None) -> tuple[torch.Tensor, list[StepOutput]]:
+        """Sample token ids (B, N) for classes (B,); logits = cond + s * (cond - uncond) as upstream.
+
+        ``generator``: one for the batch, or one per sample (each sample then draws as a batch of one would).
+        """
         if not 1 <= num_steps <= 32:
             raise ValueError(f"num_steps: must be in 1..32, got {num_steps}")
         cfg = self.config
@@ -194,7 +197,7 @@ class MaskGITGenerator(nn.Module):
         def skip_class_dropout_draw() -> None:
             # Upstream's forward draws a (B,) class-dropout mask even at sampling time (probability 0
             # or 1 there); drawing and discarding it keeps a seeded stream in step with upstream.
-            torch.rand(class_ids.shape[0], device=class_ids.device, generator=generator)
+            uniform((class_ids.shape[0],), class_ids.device, generator)
 
         steps = []
         for step in range(num_steps):

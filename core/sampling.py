@@ -6,13 +6,28 @@ result: a Gumbel draw of shape (B, S, V) for candidates, then one of shape (B, S
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 import torch
 
 from .schedules import arccos_mask_ratio, num_masked_after_step
 
 
-def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device, generator: torch.Generator | None,
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def uniform(shape: torch.Size | tuple[int, ...], device: torch.device, generator: Generators) -> torch.Tensor:
+    """U[0, 1) draws of ``shape``. A sequence of generators (one per row of the leading dimension) draws row b
+    from generator b alone: a sample's randomness then does not depend on which samples share its batch, and
+    equals what a batch of one with that generator draws (evaluations seed every sample by its own index)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, device=device, generator=generator)
+    if len(generator) != shape[0]:
+        raise ValueError(f"generator: {len(generator)} per-row generators for a batch of {shape[0]}")
+    return torch.stack([torch.rand(tuple(shape[1:]), device=device, generator=g) for g in generator])
+
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device, generator: Generators,
                  last_two_swapped: bool = False) -> torch.Tensor:
     """Standard Gumbel noise -log(-log(u)) with both logs clamped at 1e-20, as upstream.
 
@@ -22,9 +37,9 @@ def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device, gene
     """
     if last_two_swapped:
         swapped = (*shape[:-2], shape[-1], shape[-2])
-        u = torch.rand(swapped, device=device, generator=generator).transpose(-1, -2)
+        u = uniform(swapped, device, generator).transpose(-1, -2)
     else:
-        u = torch.rand(shape, device=device, generator=generator)
+        u = uniform(shape, device, generator)
     return -torch.log((-torch.log(u.clamp(min=1e-20))).clamp(min=1e-20))
 
 
@@ -41,7 +56,7 @@ class StepOutput:
 
 
 def masked_decode_step(logits: torch.Tensor, ids_in: torch.Tensor, mask_id: int, step: int, num_steps: int,
-                       randomize_temperature: float, generator: torch.Generator | None = None,
+                       randomize_temperature: float, generator: Generators = None,
                        codes_major_noise: bool = False, stats: bool = True) -> StepOutput:
     """Commit the most confident predictions of one pass; logits (B, S, V), ids_in (B, S).
 
@@ -50,6 +65,7 @@ def masked_decode_step(logits: torch.Tensor, ids_in: torch.Tensor, mask_id: int,
     the noise with ``zeros_like(logits)``, which keeps that layout; set it there to reproduce
     seeded results. The class generator's logits are plain (B, S, V) (leave it False).
     ``stats=False`` skips the per-slot confidence/entropy (left None), which only inspection needs.
+    ``generator``: one generator, or one per row (see :func:`uniform`).
     """
     r = (step + 1) / num_steps
     tau = randomize_temperature * (1.0 - r)

@@ -145,3 +145,26 @@ def test_generator_consumes_random_numbers_in_upstream_order(guidance):
     assert ids.shape == (2, cfg.num_tokens) and not (ids == cfg.mask_id).any()
     # floor(64 * acos(1/3) / (pi/2)) = floor(50.15), floor(64 * acos(2/3) / (pi/2)) = floor(34.27)
     assert [int((s.ids_out == cfg.mask_id).sum(1)[0]) for s in steps] == [50, 34, 0]
+
+
+def test_per_sample_generators_draw_as_batches_of_one(tiny_model, tiny_ids):
+    """One generator per sample: each sample's ids equal a batch of one with that generator, whoever shares its
+    batch (gFID seeds sample i by i, so its image does not depend on batch size or process count)."""
+    from core import GENERATOR_PRESETS, MaskGITGenerator
+
+    torch.manual_seed(0)
+    model = MaskGITGenerator(GENERATOR_PRESETS["tiny"]).eval()
+    classes = torch.tensor([3, 0, 7])
+    ids, _ = model.generate(classes, 4, 4.5, 1.0, [torch.Generator().manual_seed(10 + i) for i in range(3)])
+    for i in range(3):
+        alone, _ = model.generate(classes[i:i + 1], 4, 4.5, 1.0, torch.Generator().manual_seed(10 + i))
+        assert torch.equal(alone[0], ids[i])
+    swapped, _ = model.generate(classes.flip(0), 4, 4.5, 1.0, [torch.Generator().manual_seed(12 - i) for i in range(3)])
+    assert torch.equal(swapped.flip(0), ids)
+    with pytest.raises(ValueError, match="2 per-row generators for a batch of 3"):
+        model.generate(classes, 2, 0.0, 1.0, [torch.Generator(), torch.Generator()])
+    batch = tiny_ids[:2]  # the tokenizer's decoder draws through the same step
+    proxy, _ = tiny_model.decode_ids(batch, 3, 1.0, [torch.Generator().manual_seed(5 + i) for i in range(2)])
+    for i in range(2):
+        alone, _ = tiny_model.decode_ids(batch[i:i + 1], 3, 1.0, torch.Generator().manual_seed(5 + i))
+        assert torch.equal(alone[0], proxy[i])
