@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from workbench.services.analyses import AnalysisService
-from workbench.ui.pages import codebook, compare, generate, information, reconstruct, train
+from workbench.ui.pages import codebook, compare, evaluate, generate, information, reconstruct, train
 from workbench.ui.context import AppContext
 
 MAX_UPLOAD = "25mb"
@@ -58,6 +58,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             if ctx.jobs is not None:
                 with gr.Tab("Train", id="train") as tab:
                     pages.append((tab, train.build(ctx)))
+                with gr.Tab("Evaluate", id="evaluate") as tab:
+                    pages.append((tab, evaluate.build(ctx)))
             with gr.Tab("Generate", id="generate") as tab:
                 pages.append((tab, generate.build(ctx)))
             analyses = AnalysisService(ctx.registry, ctx.workspace)  # one queue of analyses for both screens

@@ -13,17 +13,18 @@ EXECUTORS = ("local", "slurm")
 
 
 class ExecutorPicker:
-    """``inputs`` go last in an event's inputs; ``split`` takes them back off the values."""
+    """``inputs`` go last in an event's inputs; ``split`` takes them back off the values. ``name`` prefixes the
+    element ids (one picker per screen)."""
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, name: str = "train") -> None:
         try:
             defaults, note = load_slurm_defaults(workspace), ""
         except ValueError as err:
             defaults, note = SlurmOptions(), f"slurm.yaml ignored: {err}"
-        self.choice = gr.Radio(list(EXECUTORS), value="local", label="Executor", elem_id="train-executor")
+        self.choice = gr.Radio(list(EXECUTORS), value="local", label="Executor", elem_id=f"{name}-executor")
         with gr.Group(visible=False) as self.slurm_group:
             with gr.Row():
-                partition = gr.Textbox(defaults.partition, label="Partition", elem_id="train-slurm-partition")
+                partition = gr.Textbox(defaults.partition, label="Partition", elem_id=f"{name}-slurm-partition")
                 time_min = gr.Number(defaults.time_min, precision=0, minimum=1, label="Time (min)")
             with gr.Row():
                 nodes = gr.Number(defaults.nodes, precision=0, minimum=1, label="Nodes")
