@@ -176,3 +176,65 @@ def test_information_screen(page, screenshot):
     assert page.locator("#info-mi .barlayer .point").count() == 24
     assert "A: embedded default" in page.locator("#info-summary").inner_text()
     screenshot("information")
+
+
+def _pick_model(page, picker: str, value: str) -> None:
+    box = page.locator(f"{picker} input")
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+
+
+AB_STATUS = "document.querySelector('#ab-status')?.innerText || ''"
+# The first step (1-based) at which both sides' pictures differ from their last step's, from the frames sent; 0 if none.
+AB_MOVING_STEP = """() => {
+    const d = JSON.parse(document.querySelector('#ab-scrubber .ab').dataset.ab), last = d.steps - 1;
+    const differs = (side, s) => side.frames[side.index[s]] !== side.frames[side.index[last]];
+    for (let s = 0; s < last; s++) if (differs(d.a, s) && differs(d.b, s)) return s + 1;
+    return 0;
+}"""
+
+
+def test_ab_one_slider_drives_both_sides(page, screenshot, browser_app, tmp_path):
+    """A/B: one upload, one slider; both sides' pictures move where both decode in steps, a one-step side holds."""
+    import shutil
+
+    import skimage.data
+    from PIL import Image
+
+    from tests.app_fixtures import save_tiny_model, save_tiny_titok
+
+    root = browser_app[0].workspace.root / "ab-browser"
+    save_tiny_titok(root / "titok")
+    save_tiny_model(root / "sftok-b", seed=5)
+    try:
+        page.get_by_role("tab", name="A/B").click()  # opening the screen re-reads the lists: the new folders are in
+        _pick_model(page, "#ab-b-picker", "ab-browser/titok")
+        path = tmp_path / "rocket.png"
+        Image.fromarray(skimage.data.rocket()).save(path)
+        page.locator("#ab-upload input[type=file]").set_input_files(str(path))
+        page.wait_for_function(f"{AB_STATUS}.includes('B: ab-browser/titok')")
+        page.wait_for_function("document.querySelector('#ab-b figcaption')?.innerText.includes('B: ab-browser/titok')")
+        page.wait_for_selector("#ab-curve .scatterlayer .trace path.js-line")
+        assert "32 tokens × 12 bits = 384 bits" in page.locator("#ab-budget").inner_text()
+        a_last, b_last = _src(page, "#ab-a"), _src(page, "#ab-b")
+        page.locator("#ab-scrubber input[type=range]").fill("2")
+        page.wait_for_function("document.querySelector('#ab-scrubber .ab-now').textContent === '2'")
+        assert _src(page, "#ab-a") != a_last  # the multi-step SFTok shows its step 2
+        assert _src(page, "#ab-b") == b_last  # the one-step TiTok holds its frame
+        assert "held: decodes in one step" in page.locator("#ab-b").inner_text()
+        screenshot("ab")
+        # two SFTok checkpoints: the same slider moves both
+        _pick_model(page, "#ab-b-picker", "ab-browser/sftok-b")
+        page.locator("#ab-run").click()
+        page.wait_for_function(f"{AB_STATUS}.includes('B: ab-browser/sftok-b')")
+        page.wait_for_function("document.querySelector('#ab-b figcaption')?.innerText.includes('B: ab-browser/sftok-b')")
+        a_last, b_last = _src(page, "#ab-a"), _src(page, "#ab-b")
+        step = page.evaluate(AB_MOVING_STEP)  # random weights: some steps may repeat the last picture
+        assert step > 0, "no step where both random SFTok decodes differ from their last step"
+        page.locator("#ab-scrubber input[type=range]").fill(str(step))
+        page.wait_for_function(f"document.querySelector('#ab-scrubber .ab-now').textContent === '{step}'")
+        assert _src(page, "#ab-a") != a_last and _src(page, "#ab-b") != b_last
+        assert "held" not in page.locator("#ab-b").inner_text()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
