@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from workbench.io.tokenizer_sources import FAMILY_NAMES
 from workbench.services.compare import Comparison, CompareService, Side
 from workbench.services.decoding import DecodeSettings, SettingsError
 from workbench.services.model_registry import COMPARISON_CHOICE, TEACHER_CHOICE, TOKENIZERS, ModelRegistry
@@ -116,16 +117,17 @@ def psnr_figure(result: Comparison) -> dict[str, Any]:
 
 
 def budget_markdown(result: Comparison) -> str:
-    """Each side's token budget beside its decode: tokens x bits per token, steps, last-step PSNR."""
-    rows = ["| | tokenizer | family | budget | steps decoded | PSNR at the last step |", "|---|---|---|---|---|---|"]
+    """Each side's token budget beside its decode: tokens x bits per token, steps decoded, last-step PSNR."""
+    lines = ["**Token budget** (tokens × log2(codebook size) bits)", ""]
     for tag, side in zip("AB", result.sides):
-        steps = str(side.own_steps) + (" (held after)" if side.own_steps < result.steps else "")
+        steps = f"{side.own_steps} step{'s' if side.own_steps > 1 else ''}"
+        steps += ", held after" if side.own_steps < result.steps else ""
         label = html.escape(side.label.split(": ", 1)[-1])
-        rows.append(f"| {tag} | {label} | {side.info.family} | **{side.budget.describe()}** | {steps} | "
-                    f"{format_psnr(float(side.psnr[-1]))} |")
+        lines.append(f"- **{tag}** {label} ({FAMILY_NAMES.get(side.info.family, side.info.family)}): "
+                     f"**{side.budget.describe()}** · {steps} · last step {format_psnr(float(side.psnr[-1]))}")
     a, b = result.a.budget.bits, result.b.budget.bits
-    ratio = (f"A stores an image in {a / b:.2f}× the bits of B." if a != b else "A and B store an image in the same bits.")
-    return "**Token budget** (tokens × log2(codebook size) bits)\n\n" + "\n".join(rows) + "\n\n" + ratio
+    lines += ["", f"A stores an image in {a / b:.2f}× the bits of B." if a != b else "A and B store an image in the same bits."]
+    return "\n".join(lines)
 
 
 def status_text(result: Comparison) -> str:
@@ -163,7 +165,8 @@ class ComparePage:
                 self.view = gr.HTML(EMPTY_HTML, elem_id="ab-scrubber", js_on_load=ON_LOAD)
         with gr.Row():
             self.curve = gr.Plot(show_label=False, scale=3, elem_id="ab-curve")
-            self.budget = gr.Markdown(elem_id="ab-budget")
+            with gr.Column(scale=2):
+                self.budget = gr.Markdown(elem_id="ab-budget")
         self._wire()
 
     @property
