@@ -1,8 +1,10 @@
 """A real app and headless Debian Chromium (never a downloaded browser) for the Playwright tests."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,34 @@ def save_screenshot(page, name: str) -> Path:
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, docs / path.name)
     return path
+
+
+class _Tracebacks(logging.Handler):
+    """Log records that carry a traceback (gradio and the workbench log faults with ``exc_info``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.seen.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_server_tracebacks(capfd):
+    """Fail a browser test on any traceback the app (same process, server threads) printed or logged while it
+    ran: a user's mistake is a message, never a traceback. What was captured is passed through for the report."""
+    handler = _Tracebacks()
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        out, err = capfd.readouterr()
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+    printed = [chunk for chunk in (out + err).split("Traceback (most recent call last)")[1:]]
+    assert not printed and not handler.seen, (
+        f"the server printed {len(printed)} and logged {len(handler.seen)} traceback(s); the first:\n"
+        + ("Traceback (most recent call last)" + printed[0] if printed else handler.seen[0])[:3000])

@@ -90,28 +90,83 @@ def test_generate_screen(page, screenshot):
     screenshot("generate")
 
 
-def test_train_sweep_is_watched_live(page, screenshot, browser_app):
-    """Launch a two-point sweep: acknowledged at once, live log lines, curves, eval samples, the sweep table."""
+JOBS = "document.querySelector('#train-jobs').innerText"
+LOG = "document.querySelector('#train-log').innerText"
+
+
+def _count(page, word: str) -> int:
+    return page.evaluate(f"({JOBS}.match(/\\b{word}\\b/g) || []).length")
+
+
+def _launch_and_follow(page, button: str = "#train-launch") -> None:
+    """Click a launch button and wait until the run picker follows the new run (the screen selects it)."""
+    before = page.locator("#train-run input").input_value()
+    page.locator(button).click()
+    page.wait_for_function(f"document.querySelector('#train-run input').value !== {before!r}", timeout=120_000)
+
+
+def _set(page, elem: str, value: str) -> None:
+    box = page.locator(f"{elem} input, {elem} textarea").first
+    box.fill(value)
+    box.press("Tab")
+
+
+def test_train_sitting_on_one_page(page, screenshot, browser_app):
+    """What a researcher does in one sitting, on one page without reloads until the end: launch and watch a run to
+    its end, launch again (the screen once froze here), cancel and resume, sweep, then reload mid-run."""
     page.get_by_role("tab", name="Train").click()
     dataset = page.locator("#train-dataset input")
     dataset.click()
     dataset.fill("datasets/small")
     dataset.press("Enter")
-    page.locator("#train-steps input").fill("20")
-    page.locator("#train-extra textarea").fill("eval_every=10\nlog_every=5\ndata.eval_batch_size=4")
+    _set(page, "#train-steps", "10")
+    _set(page, "#train-extra", "eval_every=5\nlog_every=5\ndata.eval_batch_size=4")
+    page.locator("#train-launch").click()  # acknowledged at once, validated in the background
+    page.wait_for_function(f"{JOBS}.includes('validating')", timeout=10_000)
+    page.wait_for_function(f"/step \\d+: loss/.test({LOG})", timeout=180_000)
+    page.wait_for_selector("#train-curves .scatterlayer .trace path.js-line", timeout=60_000)
+    page.wait_for_function(f"({JOBS}.match(/\\bdone\\b/g) || []).length >= 1", timeout=240_000)
+    page.wait_for_selector("#train-samples img", timeout=60_000)
+    assert "input | reconstruction" in page.locator("#train-samples").inner_text()
+    # the same button again: table, log and curves must follow the second run to its end
+    _launch_and_follow(page)
+    page.wait_for_function(f"({JOBS}.match(/\\bdone\\b/g) || []).length >= 2", timeout=240_000)
+    page.wait_for_function(f"{LOG}.includes('finished at step 10')", timeout=30_000)
+    # cancel a long run once it logs, then resume it: the log shows the stop and the resume, in that order
+    _set(page, "#train-steps", "5000")
+    _launch_and_follow(page)
+    page.wait_for_function(f"/step \\d+: loss/.test({LOG})", timeout=180_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function(f"{LOG}.includes('stopped at step')", timeout=120_000)
+    page.wait_for_function(f"({JOBS}.match(/\\bstopped\\b/g) || []).length >= 1", timeout=60_000)
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_function(f"{LOG}.includes('resumed from checkpoint')", timeout=180_000)
+    log = page.evaluate(LOG)
+    assert log.index("stopped at step") < log.index("resumed from checkpoint") < log.rindex("started stage")
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function(f"({JOBS}.match(/\\bstopping\\b/g) || []).length == 0", timeout=120_000)
+    # a two-point sweep from the same page
+    _set(page, "#train-steps", "10")
     page.locator("#train-sweep-grid").get_by_text("Sweep grid").click()
     page.locator("#train-grid textarea").fill("optim.lr=1e-4, 3e-4")
-    page.locator("#train-sweep").click()
-    page.wait_for_function("document.querySelector('#train-jobs').innerText.includes('validating')", timeout=10_000)
-    page.wait_for_function("/step \\d+: loss/.test(document.querySelector('#train-log').innerText)", timeout=180_000)
-    page.wait_for_selector("#train-curves .scatterlayer .trace path.js-line", timeout=60_000)
-    page.wait_for_selector("#train-samples img", timeout=180_000)
+    _launch_and_follow(page, "#train-sweep")
+    page.wait_for_function(f"({JOBS}.match(/\\bdone\\b/g) || []).length >= 4", timeout=300_000)
     page.wait_for_selector("#train-eval-curves .scatterlayer .trace", timeout=60_000)
     sweep = page.locator("#train-sweep-pick input")
     sweep.click()
     page.locator("ul[role=listbox] li").first.click()
     page.wait_for_function("document.querySelector('#train-sweep-table').innerText.includes('optim.lr')")
+    assert "psnr" in page.locator("#train-sweep-y input").input_value()  # judged on what it optimises
     screenshot("train")
+    # reload mid-run: the run picker, the log and the launched settings come back without a click
+    _set(page, "#train-steps", "5000")
+    _launch_and_follow(page)
+    page.wait_for_function(f"{JOBS}.includes('running')", timeout=120_000)
+    page.reload()
+    page.get_by_role("tab", name="Train").click()
+    page.wait_for_function("document.querySelector('#train-run input').value !== ''", timeout=30_000)
+    page.wait_for_function(f"{LOG}.includes('started stage')", timeout=60_000)
+    assert page.locator("#train-steps input").input_value() == "5000"
     ctx = browser_app[0]
     for run in ctx.jobs.store.list_runs():
         if run.status in ("queued", "running"):

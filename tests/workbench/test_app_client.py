@@ -199,7 +199,8 @@ def _refresh(fresh, run_id, curve_runs, watch_runs=None) -> dict:
     names = ("status", "table", "log", "curve_runs", "run", "diff_a", "diff_b", "sweep", "samples", "sample_step",
              "keys", "eval_keys", "curves",
              "eval_curves")
-    return dict(zip(names, fresh.predict(run_id, curve_runs, None, None, 0.0, api_name="/train_refresh")))
+    return dict(zip(names, fresh.predict(run_id, curve_runs, None, None, 0.0, None, None, None,
+                                         api_name="/train_refresh")))
 
 
 def test_training_job_lifecycle(fresh, served_app):

@@ -70,7 +70,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         for tab, page in pages:  # lists of models, datasets and runs are read when a screen opens
             page.reload_lists_on([demo.load, tab.select])
             if hasattr(page, "restore_on"):  # settings kept in the browser come back on a reload
-                page.restore_on(demo.load)
+                page.restore_on(tab.select)
     return demo
 
 

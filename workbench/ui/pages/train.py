@@ -159,14 +159,19 @@ class TrainPage:
     def save_form(self, *values: Any) -> dict[str, Any]:
         return dict(zip(self.remembered, values))
 
-    def restore_form(self, saved: dict[str, Any] | None) -> tuple:
+    def restore_form(self, saved: dict[str, Any] | None, restored: bool) -> tuple:
+        if restored:  # once per page: later visits to the tab keep what the user typed since
+            return (True, *(gr.skip() for _ in self.remembered))
         saved = saved or {}
-        return tuple(saved[name] if name in saved else gr.skip() for name in self.remembered)
+        return (True, *(saved[name] if name in saved else gr.skip() for name in self.remembered))
 
-    def restore_on(self, load: Any) -> None:
-        """On a page (re)load, put back the settings of this browser's last launch."""
-        load(self.restore_form, [self.saved_form], list(self.remembered.values()), show_progress="hidden",
-             api_visibility="private")
+    def restore_on(self, opened: Any) -> None:
+        """When the screen first opens on a page, put back the settings of this browser's last launch. On the
+        tab's first select, not on page load: a tab's fields are made when it is first shown, and values sent
+        to them before that are lost."""
+        restored = gr.State(False)
+        opened(self.restore_form, [self.saved_form, restored], [restored, *self.remembered.values()],
+               show_progress="hidden", api_visibility="private")
 
     # -- data -------------------------------------------------------------------------------------
     def _model_choices(self, model_type: str) -> list[str]:
