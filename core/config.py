@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 
 class ConfigError(ValueError):
@@ -153,21 +153,7 @@ class SFTokConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SFTokConfig":
         """Build from our flat layout; unknown fields are rejected by name."""
-        data = dict(data)
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        _require(not unknown, "config", f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-        for name in ("encoder", "decoder"):
-            if isinstance(data.get(name), str):
-                data[name] = vit_size(data[name], name)
-            elif isinstance(data.get(name), Mapping):
-                data[name] = VitConfig(**data[name])
-        if isinstance(data.get("teacher"), Mapping):
-            data["teacher"] = TeacherConfig(**data["teacher"])
-        try:
-            return cls(**data)
-        except TypeError as err:  # wrong types inside nested configs
-            raise ConfigError(f"config: {err}") from err
+        return from_flat_dict(cls, data, "config")
 
     def replace(self, **changes: Any) -> "SFTokConfig":
         return dataclasses.replace(self, **changes)
@@ -235,3 +221,26 @@ def resolve_config(cfg: Any) -> SFTokConfig:
     if is_official_layout(cfg):
         return from_official(cfg)
     return SFTokConfig.from_dict(cfg)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def from_flat_dict(cls: type[ConfigT], data: Mapping[str, Any], what: str) -> ConfigT:
+    """A tokenizer config (SFTok, TiTok) from our flat layout: ViT sizes by name or as dicts, the teacher as a
+    dict; unknown fields are refused by name, and ``what`` names the config in every error."""
+    data = dict(data)
+    allowed = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - allowed)
+    _require(not unknown, what, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+    for name in ("encoder", "decoder"):
+        if isinstance(data.get(name), str):
+            data[name] = vit_size(data[name], name)
+        elif isinstance(data.get(name), Mapping):
+            data[name] = VitConfig(**data[name])
+    if isinstance(data.get("teacher"), Mapping):
+        data["teacher"] = TeacherConfig(**data["teacher"])
+    try:
+        return cls(**data)
+    except TypeError as err:  # wrong types inside nested configs
+        raise ConfigError(f"{what}: {err}") from err

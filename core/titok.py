@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VIT_SIZES, ConfigError, TeacherConfig, VitConfig, vit_size
+from .config import VIT_SIZES, ConfigError, TeacherConfig, VitConfig, from_flat_dict, vit_size
 from .encoder import TiTokEncoder
 from .inputs import check_images, check_token_ids
 from .kernels import linear
@@ -74,21 +74,7 @@ class TiTokConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TiTokConfig":
         """Our flat layout (``save_pretrained``); unknown fields are refused by name."""
-        data = dict(data)
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        _require(not unknown, "titok config", f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-        for name in ("encoder", "decoder"):
-            if isinstance(data.get(name), str):
-                data[name] = vit_size(data[name], name)
-            elif isinstance(data.get(name), Mapping):
-                data[name] = VitConfig(**data[name])
-        if isinstance(data.get("teacher"), Mapping):
-            data["teacher"] = TeacherConfig(**data["teacher"])
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"titok config: {err}") from err
+        return from_flat_dict(cls, data, "titok config")
 
 
 TITOK_PRESETS: dict[str, TiTokConfig] = {
