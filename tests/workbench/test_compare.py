@@ -40,6 +40,11 @@ def workspace(tmp_path_factory) -> Path:
     (root / "downloads" / "tokenizer_titok_b64.bin").write_bytes(b"not weights: a listing must not read them")
     (root / "revq-512T").mkdir()
     (root / "revq-512T" / "ckpt.pth").write_bytes(b"junk")
+    # official layouts: config.json is a training config without model_type; TiTok's is told by its tensor names
+    for name, source in (("titok-hub", "checkpoints/titok"), ("sftok-official", "checkpoints/teacher")):
+        (root / "official" / name).mkdir(parents=True)
+        shutil.copy(root / source / "model.safetensors", root / "official" / name / "model.safetensors")
+        (root / "official" / name / "config.json").write_text(json.dumps({"model": {"vq_model": {}}}))
     return root
 
 
@@ -103,8 +108,12 @@ def test_listing_offers_every_family_without_reading_weights(registry):
     assert choices["downloads/tokenizer_titok_b64.bin"].endswith("(TiTok)")  # junk bytes: listed by name
     assert choices["revq-512T"] == "revq-512T (ReVQ)"
     assert "checkpoints/generator" not in choices
+    assert choices["official/titok-hub"] == "official/titok-hub (TiTok)"
+    assert choices["official/sftok-official"] == "official/sftok-official (SFTok)"  # no TiTok tensor names
     # the SFTok pickers are unchanged: no other family there
-    assert {v for _, v in registry.choices()} == {"default", "runs/r1/checkpoints/model"}
+    sftok_only = {v for _, v in registry.choices()}
+    assert {"default", "runs/r1/checkpoints/model"} <= sftok_only
+    assert not sftok_only & {TEACHER_CHOICE, "checkpoints/titok", "checkpoints/teacher", "revq-512T"}
 
 
 def test_a_broken_listed_file_is_a_message(registry):
