@@ -99,3 +99,13 @@ def no_server_tracebacks(capfd):
     assert not printed and not handler.seen, (
         f"the server printed {len(printed)} and logged {len(handler.seen)} traceback(s); the first:\n"
         + ("Traceback (most recent call last)" + printed[0] if printed else handler.seen[0])[:3000])
+
+
+@pytest.fixture(scope="session")
+def eval_inception(browser_app) -> Path:
+    """A random-init Inception in torch-fidelity's file format, in the browser workspace's ``weights/`` (where the
+    Evaluate screen looks); made only for the tests that ask for it (building it costs seconds)."""
+    from analysis.fid import INCEPTION_WEIGHTS_FILE
+    from tests.analysis.random_inception import save_random_inception
+
+    return save_random_inception(browser_app[0].workspace.root / "weights" / INCEPTION_WEIGHTS_FILE)

@@ -293,3 +293,32 @@ def test_ab_one_slider_drives_both_sides(page, screenshot, browser_app, tmp_path
         assert "held" not in page.locator("#ab-b").inner_text()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+EVAL_JOBS = "(document.querySelector('#eval-jobs')?.innerText || '')"
+
+
+def test_evaluate_screen_runs_a_job_to_a_table_and_a_plot(page, screenshot, eval_inception):
+    """Evaluate: the embedded default at 2 step counts on 4 images; progress in the jobs list, then the paper-shaped
+    table, the rFID plot, the reported rows in their own table, and the CSV / LaTeX exports."""
+    page.get_by_role("tab", name="Evaluate").click()
+    assert page.locator("#eval-inception textarea").input_value() == str(eval_inception)
+    _pick_model(page, "#eval-dataset", "datasets/small")
+    _set(page, "#eval-steps", "1,2")
+    _set(page, "#eval-images", "4")
+    page.get_by_label("LPIPS (skipped with a note when its weights are not local)").uncheck()
+    page.locator("#eval-launch").click()
+    page.wait_for_function(f"/\\b[1-4] \\/ 4\\b/.test({EVAL_JOBS})", timeout=240_000)  # images done / total
+    page.wait_for_function(f"/\\bdone\\b/.test({EVAL_JOBS})", timeout=300_000)
+    page.wait_for_function("(document.querySelector('#eval-results')?.innerText || '').includes('embedded default')",
+                           timeout=30_000)
+    results = page.locator("#eval-results").inner_text()
+    assert "rFID" in results and "PSNR" in results and "usage %" in results
+    page.wait_for_selector("#eval-plot .scatterlayer .trace path.js-line", timeout=30_000)
+    reported = page.locator("#eval-reported").inner_text()
+    assert "SFTok-B" in reported and "1.44" in reported and "2.29" in reported
+    assert "1.44" not in results  # the reported numbers never sit among the measured rows
+    page.locator("#eval-export").click()
+    page.wait_for_function("(document.querySelector('#eval-files')?.innerText || '').includes('.tex')", timeout=30_000)
+    assert ".csv" in page.locator("#eval-files").inner_text()
+    screenshot("evaluate")
