@@ -1,4 +1,4 @@
-"""``python -m analysis {steps,codebook,umap,mi,eval}``: run one analysis, write JSON/CSV and an HTML report.
+"""``python -m analysis {steps,codebook,umap,mi,eval,gen-eval}``: run one analysis, write JSON/CSV and an HTML report.
 
 Every subcommand takes a saved SFTok model folder (``--model``), optionally the MaskGIT-VQGAN
 teacher (``--teacher``; needed for proxy-code statistics, and for pixels from stage-1/2 models),
@@ -25,6 +25,7 @@ from core.perceptual import MissingWeightsError
 from .umap_embedding import codebook_umap, default_cache_dir
 from .data import ImageBatch, iter_image_batches
 from .eval_run import EvalConfig, run_evaluation, unique_labels
+from .gen_eval import GenEvalConfig, run_generator_evaluation
 from .estimators import neighbour_mutual_information, pairwise_mutual_information
 from .metric_suite import load_metric_suite
 from .model_mi import decode_trajectory, leave_one_out_mi, self_forcing_gap, sftok_mi_inputs, trajectory_information
@@ -359,6 +360,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- gen-eval --------------------------------------------------------------------------------------
+def parse_float_list(text: str, name: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise UsageError(f"{name}: expected comma-separated numbers, got {text!r}") from err
+    if not values:
+        raise UsageError(f"{name}: empty list")
+    return values
+
+
+def gen_eval_config(args: argparse.Namespace) -> GenEvalConfig:
+    """The generator evaluation a ``gen-eval`` command line asks for."""
+    return GenEvalConfig(
+        generator=args.generator, tokenizer=args.tokenizer, reference=args.reference, out=args.out,
+        num_images=args.num_images, steps=tuple(parse_int_list(args.steps, "--steps")),
+        guidance=tuple(parse_float_list(args.guidance, "--guidance")), temperature=args.temperature,
+        decode_steps=args.decode_steps, decode_temperature=args.decode_temperature, batch_size=args.batch_size,
+        seed=args.seed, inception_weights=args.inception_weights, teacher=args.teacher,
+        precision_recall=not args.no_precision_recall, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        device=args.device)
+
+
+def cmd_gen_eval(args: argparse.Namespace) -> int:
+    import os
+
+    config = gen_eval_config(args)
+    main_rank = int(os.environ.get("RANK", 0)) == 0
+    bar = None
+    if args.progress and main_rank:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="gen-eval (rank 0)", unit="img", total=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+    try:
+        result = run_generator_evaluation(config, progress)
+    except MissingWeightsError as err:
+        raise MissingWeightsError(f"{err}\n{inception_fetch_hint()}") from err
+    finally:
+        if bar is not None:
+            bar.close()
+    if main_rank:
+        print_table(result.records, ["steps", "guidance", "num_images", "gfid", "is", "is_adm_splits", "precision",
+                                     "recall", "gfid_our_reference_stats"])
+        first = result.records[0]
+        print(f"reference: {first['reference']} ({first['reference_num_images']} images; {first['reference_protocol']})")
+        for note in first["notes"]:
+            print(f"note: {note}")
+        print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
@@ -439,6 +497,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results.json)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("gen-eval", help="gFID / IS / precision-recall of the class-conditional generator against an "
+                                        "ADM reference batch; class-balanced seeded samples, N processes, resumable")
+    p.add_argument("--generator", required=True, help="saved MaskGIT generator folder")
+    p.add_argument("--tokenizer", required=True, help="the tokenizer that decodes its tokens (any the app loads)")
+    p.add_argument("--teacher", help="MaskGIT-VQGAN teacher, for a stage-1/2 tokenizer that renders through it")
+    p.add_argument("--reference", required=True,
+                   help="reference .npz: ADM's VIRTUAL_imagenet256_labeled.npz (mu, sigma, arr_0) or ours")
+    p.add_argument("--num-images", type=int, default=50_000, help="samples in all (class i mod C); default 50000")
+    p.add_argument("--steps", default="8", help="generator sampling step counts, e.g. 8 or 4,8")
+    p.add_argument("--guidance", default="4.5", help="classifier-free guidance scales, e.g. 4.5 or 0,4.5")
+    p.add_argument("--temperature", type=float, default=1.0, help="the generator's randomize temperature")
+    p.add_argument("--decode-steps", type=int, default=None, help="tokenizer decoding steps (default: its own)")
+    p.add_argument("--decode-temperature", type=float, default=None, help="tokenizer temperature (default: its own)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per batch on each process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--inception-weights", help="weights-inception-2015-12-05-6726825d.pth (default: torch hub cache)")
+    p.add_argument("--no-precision-recall", action="store_true", help="skip precision/recall (keeps no features)")
+    p.add_argument("--checkpoint-every", type=int, default=20, help="batches between saved partial statistics")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/partial (same settings and process count)")
+    p.add_argument("--out", required=True, help="output folder (results.json)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_gen_eval)
     return parser
 
 

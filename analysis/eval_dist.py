@@ -58,3 +58,28 @@ def all_reduce_sum(state: Mapping[str, np.ndarray], ranks: Ranks) -> dict[str, n
 def barrier(ranks: Ranks) -> None:
     if ranks.world > 1:
         dist.barrier()
+
+
+def gather_rank_rows(rows: np.ndarray, total: int, ranks: Ranks) -> np.ndarray:
+    """Every rank's rows back in global order (total, ...), on every rank.
+
+    Rank r holds global rows r, r + world, ... (the split of :mod:`analysis.rank_data`), in that order; rows
+    that are not sums (per-image features for precision/recall) travel this way, in their own dtype.
+    """
+    from .rank_data import rank_share
+
+    rows = np.ascontiguousarray(rows)
+    if rows.shape[0] != rank_share(total, ranks.rank, ranks.world):
+        raise ValueError(f"rank {ranks.rank}: holds {rows.shape[0]} rows, its share of {total} is "
+                         f"{rank_share(total, ranks.rank, ranks.world)}")
+    if ranks.world == 1:
+        return rows.copy()
+    padded = torch.zeros((rank_share(total, 0, ranks.world), *rows.shape[1:]), dtype=torch.from_numpy(rows).dtype,
+                         device=ranks.device)
+    padded[:rows.shape[0]] = torch.from_numpy(rows).to(ranks.device)
+    parts = [torch.empty_like(padded) for _ in range(ranks.world)]
+    dist.all_gather(parts, padded)
+    out = np.empty((total, *rows.shape[1:]), rows.dtype)
+    for r, part in enumerate(parts):
+        out[r::ranks.world] = part[:rank_share(total, r, ranks.world)].cpu().numpy()
+    return out
