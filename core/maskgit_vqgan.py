@@ -120,24 +120,40 @@ class VQGANDecoder(nn.Module):
         self.norm_out = nn.GroupNorm(g, block_in, eps=1e-6)
         self.conv_out = nn.Conv2d(block_in, 3, 3, padding=1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, skip_levels: int = 0) -> torch.Tensor:
         """z (B, z_channels, h, w) -> images (B, 3, h*f, w*f), unclamped, contiguous.
 
-        On CPU the activations run channels-last (oneDNN's preferred layout for these convs); the
-        upsampling convs run at low resolution (:func:`upsample2x_conv3x3`).
+        ``skip_levels`` > 0 stops before the last ``skip_levels`` upsamplings and their levels and
+        applies the output layers there: a picture 2**skip_levels times smaller for a fraction of the
+        cost (the full-resolution levels hold most of the FLOPs), for previews. Allowed only where that
+        level has the output layers' channel count. On CPU the activations run channels-last (oneDNN's
+        preferred layout for these convs); the upsampling convs run at low resolution
+        (:func:`upsample2x_conv3x3`).
         """
+        self.check_skip_levels(skip_levels)
         if z.device.type == "cpu":
             z = z.contiguous(memory_format=torch.channels_last)
         h = self.conv_in(z)
         for block in self.mid:
             h = block(h)
-        for i in reversed(range(len(self.up))):
+        for i in reversed(range(skip_levels, len(self.up))):
             level = self.up[i]
             for block in level.block:
                 h = block(h)
-            if i > 0:
+            if i > skip_levels:
                 h = upsample2x_conv3x3(h, level.upsample_conv)
         return self.conv_out(F.silu(self.norm_out(h))).contiguous()
+
+    def check_skip_levels(self, skip_levels: int) -> None:
+        """Refuse a ``skip_levels`` whose level does not end in the output layers' channel count."""
+        if skip_levels == 0:
+            return
+        if not 0 < skip_levels < len(self.up):
+            raise ValueError(f"skip_levels: must be in 0..{len(self.up) - 1}, got {skip_levels}")
+        width = self.up[skip_levels].block[-1].conv2.out_channels
+        if width != self.norm_out.num_channels:
+            raise ValueError(f"skip_levels={skip_levels}: that level has {width} channels, the output layers take "
+                             f"{self.norm_out.num_channels}")
 
 
 class VectorQuantizer(nn.Module):

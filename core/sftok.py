@@ -6,7 +6,7 @@ keys); ``decode_steps`` additionally exposes every decoding step for inspection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -209,6 +209,27 @@ class SFTok(nn.Module):
         proxy = torch.full((ids.shape[0], cfg.num_proxy_codes), cfg.mask_id, dtype=torch.long, device=ids.device)
         return z_q, num_steps, temperature, proxy
 
+    @torch.no_grad()  # torch applies it around every resumption of a generator
+    def iter_decode_steps(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
+                          generator: torch.Generator | None = None, precision: Precision = "fp32"
+                          ) -> Iterator[DecodeStep]:
+        """Yield each pass's :class:`DecodeStep` (no preview) as soon as it is computed: a viewer can show
+        step 1 while the others run. Same random draws and records as :meth:`decode_steps`."""
+        cfg = self.config
+        check_precision(precision)
+        z_q, num_steps, temperature, proxy = self._decode_inputs(ids, num_steps, temperature)
+        decoder, _ = self.inference_modules(precision)
+        for step in range(num_steps):
+            logits = decoder(proxy, z_q).float()
+            out = masked_decode_step(logits, proxy, cfg.mask_id, step, num_steps, temperature, generator,
+                                     codes_major_noise=True)
+            yield DecodeStep(
+                step=step, num_steps=num_steps, mask_ratio_in=float((proxy == cfg.mask_id).float().mean()),
+                target_mask_ratio=out.target_mask_ratio, temperature=out.temperature, ids_in=proxy, ids_out=out.ids_out,
+                newly_committed=out.newly_committed, candidates=out.candidates, confidence=out.confidence,
+                entropy=out.entropy, logits=logits)
+            proxy = out.ids_out
+
     @torch.no_grad()
     def decode_steps(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
                      generator: torch.Generator | None = None, previews: bool | Sequence[int] = False,
@@ -222,21 +243,8 @@ class SFTok(nn.Module):
         final ids equal :meth:`decode_ids` and the official decoder under the same seed.
         ``precision="bf16"`` runs the passes and previews on bf16 weights (see :func:`check_precision`).
         """
-        cfg = self.config
-        check_precision(precision)
-        z_q, num_steps, temperature, proxy = self._decode_inputs(ids, num_steps, temperature)
-        decoder, _ = self.inference_modules(precision)
-        records: list[DecodeStep] = []
-        for step in range(num_steps):
-            logits = decoder(proxy, z_q).float()
-            out = masked_decode_step(logits, proxy, cfg.mask_id, step, num_steps, temperature, generator,
-                                     codes_major_noise=True)
-            records.append(DecodeStep(
-                step=step, num_steps=num_steps, mask_ratio_in=float((proxy == cfg.mask_id).float().mean()),
-                target_mask_ratio=out.target_mask_ratio, temperature=out.temperature, ids_in=proxy, ids_out=out.ids_out,
-                newly_committed=out.newly_committed, candidates=out.candidates, confidence=out.confidence,
-                entropy=out.entropy, logits=logits))
-            proxy = out.ids_out
+        records = list(self.iter_decode_steps(ids, num_steps, temperature, generator, precision))
+        num_steps = len(records)
         wanted = range(num_steps) if previews is True else ([] if previews is False else list(previews))
         wanted = sorted({s % num_steps for s in wanted})
         if wanted:
@@ -281,25 +289,28 @@ class SFTok(nn.Module):
         return pixel
 
     @staticmethod
-    def _run_pixel_decoder(pixel: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    def _run_pixel_decoder(pixel: nn.Module, z: torch.Tensor, skip_levels: int = 0) -> torch.Tensor:
         """z in the decoder's weight dtype (no-op for fp32); images fp32, clamped to [0, 1]."""
-        return pixel(z.to(next(pixel.parameters()).dtype)).float().clamp(0.0, 1.0)
+        z = z.to(next(pixel.parameters()).dtype)
+        return (pixel(z, skip_levels=skip_levels) if skip_levels else pixel(z)).float().clamp(0.0, 1.0)
 
-    def render_soft(self, logits: torch.Tensor, precision: Precision = "fp32") -> torch.Tensor:
+    def render_soft(self, logits: torch.Tensor, precision: Precision = "fp32", skip_levels: int = 0) -> torch.Tensor:
         """Soft pixel decode: softmax over codes, mix codewords, run the pixel decoder; clamped to [0, 1].
-        The softmax and codeword mix run in fp32; ``precision`` applies to the pixel decoder."""
+        The softmax and codeword mix run in fp32; ``precision`` applies to the pixel decoder.
+        ``skip_levels`` > 0: a cheaper, smaller picture (see :meth:`VQGANDecoder.forward`)."""
         probs = torch.softmax(logits.float(), dim=-1)
         pixel = self._pixel_decoder(precision)
         quantize = self.pixel_quantize if self.has_pixel_head else self._teacher.quantize
-        return self._run_pixel_decoder(pixel, quantize.soft_entry(probs))
+        return self._run_pixel_decoder(pixel, quantize.soft_entry(probs), skip_levels)
 
-    def render_codes(self, proxy_ids: torch.Tensor, precision: Precision = "fp32") -> torch.Tensor:
+    def render_codes(self, proxy_ids: torch.Tensor, precision: Precision = "fp32", skip_levels: int = 0
+                     ) -> torch.Tensor:
         """Hard proxy ids (B, S) -> pixels through the pixel head, or the teacher when there is none."""
         pixel = self._pixel_decoder(precision)
-        if not self.has_pixel_head and precision == "fp32":
+        if not self.has_pixel_head and precision == "fp32" and not skip_levels:
             return self._teacher.decode_codes(proxy_ids)
         quantize = self.pixel_quantize if self.has_pixel_head else self._teacher.quantize
-        return self._run_pixel_decoder(pixel, quantize.get_codebook_entry(proxy_ids))
+        return self._run_pixel_decoder(pixel, quantize.get_codebook_entry(proxy_ids), skip_levels)
 
     @torch.no_grad()
     def decode_tokens(self, ids: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from core import SFTok
+from core.config import TeacherConfig
 
 
 def decode(model: SFTok, ids: torch.Tensor, steps: int = 8, temperature: float = 1.0, seed: int = 0, **kw):
@@ -168,3 +169,78 @@ def test_per_sample_generators_draw_as_batches_of_one(tiny_model, tiny_ids):
     for i in range(2):
         alone, _ = tiny_model.decode_ids(batch[i:i + 1], 3, 1.0, torch.Generator().manual_seed(5 + i))
         assert torch.equal(alone[0], proxy[i])
+
+
+# a pixel head whose top two levels share a width (as B/L: channel_mult 1, 1, ...): skip_levels=1 is allowed
+WIDE_TOP_TEACHER = TeacherConfig(hidden_channels=16, channel_mult=(1, 1, 4), num_res_blocks=1, z_channels=32,
+                                 codebook_size=256, num_groups=8)
+
+
+def test_iter_decode_steps_yields_each_pass_as_it_runs_with_decode_steps_draws(tiny_model, tiny_ids):
+    passes = []
+    hook = tiny_model.decoder.register_forward_hook(lambda *_: passes.append(1))
+    try:
+        stream = tiny_model.iter_decode_steps(tiny_ids, 8, 1.0, torch.Generator().manual_seed(11))
+        first = next(stream)
+        assert len(passes) == 1 and first.step == 0  # step 1 exists before pass 2 runs
+        streamed = [first, *stream]
+    finally:
+        hook.remove()
+    listed = decode(tiny_model, tiny_ids, seed=11)
+    assert len(streamed) == len(listed) == 8
+    for a, b in zip(streamed, listed):
+        for name in ("ids_in", "ids_out", "newly_committed", "candidates", "confidence", "entropy", "logits"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert (a.step, a.temperature, a.mask_ratio_in) == (b.step, b.temperature, b.mask_ratio_in)
+        assert a.preview is None and not a.logits.requires_grad
+    fast, _ = tiny_model.decode_ids(tiny_ids, 8, 1.0, torch.Generator().manual_seed(11))
+    assert torch.equal(streamed[-1].ids_out, fast)
+
+
+def test_skipping_pixel_decoder_levels_applies_the_output_layers_to_that_level():
+    """skip_levels=1: the output layers read the features after level 1's blocks (half size), exactly."""
+    import torch.nn.functional as F
+
+    from core.maskgit_vqgan import VQGANDecoder
+
+    torch.manual_seed(3)
+    decoder = VQGANDecoder(WIDE_TOP_TEACHER).eval()
+    z = torch.randn(2, WIDE_TOP_TEACHER.z_channels, 4, 4)
+    seen = []
+    hook = decoder.up[1].block[-1].register_forward_hook(lambda _m, _i, out: seen.append(out.clone()))
+    with torch.no_grad():
+        full = decoder(z)
+        half = decoder(z, skip_levels=1)
+        expected = decoder.conv_out(F.silu(decoder.norm_out(seen[0])))
+    hook.remove()
+    assert full.shape[-1] == 2 * half.shape[-1]
+    assert torch.allclose(half, expected, atol=1e-5)
+    assert torch.equal(decoder(z, skip_levels=0), full)
+    with pytest.raises(ValueError, match="skip_levels"):
+        decoder(z, skip_levels=len(decoder.up))
+
+
+def test_skip_levels_refused_where_the_level_width_differs():
+    from core.config import TeacherConfig
+    from core.maskgit_vqgan import VQGANDecoder
+
+    decoder = VQGANDecoder(TeacherConfig(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=8,
+                                         codebook_size=16, num_groups=8))
+    with pytest.raises(ValueError, match="64 channels, the output layers take 32"):
+        decoder(torch.randn(1, 8, 2, 2), skip_levels=1)
+
+
+def test_render_skip_levels_is_the_half_size_render(tiny_ids):
+    """The pixel head with its top two levels of one width (as B/L's: 128, 128): half-size soft and hard renders."""
+    from core import create_config
+
+    torch.manual_seed(0)
+    model = SFTok(create_config("tiny", teacher=WIDE_TOP_TEACHER.__dict__)).eval()
+    records = decode(model, tiny_ids, steps=2, seed=1)
+    with torch.no_grad():  # rendering is not a no_grad method; the decoders call it under no_grad
+        half = model.render_soft(records[-1].logits, skip_levels=1)
+        assert half.shape == (2, 3, 32, 32) and float(half.min()) >= 0.0 and float(half.max()) <= 1.0
+        assert torch.equal(model.render_soft(records[-1].logits, skip_levels=0), model.render_soft(records[-1].logits))
+        assert model.render_codes(records[-1].ids_out, skip_levels=1).shape == (2, 3, 32, 32)
+        with pytest.raises(ValueError, match="skip_levels"):  # the tiny preset's top levels differ in width
+            SFTok(create_config("tiny")).eval().render_soft(records[-1].logits, skip_levels=1)
