@@ -379,7 +379,8 @@ def gen_eval_config(args: argparse.Namespace) -> GenEvalConfig:
         guidance=tuple(parse_float_list(args.guidance, "--guidance")), temperature=args.temperature,
         decode_steps=args.decode_steps, decode_temperature=args.decode_temperature, batch_size=args.batch_size,
         seed=args.seed, inception_weights=args.inception_weights, teacher=args.teacher,
-        precision_recall=not args.no_precision_recall, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        precision_recall=not args.no_precision_recall, refit_reference=not args.no_refit_reference,
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
         device=args.device)
 
 
@@ -516,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--inception-weights", help="weights-inception-2015-12-05-6726825d.pth (default: torch hub cache)")
     p.add_argument("--no-precision-recall", action="store_true", help="skip precision/recall (keeps no features)")
+    p.add_argument("--no-refit-reference", action="store_true",
+                   help="skip gfid_our_reference_stats (gFID against our Inception's statistics of the reference's "
+                        "arr_0 images: one more 2048-d Frechet distance)")
     p.add_argument("--checkpoint-every", type=int, default=20, help="batches between saved partial statistics")
     p.add_argument("--resume", action="store_true", help="continue from OUT/partial (same settings and process count)")
     p.add_argument("--out", required=True, help="output folder (results.json)")

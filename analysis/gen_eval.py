@@ -68,6 +68,7 @@ class GenEvalConfig:
     inception_weights: str | None = None
     teacher: str | None = None
     precision_recall: bool = True
+    refit_reference: bool = True  # also gFID against our Inception's statistics of the reference's own images
     checkpoint_every: int = 20  # batches between partial-statistics checkpoints
     resume: bool = False
     device: str = "cpu"
@@ -205,7 +206,7 @@ class _Run:
                 notes: list[str]) -> list[dict[str, Any]]:
         ref = self.reference
         ours = None
-        if reference_features is not None:  # our Inception's statistics of the same reference images
+        if reference_features is not None and self.config.refit_reference:  # our Inception on the same images
             stats = FeatureStats(FEATURE_DIM)
             stats.update(reference_features)
             ours = ReferenceStats.from_features(stats, protocol_of(self.image_size), self.image_size, features_source)
@@ -243,8 +244,9 @@ def _notes(config: GenEvalConfig, run: _Run, has_images: bool) -> list[str]:
     if config.num_images % classes:
         notes.append(f"{config.num_images} images over {classes} classes: classes 0..{config.num_images % classes - 1} "
                      "have one image more than the others")
-    if config.precision_recall and not has_images:
-        notes.append(f"reference {config.reference} holds no images (arr_0): precision/recall not computed")
+    if (config.precision_recall or config.refit_reference) and not has_images:
+        notes.append(f"reference {config.reference} holds no images (arr_0): precision/recall and "
+                     "gfid_our_reference_stats not computed")
     return notes
 
 
@@ -262,7 +264,7 @@ def run_generator_evaluation(config: GenEvalConfig, progress: Progress | None = 
                          "delete the folder 'partial' to start again")
     run = _Run(config, ranks)
     ref = (reference_features(config.reference, config.inception_weights, ranks, config.out)
-           if config.precision_recall else None)
+           if config.precision_recall or config.refit_reference else None)
     if ckpt.exists():
         state, run.position = load_checkpoint(ckpt, settings)
         run.load_state(state)

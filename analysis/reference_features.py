@@ -120,7 +120,7 @@ def reference_features(reference: str | os.PathLike, inception_weights: str | os
     for start, block in zip(range(0, shape[0], batch_size), iter_stored_rows(reference, IMAGES_KEY, batch_size)):
         mine = block[(ranks.rank - start) % ranks.world::ranks.world]  # global rows r, r + world, ...
         if mine.shape[0]:
-            images = torch.from_numpy(np.ascontiguousarray(mine)).permute(0, 3, 1, 2).to(ranks.device)
+            images = torch.from_numpy(np.array(mine)).permute(0, 3, 1, 2).to(ranks.device)
             own.append(net(images)[0].float().cpu().numpy())
             done += mine.shape[0]
             if progress is not None:
