@@ -268,7 +268,7 @@ def test_a_failed_generate_clears_the_stale_result(tmp_path, tiny_model_dir, sam
     (generate_id, generate), = [(i, f) for i, f in demo.fns.items() if f.api_name == "generate"]
     classes = len(ctx.registry.class_names("default"))
     with pytest.raises(gr.Error, match=f"class: must be one of the {classes} named classes, 0..{classes - 1}, got 999"):
-        generate.fn("default", "default", 999, 8, 2.0, 1.0, 0, "confidence")
+        list(generate.fn("default", "default", 999, 8, 2.0, 1.0, 0, "confidence"))  # a streaming callback
     (on_failure,) = [f for f in demo.fns.values()
                      if f.get_config()["trigger_after"] == generate_id and f.get_config()["trigger_only_on_failure"]]
     shown = {o.elem_id: v for o, v in zip(on_failure.outputs, on_failure.fn())}

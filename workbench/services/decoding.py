@@ -1,8 +1,10 @@
 """Decode once per request, serve every scrubber position from the cache.
 
 :class:`DecodeService` turns (model, image or tokens, settings) into a :class:`StepTrace` with all
-steps, the soft previews (one batched pixel-head pass) and per-step metrics, and stores it under a
-key derived from the model weights, the image pixels and the settings. The UI keeps only that key.
+steps, their soft previews and per-step metrics, and stores it under a key derived from the model weights,
+the image pixels and the settings. The UI keeps only that key. ``*_stream`` yield the trace after every
+step while it is decoded (:mod:`workbench.services.step_previews` keeps each step's preview cheap), so a
+screen shows step 1 at once; only complete traces are cached.
 Inputs and random generators reach the model's device through the registry's :class:`Placement`; pictures
 and metrics are computed from copies brought back to the CPU.
 """
@@ -11,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
 from workbench.services.devices import Placement, working_on
 from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelRegistry
+from workbench.services.step_previews import preview_label, preview_skip_levels, render_ids_preview, render_step_preview
 from workbench.services.traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
 
 MAX_TEMPERATURE = 10.0
@@ -107,12 +111,33 @@ def teacher_context_metrics(model: SFTok, ids: torch.Tensor, records: Sequence, 
             COMMITS_RIGHT: (context.right / np.maximum(context.committed, 1.0)).astype(np.float32)}
 
 
-@torch.no_grad()
+def _last(traces: Iterator[StepTrace]) -> StepTrace:
+    return deque(traces, maxlen=1)[0]
+
+
+def _concat_rows(rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-step metric rows {name: (1,)} -> {name: (T,)}."""
+    return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]} if rows else {}
+
+
 def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings,
                       tokens: Sequence[int] | None = None, step_metrics: StepMetricFn = default_step_metrics,
                       teacher: MaskGITVQGAN | None = None, placement: Placement | None = None) -> StepTrace:
-    """Encode ``image`` (or take ``tokens``), decode all steps with previews, measure each step; with a
-    ``teacher`` whose codes fit the model, also each step with the teacher's codes at the committed slots.
+    """The complete trace: the last of :func:`iter_reconstruct_trace`."""
+    return _last(iter_reconstruct_trace(model, image, settings, tokens, step_metrics, teacher, placement))
+
+
+@torch.no_grad()
+def iter_reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings,
+                           tokens: Sequence[int] | None = None, step_metrics: StepMetricFn = default_step_metrics,
+                           teacher: MaskGITVQGAN | None = None, placement: Placement | None = None
+                           ) -> Iterator[StepTrace]:
+    """Encode ``image`` (or take ``tokens``) and decode it, yielding the trace after every step: the steps so
+    far with their previews and metrics (``planned_steps`` says how many will come), then the complete trace,
+    which adds what needs every step: with a ``teacher`` whose codes fit the model, each step with the
+    teacher's codes at the committed slots; for bf16, the final-id agreement with fp32.
+    Previews: :mod:`workbench.services.step_previews` (every step in full on small models; on large ones the
+    intermediate steps at half size). Metrics are per step (``step_metrics`` of that step's preview).
     ``placement``: where the model lives (its inputs and generator are put there); CPU by default."""
     placement = placement or Placement("cpu")
     picture = image_to_tensor(image)
@@ -122,38 +147,53 @@ def reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSettings
         ids = info["min_encoding_indices"].reshape(1, -1)
     else:
         ids = model.check_token_ids(placement.tensor(torch.as_tensor(list(tokens), dtype=torch.long).reshape(1, -1)))
-    records = model.decode_steps(ids, settings.num_steps, settings.temperature, settings.generator(placement),
-                                 previews=True, precision=settings.precision)
+    token_ids = ids[0].cpu().numpy().copy()
+    skip = preview_skip_levels(model)
+    label = preview_label(model, skip, settings.num_steps)
+    references = {s: float(thumbnail_psnr(picture, s)[0]) for s in REFERENCE_THUMBNAILS}
+    records, pictures, rows = [], [], []
+    for record in model.iter_decode_steps(ids, settings.num_steps, settings.temperature, settings.generator(placement),
+                                          precision=settings.precision):
+        last = record.step == record.num_steps - 1
+        preview = render_step_preview(model, record.logits, settings.precision, 0 if last else skip).cpu()
+        records.append(record)
+        pictures.append(tensor_to_uint8(preview)[0])
+        rows.append(step_metrics(preview, picture))
+        if not last:
+            yield trace_from_decode_steps(records, model.config.mask_id, np.stack(pictures), pictures[-1], token_ids,
+                                          label, _concat_rows(rows), references, settings.num_steps)
     agreement = None
     if settings.precision != "fp32":  # the same decode in fp32: how many final ids the bf16 decode kept
         reference_ids, _ = model.decode_ids(ids, settings.num_steps, settings.temperature, settings.generator(placement),
                                             last_logits=False)
         agreement = float((reference_ids == records[-1].ids_out).float().mean())
-    previews = torch.cat([r.preview for r in records])
-    if model.has_pixel_head:
-        final, label = previews[-1:], "soft preview: softmax over codes mixed into codewords, pixel head"
-    else:
-        final = model.render_codes(records[-1].ids_out, settings.precision)
-        label = "soft preview through the frozen teacher (final image: hard codes)"
-    previews = previews.cpu()
-    metrics = step_metrics(previews, picture)
+    final = pictures[-1] if model.has_pixel_head else tensor_to_uint8(
+        model.render_codes(records[-1].ids_out, settings.precision))[0]
+    metrics = _concat_rows(rows)
     targets = teacher_codes_for(model, teacher, reference)
     if targets is not None:
         metrics.update(teacher_context_metrics(model, ids, records, targets, reference))
-    references = {s: float(thumbnail_psnr(picture, s)[0]) for s in REFERENCE_THUMBNAILS}
-    trace = trace_from_decode_steps(records, model.config.mask_id, tensor_to_uint8(previews), tensor_to_uint8(final)[0],
-                                    ids[0].cpu().numpy().copy(), label, metrics, references)
-    return dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
+    trace = trace_from_decode_steps(records, model.config.mask_id, np.stack(pictures), final, token_ids, label, metrics,
+                                    references, settings.num_steps)
+    yield dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
+
+
+def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
+                   guidance_scale: float, placement: Placement | None = None) -> StepTrace:
+    """The complete trace: the last of :func:`iter_generate_trace`."""
+    return _last(iter_generate_trace(generator_model, tokenizer, class_id, settings, guidance_scale, placement))
 
 
 @torch.no_grad()
-def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
-                   guidance_scale: float, placement: Placement | None = None) -> StepTrace:
-    """Sample one image of ``class_id``; each step's preview decodes that step's candidate tokens.
+def iter_generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
+                        guidance_scale: float, placement: Placement | None = None) -> Iterator[StepTrace]:
+    """Sample one image of ``class_id``, yielding the trace as each step's preview is decoded, the complete one last.
 
     A partially masked token sequence cannot be decoded, so the preview of step k fills masked
     positions with the candidates drawn at step k (committed positions keep their ids); the last
-    step's candidates are the final tokens. All previews are decoded in one batch.
+    step's candidates are the final tokens. The tokens of all steps are sampled first (the cheap part);
+    the previews, one tokenizer decode each, follow one at a time (half size before the last on large
+    tokenizers, as :mod:`workbench.services.step_previews` says).
     """
     cfg = generator_model.config
     if cfg.codebook_size != tokenizer.config.codebook_size or cfg.num_tokens != tokenizer.config.num_latent_tokens:
@@ -165,21 +205,31 @@ def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id
     ids, steps = generator_model.generate(placement.tensor(torch.tensor([int(class_id)])), settings.num_steps,
                                           float(guidance_scale), settings.temperature,
                                           generator=settings.generator(placement))
-    candidates = torch.cat([s.candidates for s in steps])
-    # the tokenizer's default step count
-    images = tokenizer.decode_tokens(candidates, temperature=0.0, precision=settings.precision)
-    agreement = None
-    if settings.precision != "fp32":  # final proxy ids of the previews' decodes, bf16 against fp32
-        low, _ = tokenizer.decode_ids(candidates, temperature=0.0, last_logits=False, precision=settings.precision)
-        full, _ = tokenizer.decode_ids(candidates, temperature=0.0, last_logits=False)
-        agreement = float((low == full).float().mean())
-    previews = tensor_to_uint8(images)
     committed = np.array([float((s.ids_out != cfg.mask_id).float().mean()) for s in steps], dtype=np.float32)
     confidence = np.array([float(s.confidence.mean()) for s in steps], dtype=np.float32)
     metrics = {"committed fraction": committed, "mean confidence": confidence}
-    trace = trace_from_generator_steps(steps, cfg.mask_id, previews, previews[-1], ids[0].cpu().numpy().copy(),
-                                       "tokens so far, masked positions filled with this step's candidates", metrics)
-    return dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
+    skip = preview_skip_levels(tokenizer)
+    label = "tokens so far, masked positions filled with this step's candidates"
+    if skip and len(steps) > 1:
+        label += f"; steps 1-{len(steps) - 1} rendered at half size and upscaled, step {len(steps)} in full"
+    token_ids = ids[0].cpu().numpy().copy()
+    pictures: list[np.ndarray] = []
+    for k, step in enumerate(steps):  # the tokenizer's default step count, temperature 0
+        last = k == len(steps) - 1
+        pictures.append(tensor_to_uint8(render_ids_preview(tokenizer, step.candidates, settings.precision,
+                                                           0 if last else skip).cpu())[0])
+        done = {name: values[:k + 1] for name, values in metrics.items()}
+        trace = trace_from_generator_steps(steps[:k + 1], cfg.mask_id, np.stack(pictures), pictures[-1], token_ids,
+                                           label, done, len(steps))
+        if not last:
+            yield trace
+    agreement = None
+    if settings.precision != "fp32":  # final proxy ids of the previews' decodes, bf16 against fp32
+        candidates = torch.cat([s.candidates for s in steps])
+        low, _ = tokenizer.decode_ids(candidates, temperature=0.0, last_logits=False, precision=settings.precision)
+        full, _ = tokenizer.decode_ids(candidates, temperature=0.0, last_logits=False)
+        agreement = float((low == full).float().mean())
+    yield dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
 
 
 class TraceCache(LRU[str, StepTrace]):
@@ -211,19 +261,32 @@ class DecodeService:
         precision, note = effective_precision(settings.precision, self.registry.device, self.bf16)
         return dataclasses.replace(settings, precision=precision), note
 
-    def _cached(self, key: str, compute: Callable[[], StepTrace]) -> tuple[str, StepTrace]:
+    def _stream(self, key: str, compute: Callable[[], Iterator[StepTrace]], note: str
+                ) -> Iterator[tuple[str, StepTrace]]:
+        """(key, trace) after every step while the decode runs, the complete trace last; a cached decode comes
+        complete at once. One decode at a time (2 CPU cores, no thrashing); only a complete trace is cached,
+        so a stream abandoned half-way leaves nothing behind (the lock is released when it is closed)."""
         trace = self.cache.get(key)
         if trace is None:
             with self._compute_lock:
                 trace = self.cache.get(key)
                 if trace is None:
-                    trace = compute()
+                    for trace in compute():
+                        if not trace.complete:
+                            yield self._noted(key, trace, note)
                     self.decodes += 1
                     self.cache.put(key, trace)
-        return key, trace
+        yield self._noted(key, trace, note)
 
     def reconstruct(self, model_choice: str, image: Image.Image, settings: DecodeSettings,
                     tokens: Sequence[int] | None = None) -> tuple[str, StepTrace]:
+        """The complete trace of :meth:`reconstruct_stream`."""
+        return deque(self.reconstruct_stream(model_choice, image, settings, tokens), maxlen=1)[0]
+
+    def reconstruct_stream(self, model_choice: str, image: Image.Image, settings: DecodeSettings,
+                           tokens: Sequence[int] | None = None) -> Iterator[tuple[str, StepTrace]]:
+        """Decode ``image`` (or ``tokens``) step by step: see :meth:`_stream`. Bad settings and missing models
+        fail here, before anything is yielded."""
         loaded = self.registry.get(model_choice)
         settings, note = self.runnable(settings)
         token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
@@ -231,14 +294,21 @@ class DecodeService:
         task = (f"decoding 1 image in {settings.num_steps} steps with a preview of every step "
                 f"({loaded.label}, {self.registry.device})")
 
-        def compute() -> StepTrace:
+        def compute() -> Iterator[StepTrace]:
             with working_on(task, "the number of decoding steps, or choose a smaller tokenizer"):
-                return reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
-                                         self.registry.teacher_if_present(), self.registry.placement)
-        return self._noted(*self._cached(key, compute), note)
+                yield from iter_reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
+                                                  self.registry.teacher_if_present(), self.registry.placement)
+        return self._stream(key, compute, note)
 
     def generate(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
                  guidance_scale: float) -> tuple[str, StepTrace]:
+        """The complete trace of :meth:`generate_stream`."""
+        return deque(self.generate_stream(generator_choice, tokenizer_choice, class_id, settings, guidance_scale),
+                     maxlen=1)[0]
+
+    def generate_stream(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
+                        guidance_scale: float) -> Iterator[tuple[str, StepTrace]]:
+        """Sample one image step by step (previews decoded one at a time): see :meth:`_stream`."""
         gen = self.registry.get(generator_choice, model_type="generator")
         tok = self.registry.get(tokenizer_choice)
         settings, note = self.runnable(settings)
@@ -246,10 +316,11 @@ class DecodeService:
         task = (f"generating 1 image in {settings.num_steps} steps and decoding {settings.num_steps} previews "
                 f"({gen.label}, {self.registry.device})")
 
-        def compute() -> StepTrace:
+        def compute() -> Iterator[StepTrace]:
             with working_on(task, "the number of generation steps (each step is one preview image)"):
-                return generate_trace(gen.model, tok.model, class_id, settings, guidance_scale, self.registry.placement)
-        return self._noted(*self._cached(key, compute), note)
+                yield from iter_generate_trace(gen.model, tok.model, class_id, settings, guidance_scale,
+                                               self.registry.placement)
+        return self._stream(key, compute, note)
 
     @staticmethod
     def _noted(key: str, trace: StepTrace, note: str) -> tuple[str, StepTrace]:
@@ -258,6 +329,7 @@ class DecodeService:
 
     def get(self, key: str) -> StepTrace:
         trace = self.cache.get(key) if key else None
-        if trace is None:
-            raise TraceExpired("this decode is no longer cached: press Reconstruct / Generate again")
+        if trace is None:  # no key: nothing decoded yet in this session, or its decode is still streaming
+            raise TraceExpired("no finished decode here, or it is no longer cached: wait for the last step, or press "
+                               "Reconstruct / Generate again")
         return trace

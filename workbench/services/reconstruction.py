@@ -6,9 +6,10 @@ results back to widgets, so everything here can be tested directly.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -60,22 +61,37 @@ class Reconstruction:
 
 def reconstruct_file(service: DecodeService, model_choice: str, source: str | Path, settings: DecodeSettings,
                      tokens: Sequence[int] | None = None, name: str | None = None) -> Reconstruction:
-    """Load ``source`` (validated, centre-cropped to the model's size) and decode all steps.
+    """The complete :class:`Reconstruction` of :func:`reconstruct_file_stream`."""
+    return deque(reconstruct_file_stream(service, model_choice, source, settings, tokens, name), maxlen=1)[0]
+
+
+def reconstruct_file_stream(service: DecodeService, model_choice: str, source: str | Path, settings: DecodeSettings,
+                            tokens: Sequence[int] | None = None, name: str | None = None) -> Iterator[Reconstruction]:
+    """Load ``source`` (validated, centre-cropped to the model's size) and decode all steps, yielding the
+    reconstruction after every step (its trace growing) and the complete one last.
 
     With ``tokens`` the encoder's ids are replaced (token surgery); ``encoded`` still reports the
-    encoder's own ids so the UI can show what was edited.
+    encoder's own ids so the UI can show what was edited, and the complete result says how the edit changed
+    the image (the unedited decode runs first, unstreamed: it is usually cached already).
     """
     model = service.registry.get(model_choice).model
     loaded = prepare_image(source, model.config.image_size, name)
+
+    def result(key: str, trace: StepTrace, encoded: tuple[int, ...], change: ImageChange | None = None
+               ) -> Reconstruction:
+        return Reconstruction(key, trace, np.asarray(loaded.image), encoded, loaded.describe(), loaded.notes, change)
+
+    if tokens is None:
+        for key, trace in service.reconstruct_stream(model_choice, loaded.image, settings):
+            yield result(key, trace, tuple(int(t) for t in trace.tokens))
+        return
     encoded_key, encoded_trace = service.reconstruct(model_choice, loaded.image, settings)
     encoded = tuple(int(t) for t in encoded_trace.tokens)
-    change = None
-    if tokens is None or tuple(int(t) for t in tokens) == encoded:
-        key, trace = encoded_key, encoded_trace
-    else:
-        key, trace = service.reconstruct(model_choice, loaded.image, settings, tokens)
-        change = image_change(encoded_trace.final, trace.final)
-    return Reconstruction(key, trace, np.asarray(loaded.image), encoded, loaded.describe(), loaded.notes, change)
+    if tuple(int(t) for t in tokens) == encoded:
+        yield result(encoded_key, encoded_trace, encoded)
+        return
+    for key, trace in service.reconstruct_stream(model_choice, loaded.image, settings, tokens):
+        yield result(key, trace, encoded, image_change(encoded_trace.final, trace.final) if trace.complete else None)
 
 
 def edit_token(tokens: Sequence[int], position: int | float | None, code: int | float | None,
@@ -104,4 +120,4 @@ def nearest_codes(model: SFTok, code: int, k: int = 6) -> list[tuple[int, float]
     return [(int(i), float(v)) for i, v in zip(ids, values)]
 
 
-__all__ = ["ImageChange", "Reconstruction", "image_change", "reconstruct_file", "edit_token", "nearest_codes", "ImageInputError", "SettingsError"]
+__all__ = ["ImageChange", "Reconstruction", "image_change", "reconstruct_file", "reconstruct_file_stream", "edit_token", "nearest_codes", "ImageInputError", "SettingsError"]

@@ -45,7 +45,7 @@ def png_data_uri(image: np.ndarray) -> str:
 def step_facts(trace: StepTrace, step: int) -> str:
     """One step in numbers (HTML): what the grid, heat map and curve show at ``step`` (0-based)."""
     masked_before = int((trace.ids_in[step] == trace.mask_id).sum())
-    parts = [f"<b>Step {step + 1} / {trace.num_steps}</b>",
+    parts = [f"<b>Step {step + 1} / {trace.total_steps}</b>",
              f"Gumbel temperature {float(trace.temperature[step]):.3f}",
              f"masked {masked_before} → {trace.masked_after(step)} of {trace.ids_out.shape[1]}",
              f"committed now {trace.committed_at(step)}"]
@@ -55,17 +55,23 @@ def step_facts(trace: StepTrace, step: int) -> str:
     return " · ".join(parts)
 
 
-def make_frames(trace: StepTrace) -> StepFrames:
-    steps = range(trace.num_steps)
+def make_frames(trace: StepTrace, reuse: StepFrames | None = None) -> StepFrames:
+    """Every step's pictures and facts. ``reuse``: the frames of an earlier, shorter state of the same streaming
+    decode; its pictures are kept (a step's pictures never change once decoded) and only new steps are drawn.
+    The facts are always redone: the complete trace adds metrics that need every step."""
+    kept = reuse.num_steps if reuse is not None and reuse.num_steps <= trace.num_steps else 0
+    new = range(kept, trace.num_steps)
     ranges = {}
     for kind in HEAT_KINDS:
         _, lo, hi = heat_values(trace, 0, kind)
         ranges[kind] = (lo, hi, "probability" if kind == "confidence" else "bits")
+    old = reuse if kept else StepFrames(0, [], {kind: [] for kind in HEAT_KINDS}, ranges, [], [], "")
     return StepFrames(
         num_steps=trace.num_steps,
-        grid=[png_data_uri(grid_image(trace, s)) for s in steps],
-        heat={kind: [png_data_uri(heat_image(trace, s, kind)) for s in steps] for kind in HEAT_KINDS},
+        grid=old.grid[:kept] + [png_data_uri(grid_image(trace, s)) for s in new],
+        heat={kind: old.heat[kind][:kept] + [png_data_uri(heat_image(trace, s, kind)) for s in new]
+              for kind in HEAT_KINDS},
         heat_range=ranges,
-        preview=[png_data_uri(trace.previews[s]) for s in steps],
-        info=[step_facts(trace, s) for s in steps],
+        preview=old.preview[:kept] + [png_data_uri(trace.previews[s]) for s in new],
+        info=[step_facts(trace, s) for s in range(trace.num_steps)],
         preview_label=trace.preview_label)

@@ -39,10 +39,20 @@ class StepTrace:
     precision: str = "fp32"  # what the decode really ran in
     fp32_agreement: float | None = None  # bf16 decodes: share of final ids equal to the fp32 decode's (same seed)
     precision_note: str = ""  # why the requested precision was not used ('' when it was)
+    planned_steps: int = 0  # steps the decode will have; more than num_steps while it streams (0: num_steps)
 
     @property
     def num_steps(self) -> int:
+        """Steps decoded so far (all of them once the decode is complete)."""
         return int(self.ids_out.shape[0])
+
+    @property
+    def total_steps(self) -> int:
+        return max(self.planned_steps, self.num_steps)
+
+    @property
+    def complete(self) -> bool:
+        return self.num_steps >= self.planned_steps
 
     def masked_after(self, step: int) -> int:
         return int((self.ids_out[step] == self.mask_id).sum())
@@ -65,8 +75,9 @@ def grid_side_of(num_cells: int) -> int:
 def trace_from_decode_steps(records: Sequence[DecodeStep], mask_id: int, previews: np.ndarray, final: np.ndarray,
                             tokens: np.ndarray, preview_label: str,
                             metrics: dict[str, np.ndarray] | None = None,
-                            thumbnail_psnr: dict[int, float] | None = None) -> StepTrace:
-    """First batch element of ``SFTok.decode_steps`` records as a :class:`StepTrace`."""
+                            thumbnail_psnr: dict[int, float] | None = None, planned_steps: int = 0) -> StepTrace:
+    """First batch element of ``SFTok.decode_steps`` records (all, or the first ones of a streaming decode)
+    as a :class:`StepTrace`."""
     return StepTrace(
         grid_side=grid_side_of(records[0].ids_out.shape[1]), mask_id=mask_id,
         ids_in=_stack([r.ids_in for r in records], np.int64), ids_out=_stack([r.ids_out for r in records], np.int64),
@@ -75,12 +86,12 @@ def trace_from_decode_steps(records: Sequence[DecodeStep], mask_id: int, preview
         entropy=_stack([r.entropy for r in records], np.float32),
         temperature=np.array([r.temperature for r in records], dtype=np.float32),
         previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}),
-        thumbnail_psnr=dict(thumbnail_psnr or {}))
+        thumbnail_psnr=dict(thumbnail_psnr or {}), planned_steps=planned_steps)
 
 
 def trace_from_generator_steps(steps: Sequence[StepOutput], mask_id: int, previews: np.ndarray, final: np.ndarray,
                                tokens: np.ndarray, preview_label: str,
-                               metrics: dict[str, np.ndarray] | None = None) -> StepTrace:
+                               metrics: dict[str, np.ndarray] | None = None, planned_steps: int = 0) -> StepTrace:
     """First batch element of ``MaskGITGenerator.generate`` step outputs as a :class:`StepTrace`."""
     ids_out = _stack([s.ids_out for s in steps], np.int64)
     ids_in = np.concatenate([np.full_like(ids_out[:1], mask_id), ids_out[:-1]])
@@ -90,4 +101,5 @@ def trace_from_generator_steps(steps: Sequence[StepOutput], mask_id: int, previe
         confidence=_stack([s.confidence for s in steps], np.float32),
         entropy=_stack([s.entropy for s in steps], np.float32),
         temperature=np.array([s.temperature for s in steps], dtype=np.float32),
-        previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}))
+        previews=previews, final=final, tokens=tokens, preview_label=preview_label, metrics=dict(metrics or {}),
+        planned_steps=planned_steps)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import logging
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 import torch
@@ -42,27 +44,44 @@ def user_error(message: str, title: str = "Cannot do that", where: str = "") -> 
     return gr.Error(message, title=title, print_exception=False)
 
 
+@contextmanager
+def _as_user_errors(where: str) -> Iterator[None]:
+    """The backend's expected exceptions inside become a ``gr.Error`` with their message (see :func:`user_errors`)."""
+    try:
+        yield
+    except gr.Error as err:
+        raise user_error(str(err.message), err.title, where) from None
+    except USER_ERRORS as err:
+        raise user_error(str(err), where=where) from None
+    except torch.OutOfMemoryError as err:
+        release_cached_memory()
+        raise user_error(out_of_memory_message(err, where), "Out of device memory", where) from None
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a callback: the backend's expected exceptions turn into a ``gr.Error`` with their message.
 
     ValueError is included because backend modules (core configs, analysis) report bad input with
     it and name the field. ``torch.OutOfMemoryError`` (CUDA's included) frees the cached device memory and
-    says what was tried and what to lower.
+    says what was tried and what to lower. A generator callback (one that streams its updates) stays a
+    generator, so Gradio still streams it; an error after some updates ends the stream with the message.
     """
     if getattr(fn, "__wrapped_user_errors__", False):
         return fn
 
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streamed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with _as_user_errors(fn.__name__):
+                yield from fn(*args, **kwargs)
+
+        streamed.__wrapped_user_errors__ = True  # type: ignore[attr-defined]
+        return streamed
+
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with _as_user_errors(fn.__name__):
             return fn(*args, **kwargs)
-        except gr.Error as err:
-            raise user_error(str(err.message), err.title, fn.__name__) from None
-        except USER_ERRORS as err:
-            raise user_error(str(err), where=fn.__name__) from None
-        except torch.OutOfMemoryError as err:
-            release_cached_memory()
-            raise user_error(out_of_memory_message(err, fn.__name__), "Out of device memory", fn.__name__) from None
 
     wrapped.__wrapped_user_errors__ = True  # type: ignore[attr-defined]
     return wrapped

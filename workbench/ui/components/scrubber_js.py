@@ -2,7 +2,9 @@
 
 The scrubber's HTML carries every step's frames (``data-frames``, JSON); these handlers are attached
 once to the component's element and delegate to whatever decode it currently shows, so a new decode
-only replaces the HTML. The curve's step marker is an overlay positioned from plotly's axes.
+only replaces the HTML. While one decode streams in (same ``data-decode``, more steps each time), a step
+the user picked with the slider stays on screen instead of jumping to the newest. The curve's step marker
+is an overlay positioned from plotly's axes.
 """
 from __future__ import annotations
 
@@ -55,7 +57,11 @@ const stop = (root) => {
 };
 element.addEventListener('input', (ev) => {
   const root = rootOf();
-  if (root && ev.target.classList.contains('scrub-range')) { stop(root); show(root, Number(ev.target.value)); }
+  if (root && ev.target.classList.contains('scrub-range')) {
+    stop(root);
+    show(root, Number(ev.target.value));
+    element._pin = {decode: root.dataset.decode, step: Number(root.dataset.step)};
+  }
 });
 element.addEventListener('click', (ev) => {
   const root = rootOf();
@@ -75,7 +81,13 @@ element.addEventListener('scrub-heat', (ev) => {
   const root = rootOf();
   if (root) { root.dataset.heat = ev.detail; show(root, Number(root.dataset.step)); }
 });
-watch('value', () => { const root = rootOf(); if (root) markCurve(root, Number(root.dataset.step)); });
+watch('value', () => {
+  const root = rootOf();
+  if (!root) return;
+  const pin = element._pin;
+  if (pin && pin.decode && pin.decode === root.dataset.decode) show(root, pin.step);  // same decode, more steps
+  else markCurve(root, Number(root.dataset.step));
+});
 """.replace("__FRAME_MS__", str(PLAY_FRAME_MS))
 
 

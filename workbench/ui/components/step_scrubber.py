@@ -3,7 +3,9 @@
 Shared by Reconstruct and Generate. A screen that produces a new trace returns ``scrubber.show(key)``
 for ``scrubber.outputs``: that sends every step's pictures once (:mod:`workbench.services.step_frames`),
 and the slider, play and the heat-map switch run in the browser (:mod:`scrubber_js`) without a server
-call. Exporting the GIF reads the cached trace on the server.
+call. While a decode streams, the screen returns ``show_partial(key, trace)`` after each step: the steps
+so far, scrubbable, with the step the user chose kept as new ones arrive. Exporting the GIF reads the
+cached (complete) trace on the server.
 """
 from __future__ import annotations
 
@@ -48,9 +50,15 @@ def _panel(cls: str, elem_id: str, caption: str, src: str, extra: str = "") -> s
             f"<img class='{cls}' src='{src}' alt='{html.escape(caption)}'>{extra}</figure>")
 
 
-def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str) -> str:
-    """The scrubber for one decode, showing its last step; all frames ride along in ``data-frames``."""
+def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str, decode: str = "",
+                  total_steps: int = 0) -> str:
+    """The scrubber for one decode, showing its last step so far; all frames ride along in ``data-frames``.
+
+    ``decode`` names the decode (its cache key): the browser keeps a step the user chose while the same decode
+    streams in. ``total_steps`` above the frames' count: the decode is still streaming, and the bar says so."""
     last = frames.num_steps - 1
+    pending = (f"<span class='scrub-pending' id='{name}-pending'> · decoding step {frames.num_steps + 1} of "
+               f"{total_steps}…</span>" if total_steps > frames.num_steps else "")
     heat = heat if heat in HEAT_KINDS else "confidence"
     lo, hi, unit = frames.heat_range[heat]
     scale = (f"<div class='scrub-scale'><span class='scrub-scale-lo'>{lo:g}</span>"
@@ -58,11 +66,12 @@ def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str) -> 
              f"<span class='scrub-scale-hi'>{hi:.2f} {unit}</span></div>")
     data = html.escape(json.dumps(frames.as_json(), separators=(",", ":")), quote=True)
     return (
-        f"<div class='scrub' data-scrubber='{name}' data-step='{last + 1}' data-heat='{heat}' data-frames=\"{data}\">"
+        f"<div class='scrub' data-scrubber='{name}' data-decode='{html.escape(decode)}' data-step='{last + 1}' "
+        f"data-heat='{heat}' data-frames=\"{data}\">"
         f"<div class='scrub-bar'><button class='scrub-play' id='{name}-play' type='button'>▶ Play</button>"
         f"<label id='{name}-step'>Step <b class='scrub-now'>{last + 1}</b> / {frames.num_steps} "
         f"<input class='scrub-range' type='range' min='1' max='{frames.num_steps}' step='1' value='{last + 1}'>"
-        f"</label></div>"
+        f"</label>{pending}</div>"
         f"<div class='scrub-panels'>"
         + _panel("scrub-grid", f"{name}-grid", html.escape(grid_label), frames.grid[last])
         + _panel("scrub-heat", f"{name}-heat", "Heat map: <span class='scrub-heat-kind'>" + heat + "</span> per cell",
@@ -130,6 +139,7 @@ class StepScrubber:
         self.service, self.name, self.exports_dir, self.grid_label = service, name, exports_dir, grid_label
         self.empty_html = f"<div class='scrub-empty'>{html.escape(empty_text)}</div>"
         self._frames: LRU[str, StepFrames] = LRU(32)
+        self._streaming: LRU[str, StepFrames] = LRU(8)  # frames of decodes still streaming, extended step by step
         self._curves: LRU[str, dict] = LRU(32)
         self.state = gr.State(ScrubberState())
         with gr.Row(equal_height=True):
@@ -149,16 +159,24 @@ class StepScrubber:
         return [self.state, self.view, self.curve, self.note, self.gif]
 
     def frames(self, key: str) -> StepFrames:
-        """Every step's pictures of a cached decode (encoded once per decode)."""
+        """Every step's pictures of a cached decode (encoded once per decode; a streamed decode's pictures reused)."""
         trace = self.service.get(key)
-        return self._frames.get_or_make(key, lambda: make_frames(trace))
+        return self._frames.get_or_make(key, lambda: make_frames(trace, self._streaming.get(key)))
 
     def show(self, key: str, heat: str = "confidence") -> tuple:
         """Outputs for ``self.outputs`` after a new decode: its last step, and no GIF of an older one."""
         trace = self.service.get(key)
         curve = self._curves.get_or_make(key, lambda: step_curve(trace, "Per-step metrics"))
-        return (ScrubberState(key), scrubber_html(self.name, self.frames(key), heat, self.grid_label), as_plot(curve),
-                curve_note(trace), gr.File(value=None, visible=False))
+        view = scrubber_html(self.name, self.frames(key), heat, self.grid_label, key)
+        return ScrubberState(key), view, as_plot(curve), curve_note(trace), gr.File(value=None, visible=False)
+
+    def show_partial(self, key: str, trace: StepTrace, heat: str = "confidence") -> tuple:
+        """Outputs for ``self.outputs`` while decode ``key`` streams: the steps so far (only the new ones drawn),
+        no curve yet (it comes with the last step), and nothing to export until the decode is complete."""
+        frames = make_frames(trace, self._streaming.get(key))
+        self._streaming.put(key, frames)
+        view = scrubber_html(self.name, frames, heat, self.grid_label, key, trace.total_steps)
+        return ScrubberState(), view, None, "", gr.File(value=None, visible=False)
 
     def cleared(self) -> list[tuple[gr.components.Component, Any]]:
         """(component, value) pairs that empty the scrubber: for a screen whose last result no longer stands."""

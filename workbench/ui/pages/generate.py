@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from typing import Iterator
 
 import gradio as gr
 
@@ -58,21 +59,26 @@ class GeneratePage:
 
     def on_generate(self, generator: str | None, tokenizer: str, class_id: float | None, steps: float, guidance: float,
                     temperature: float, seed: float | None, heat: str, precision: str = "fp32",
-                    progress: gr.Progress = gr.Progress()) -> tuple:
+                    progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Outputs after every step's preview is decoded (the scrubber fills in), the complete sample last."""
         settings = DecodeSettings(int(steps), float(temperature), int(seed or 0), precision or "fp32")
         cls = int(class_id or 0)
         names = self.ctx.registry.class_names(generator or "")
         if names and not 0 <= cls < len(names):
             raise SettingsError(f"class: must be one of the {len(names)} named classes, 0..{len(names) - 1}, got {cls}")
         progress(0.1, desc="generating")
-        key, trace = self.ctx.service.generate(generator, tokenizer, cls, settings, float(guidance))
         shown = f"class {cls}" + (f" ({html.escape(names[cls])})" if cls < len(names) else "")
         label = "embedded default generator" if generator in (None, "", DEFAULT_CHOICE) else generator
-        status = (f"**{html.escape(label)}**, {shown}, {settings.num_steps} steps, "
-                  f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
-        status += "".join(f"  \n{line}" for line in [precision_line(trace)] if line)
-        return (upscale(trace.final), status, *self.scrubber.show(key, heat))
-
+        for key, trace in self.ctx.service.generate_stream(generator, tokenizer, cls, settings, float(guidance)):
+            status = (f"**{html.escape(label)}**, {shown}, {settings.num_steps} steps, "
+                      f"guidance {float(guidance):g}. Tokens: {' '.join(str(int(t)) for t in trace.tokens)}")
+            if not trace.complete:
+                status += (f"  \nDecoding previews: {trace.num_steps} of {trace.total_steps} steps shown, the others "
+                           "follow.")
+                yield (upscale(trace.final), status, *self.scrubber.show_partial(key, trace, heat))
+                continue
+            status += "".join(f"  \n{line}" for line in [precision_line(trace)] if line)
+            yield (upscale(trace.final), status, *self.scrubber.show(key, heat))
 
     def reload_lists_on(self, triggers: list) -> None:
         self.generator.reload_on(triggers)

@@ -6,14 +6,14 @@ expected failure (bad upload, bad setting, missing model) becomes a ``gr.Error``
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import gradio as gr
 
 from workbench.services.decoding import DecodeSettings, SettingsError
 from workbench.services.step_pictures import upscale
 from workbench.services.reconstruction import (ImageChange, Reconstruction, edit_token, nearest_codes,
-                                               reconstruct_file)
+                                               reconstruct_file, reconstruct_file_stream)
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.components.precision_picker import precision_line, precision_radio
@@ -105,49 +105,59 @@ class ReconstructPage:
         return [self.model.dropdown, self.steps, self.temperature, self.seed, self.scrubber.heat_kind, self.precision]
 
     def _decode(self, source: str, name: str, model: str, steps: float, temperature: float, seed: float | None,
-                heat: str, precision: str, tokens: Sequence[int] | None, progress: gr.Progress) -> tuple:
+                heat: str, precision: str, tokens: Sequence[int] | None, progress: gr.Progress) -> Iterator[tuple]:
+        """Outputs after every decoded step (the scrubber fills in), the complete decode last."""
         if not source:
             raise SettingsError("no image yet: upload one or pick a sample")
         settings = DecodeSettings(int(steps), float(temperature), int(seed or 0), precision or "fp32")
         progress(0.1, desc="loading model and decoding")
-        rec = reconstruct_file(self.ctx.service, model, source, settings, tokens, name)
-        new_state = ReconstructState(source_path=str(source), source_name=name, model_choice=model,
-                                     encoded=rec.encoded, tokens=tuple(int(t) for t in rec.trace.tokens),
-                                     trace_key=rec.trace_key)
-        for note in rec.notes:
-            gr.Warning(f"{name}: {note}")
-        pair = (upscale(rec.input_image), upscale(rec.trace.final))
-        return (new_state, pair, _status(rec, name, new_state), tokens_html(new_state.tokens, new_state.encoded),
-                *self.scrubber.show(rec.trace_key, heat))
+        for rec in reconstruct_file_stream(self.ctx.service, model, source, settings, tokens, name):
+            new_state = ReconstructState(source_path=str(source), source_name=name, model_choice=model,
+                                         encoded=rec.encoded, tokens=tuple(int(t) for t in rec.trace.tokens),
+                                         trace_key=rec.trace_key)
+            pair = (upscale(rec.input_image), upscale(rec.trace.final))
+            tokens_view = tokens_html(new_state.tokens, new_state.encoded)
+            if not rec.trace.complete:  # the newest step's preview stands in for the reconstruction until the last
+                status = (f"**{html.escape(name)}**: {rec.source}.  \nDecoding: {rec.trace.num_steps} of "
+                          f"{rec.trace.total_steps} steps shown, the others follow as they are decoded.")
+                yield (new_state, pair, status, tokens_view,
+                       *self.scrubber.show_partial(rec.trace_key, rec.trace, heat))
+                continue
+            for note in rec.notes:
+                gr.Warning(f"{name}: {note}")
+            yield (new_state, pair, _status(rec, name, new_state), tokens_view,
+                   *self.scrubber.show(rec.trace_key, heat))
 
     # -- events -------------------------------------------------------------------------------------
     def on_upload(self, path: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
-                  precision: str, progress: gr.Progress = gr.Progress()) -> tuple:
+                  precision: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """Decode an uploaded file; the sample picker empties, so it names no picture that is not shown."""
         if not path:
             raise SettingsError("the upload did not arrive; try again")
         name = path.rsplit("/", 1)[-1]
-        return *self._decode(path, name, model, steps, temperature, seed, heat, precision, None, progress), None
+        for out in self._decode(path, name, model, steps, temperature, seed, heat, precision, None, progress):
+            yield *out, None
 
     def on_sample(self, sample: str | None, model: str, steps: float, temperature: float, seed: float | None, heat: str,
-                  precision: str, progress: gr.Progress = gr.Progress()) -> tuple:
+                  precision: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """Decode a bundled sample; the upload box empties, as the sample replaces the upload."""
         samples = self.ctx.samples()
         if sample not in samples:
             raise SettingsError(f"sample: unknown sample {sample!r}; choose one of {sorted(samples)}")
-        return *self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, precision, None,
-                            progress), None
+        for out in self._decode(str(samples[sample]), sample, model, steps, temperature, seed, heat, precision, None,
+                                progress):
+            yield *out, None
 
     def on_run(self, model: str, steps: float, temperature: float, seed: float | None, heat: str, precision: str,
-               state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
+               state: ReconstructState, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """Decode again with the current settings; token edits survive unless the model changed."""
         tokens = state.tokens if state.edits() and model == state.model_choice else None
-        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
-                            tokens, progress)
+        yield from self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
+                                tokens, progress)
 
     def on_apply(self, position: float | None, code: float | None, model: str, steps: float, temperature: float,
                  seed: float | None, heat: str, precision: str, state: ReconstructState,
-                 progress: gr.Progress = gr.Progress()) -> tuple:
+                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """Edit one token of what the chosen model encodes (re-encoded first when the model changed)."""
         if not state.tokens:
             raise SettingsError("no tokens yet: decode an image first")
@@ -157,13 +167,13 @@ class ReconstructPage:
                                     DecodeSettings(int(steps), float(temperature), int(seed or 0))).encoded
         codebook = self.ctx.registry.get(model).model.config.codebook_size
         tokens = edit_token(base, position, code, codebook)
-        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
-                            tokens, progress)
+        yield from self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
+                                tokens, progress)
 
     def on_reset(self, model: str, steps: float, temperature: float, seed: float | None, heat: str, precision: str,
-                 state: ReconstructState, progress: gr.Progress = gr.Progress()) -> tuple:
-        return self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
-                            None, progress)
+                 state: ReconstructState, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        yield from self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
+                                None, progress)
 
     def on_position(self, position: float | None, state: ReconstructState) -> str:
         """Which code sits at ``position`` and its nearest codewords: candidates for a gentle edit."""
@@ -191,10 +201,13 @@ class ReconstructPage:
             "reset": self.reset.click(user_errors(self.on_reset), [*settings, self.state], self._outputs,
                                       api_name="reset_tokens", **opts),
         }
+        also_out = {"upload": [self.sample], "sample": [self.upload]}  # an upload empties the other picker
         for kind, event in events.items():
-            # a refused upload must not look loaded; the message stays in the status line
+            # a refused upload must not look loaded; the message stays in the status line; every other output of
+            # the failed event keeps its content without an "Error" badge
             keep_error_visible(event, self.status, [(self.upload, None)] if kind == "upload" else [],
-                               untouched=[c for c in self._outputs if c is not self.status])
+                               untouched=[c for c in [*self._outputs, *also_out.get(kind, [])]
+                                          if c is not self.status and not (kind == "upload" and c is self.upload)])
             event.success(user_errors(self.on_position), [self.position, self.state], [self.neighbours],
                           show_progress="hidden", api_visibility="private")  # the neighbours of the new tokens
         self.position.change(user_errors(self.on_position), [self.position, self.state], [self.neighbours],
