@@ -76,6 +76,11 @@ class Tokenizer(ABC):
 
     def to(self, device: str | torch.device) -> "Tokenizer":
         self.module.to(device)
+        # frozen helpers attached outside the state dict go along: the teacher a model without a pixel head
+        # renders through, ReVQ's DC-AE
+        for helper in (getattr(self.module, name, None) for name in ("_teacher", "_autoencoder")):
+            if helper is not None:
+                helper.to(device)
         return self
 
     def check_steps(self, num_steps: int | None) -> int:
@@ -105,12 +110,6 @@ class SFTokTokenizer(Tokenizer):
     def decode(self, ids, num_steps=None, temperature=None, generator=None):
         return self.module.decode_tokens(ids.to(self.device), self.check_steps(num_steps), temperature, generator)
 
-    def to(self, device: str | torch.device) -> "SFTokTokenizer":
-        self.module.to(device)
-        if self.module._teacher is not None:  # a stage-1/2 model renders through it: same device
-            self.module._teacher.to(device)
-        return self
-
     @torch.no_grad()
     def decode_trace(self, ids, num_steps=None, temperature=None, generator=None):
         records = self.module.decode_steps(ids.to(self.device), self.check_steps(num_steps), temperature, generator,
@@ -118,7 +117,20 @@ class SFTokTokenizer(Tokenizer):
         return [StepView(r.step, r.num_steps, r.preview) for r in records]
 
 
-class TeacherTokenizer(Tokenizer):
+class OneStepTokenizer(Tokenizer):
+    """A tokenizer that decodes all its ids in one pass: any step count but 1 is refused."""
+
+    @torch.no_grad()
+    def decode(self, ids, num_steps=None, temperature=None, generator=None):
+        self.check_steps(num_steps)
+        return self.render(ids.to(self.device))
+
+    def render(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids on the model's device -> images in [0, 1]."""
+        return self.module.decode_tokens(ids)
+
+
+class TeacherTokenizer(OneStepTokenizer):
     """The MaskGIT-VQGAN teacher: 2-D grid of codes (16 x 16 at 256 px), decoded in one pass."""
 
     def __init__(self, model: MaskGITVQGAN, image_size: int = 256) -> None:
@@ -131,13 +143,11 @@ class TeacherTokenizer(Tokenizer):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.module.encode(images.to(self.device)).reshape(images.shape[0], -1)
 
-    @torch.no_grad()
-    def decode(self, ids, num_steps=None, temperature=None, generator=None):
-        self.check_steps(num_steps)
-        return self.module.decode_codes(ids.to(self.device))
+    def render(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.module.decode_codes(ids)
 
 
-class TiTokTokenizer(Tokenizer):
+class TiTokTokenizer(OneStepTokenizer):
     """TiTok: 1-D latent tokens, all proxy codes predicted in one pass, soft pixel decoding."""
 
     def __init__(self, model: TiTok) -> None:
@@ -149,19 +159,9 @@ class TiTokTokenizer(Tokenizer):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.module.encode(images.to(self.device))[1]["min_encoding_indices"].reshape(images.shape[0], -1)
 
-    @torch.no_grad()
-    def decode(self, ids, num_steps=None, temperature=None, generator=None):
-        self.check_steps(num_steps)
-        return self.module.decode_tokens(ids.to(self.device))
-
-    def to(self, device: str | torch.device) -> "TiTokTokenizer":
-        self.module.to(device)
-        if self.module._teacher is not None:
-            self.module._teacher.to(device)
-        return self
 
 
-class ReVQTokenizer(Tokenizer):
+class ReVQTokenizer(OneStepTokenizer):
     """ReVQ: T ids, each local to its own position's codebook; one step (rectifier + DC-AE decoder)."""
 
     def __init__(self, model: ReVQ) -> None:
@@ -172,11 +172,6 @@ class ReVQTokenizer(Tokenizer):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.module.encode(images.to(self.device))
-
-    @torch.no_grad()
-    def decode(self, ids, num_steps=None, temperature=None, generator=None):
-        self.check_steps(num_steps)
-        return self.module.decode_tokens(ids.to(self.device))
 
     def to(self, device: str | torch.device) -> "ReVQTokenizer":
         self.module.to(device)
