@@ -54,6 +54,14 @@ def resize_center_crop(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
 
 
+def decode_sample(key: str, data: bytes, size: int) -> torch.Tensor:
+    """One sample's bytes -> the protocol's (3, size, size) tensor; an undecodable file names its key."""
+    try:
+        return resize_center_crop(Image.open(io.BytesIO(data)), size)
+    except OSError as err:
+        raise ValueError(f"data: cannot decode image {key!r}: {err}") from err
+
+
 def _expand(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     if isinstance(source, (list, tuple)):
         return [p for s in source for p in _expand(s)]
@@ -116,10 +124,7 @@ def iter_image_batches(source: str | os.PathLike | Sequence[str | os.PathLike], 
     for key, data in iter_samples(source):
         if limit is not None and seen >= limit:
             break
-        try:
-            images.append(resize_center_crop(Image.open(io.BytesIO(data)), image_size))
-        except OSError as err:
-            raise ValueError(f"data: cannot decode image {key!r}: {err}") from err
+        images.append(decode_sample(key, data, image_size))
         keys.append(key)
         seen += 1
         if len(images) == batch_size:

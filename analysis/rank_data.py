@@ -7,14 +7,12 @@ are skipped. ``skip`` drops a rank's first images (a resumed run's done part) wi
 """
 from __future__ import annotations
 
-import io
 import os
 from typing import Iterator, Sequence
 
 import torch
-from PIL import Image
 
-from .data import ImageBatch, iter_samples, resize_center_crop
+from .data import ImageBatch, decode_sample, iter_samples
 
 
 def rank_share(total: int, rank: int, world: int) -> int:
@@ -42,10 +40,7 @@ def iter_rank_batches(source: str | os.PathLike | Sequence[str | os.PathLike], i
         own += 1
         if own <= skip:
             continue
-        try:
-            images.append(resize_center_crop(Image.open(io.BytesIO(data)), image_size))
-        except OSError as err:
-            raise ValueError(f"data: cannot decode image {key!r}: {err}") from err
+        images.append(decode_sample(key, data, image_size))
         keys.append(key)
         indices.append(index)
         if len(images) == batch_size:
