@@ -4,6 +4,7 @@ and a run Slurm kills at its time limit shows "timeout" and resumes from its che
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,55 @@ def test_time_limit_shows_timeout_and_a_requeue_resumes_from_the_checkpoint(slur
     manager.close()
     with Store(tmp_path / "ws") as store:
         assert not store.metrics_frame(run.id).duplicated(["step", "key"]).any()   # resumed steps replaced
+
+
+def test_a_requeue_after_the_end_is_noticed_by_a_manager_started_later(slurm_cluster, tmp_path):
+    config = write_config(tmp_path / "c.yaml", max_steps=20, num_keys=2, step_sleep=0.01, checkpoint_every=10)
+    first = make_manager(tmp_path / "ws", **FAST)
+    run = first.submit("1", config, slurm=OPTIONS)
+    done = first.wait(run.id, timeout=90)
+    first.close()                                             # the manager that saw it end is gone
+    assert done.status == RunStatus.DONE, done.error
+    later = make_manager(tmp_path / "ws", **FAST)
+    slurm_cluster.scontrol("requeue", done.job_id)
+    log = Path(run.run_dir) / "train.log"
+    wait_until(lambda: log.read_text().count("starting at step") == 2, timeout=40)
+    assert "starting at step 21" in log.read_text()           # --resume: the newest checkpoint is the last step
+    wait_until(lambda: (later.store.get_run(run.id).ended_at or 0) > done.ended_at, timeout=30)
+    again = later.store.get_run(run.id)                       # the later manager saw it live and end again
+    later.close()
+    assert (again.status, again.exit_code, again.job_id) == (RunStatus.DONE, 0, done.job_id)
+    assert again.started_at > done.ended_at and slurm_cluster.job_field(done.job_id, "Restarts") == "1"
+
+
+def test_submitit_requeues_at_the_time_limit_warning_until_timeout_requeues_run_out(slurm_cluster, tmp_path):
+    """``timeout_requeues=1``: the first time-limit warning (USR2, sent by hand as Slurm sends it
+    ``signal_delay_s`` before the limit) checkpoints and requeues the job; the second ends it as "timeout"."""
+    config = write_config(tmp_path / "c.yaml", max_steps=100_000, num_keys=2, step_sleep=0.02, checkpoint_every=20)
+    manager = make_manager(tmp_path / "ws", **FAST)
+    options = SlurmOptions(partition="debug", cpus_per_task=1, time_min=10, timeout_requeues=1)
+    run = manager.submit("1", config, slurm=options)
+    wait_until(lambda: manager.store.metric_count(run.id) >= 2 * 40, timeout=60)
+    job_id = manager.store.get_run(run.id).job_id
+    log = Path(run.run_dir) / "train.log"
+
+    def warn() -> None:  # what Slurm sends at the warning; at 10 min submitit counts any warning as a time-out
+        subprocess.run(["scancel", "--batch", "--signal=USR2", job_id], check=True, timeout=30)
+
+    warn()
+    wait_until(lambda: log.read_text().count("starting at step") == 2, timeout=60)
+    last = int(log.read_text().split("starting at step ")[2].split()[0]) - 1
+    assert last >= 40 and (Path(run.run_dir) / "checkpoints" / f"checkpoint-{last}").is_dir()
+    wait_until(lambda: manager.store.get_run(run.id).status == RunStatus.RUNNING, timeout=30)
+    assert manager.store.get_run(run.id).job_id == job_id     # submitit requeued the same job
+    wait_until(lambda: manager.store.latest([run.id], ["train/step"])["step"].item() > last + 5, timeout=30)
+    warn()                                                    # no requeue left: the run ends as a time-out
+    ended = manager.wait(run.id, timeout=60)
+    manager.close()
+    assert ended.status == RunStatus.TIMEOUT and "stopped at its time-limit warning" in ended.error, ended.error
+    assert ended.exit_code == 130                             # the trainer checkpointed both times
+    with Store(tmp_path / "ws") as store:
+        assert not store.metrics_frame(run.id).duplicated(["step", "key"]).any()
 
 
 def test_slurm_defaults_come_from_the_workspace_yaml(tmp_path):

@@ -129,6 +129,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._last_scan = 0.0
         self._reconcile([r.id for r in self.store.list_runs(status=RunStatus.ACTIVE)])
+        self._watch_ended(self.store.list_runs(status=sorted(RunStatus.TERMINAL)))
         if start:
             self.start()
 
@@ -410,10 +411,19 @@ class JobManager:
             error = f"{reason}\n--- end of {LOG_FILE} ---\n{log_tail}"
         self.store.update_run(run_id, status=state.status, exit_code=state.exit_code, ended_at=time.time(), error=error)
 
+    def _watch_ended(self, runs: Sequence[RunRecord]) -> None:
+        """Ended runs go to their executor too: a scheduler may run one again (a Slurm requeue after the
+        manager that saw it end has gone)."""
+        for run in runs:
+            if run.status in RunStatus.TERMINAL and run.id not in self._active:
+                self.executors[run.executor].watch_ended(run)
+
     def _reconcile(self, run_ids: Sequence[str]) -> None:
-        """Re-attach runs that still live; settle those that ended while nobody watched."""
+        """Re-attach runs that still live; settle those that ended while nobody watched; watch ended ones."""
         for run_id in run_ids:
             run = self.store.get_run(run_id)
+            if run.status in RunStatus.TERMINAL:
+                self._watch_ended([run])
             if run.status not in RunStatus.ACTIVE or run_id in self._active:
                 continue
             state = self.executors[run.executor].attach(run)

@@ -51,6 +51,11 @@ class Executor(ABC):
     def attach(self, run: RunRecord) -> JobState | None:
         """Watch a run an earlier owner started; its state now, or None when it never started."""
 
+    def watch_ended(self, run: RunRecord) -> None:
+        """Keep an eye on a run that ended before this executor watched it (a manager started later): should
+        its scheduler run it again (a Slurm requeue), ``poll`` reports it active. Default: nothing reruns."""
+        return None
+
     @abstractmethod
     def poll(self) -> dict[str, JobState]:
         """States of watched runs by run id. A run reported ended is no longer watched (an

@@ -8,7 +8,9 @@ script, pickled ``TrainingJob``, wrapper logs) go to ``RUN_DIR/slurm/``.
 States come from ``squeue --states=all`` (``scontrol``'s view, so it works without accounting),
 falling back to the run directory's ``exit.json`` once Slurm has forgotten a job. A job that ended
 stays watched while Slurm still lists it: should anyone requeue it (``scontrol requeue``, a
-preemption), the run becomes active again and resumes from its checkpoint.
+preemption), the run becomes active again and resumes from its checkpoint. A manager started later
+watches the ended runs of the store the same way (``watch_ended``), so a requeue is noticed whichever
+manager runs at the time.
 """
 from __future__ import annotations
 
@@ -114,6 +116,12 @@ class SlurmExecutor(Executor):
             self._cancelled.add(run.id)
         self._last_poll = 0.0
         return JobState(run.status)
+
+    def watch_ended(self, run: RunRecord) -> None:
+        """An ended run some other manager saw end: watched while Slurm still lists its job, so a requeue
+        (``scontrol requeue``, a preemption) is noticed whichever manager is running then."""
+        if run.job_id and run.id not in self._active:
+            self._ended[run.id] = (run.job_id, Path(run.run_dir))
 
     def cancel(self, run_id: str) -> None:
         """``scancel``: Slurm sends SIGTERM (the trainer checkpoints and exits), SIGKILL after its KillWait."""

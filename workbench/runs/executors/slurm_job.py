@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,22 @@ from workbench.runs.rundir import has_checkpoint, prepare_restart
 
 STOP_WAIT_S = 60.0
 RENDEZVOUS_PORT = 29400
+
+
+def exited_within(pid: int, timeout: float) -> bool:
+    """Whether our child ``pid`` exits within ``timeout`` s, left unreaped. submitit runs ``checkpoint`` as a
+    signal handler, i.e. inside ``__call__``'s ``Popen.wait()``, which holds the lock a second ``wait`` needs
+    (that one would only time out); ``waitid(WNOWAIT)`` looks without that lock and without reaping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True  # already reaped
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 class TrainingFailed(RuntimeError):
@@ -81,11 +98,9 @@ class TrainingJob(Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Stop the trainer (SIGTERM: it saves a checkpoint and exits 130); the requeued job resumes."""
         process = self._process
-        if process is not None and process.poll() is None:
+        if process is not None and process.returncode is None:
             signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
+            if not exited_within(process.pid, STOP_WAIT_S):
                 signal_group(process.pid, signal.SIGKILL)
         return super().checkpoint(*args, **kwargs)
 
