@@ -322,3 +322,39 @@ def test_evaluate_screen_runs_a_job_to_a_table_and_a_plot(page, screenshot, eval
     page.wait_for_function("(document.querySelector('#eval-files')?.innerText || '').includes('.tex')", timeout=30_000)
     assert ".csv" in page.locator("#eval-files").inner_text()
     screenshot("evaluate")
+
+
+def test_steps_stream_in_and_a_step_picked_meanwhile_stays(page, tmp_path, monkeypatch):
+    """A decode slowed on purpose: its last pass waits for a gate the test opens. Steps 1..7 reach the screen
+    while the gate is shut (so before the last step is decoded), the slider works on them, and the step picked
+    there stays when the last step arrives."""
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    from core import SFTok
+
+    gate, waited, original = threading.Event(), [], SFTok.iter_decode_steps
+
+    def slowed(self, ids, num_steps=None, *args, **kwargs):
+        for record in original(self, ids, num_steps, *args, **kwargs):
+            yield record
+            if record.step == record.num_steps - 2:
+                waited.append(gate.wait(120))
+
+    monkeypatch.setattr(SFTok, "iter_decode_steps", slowed)
+    path = tmp_path / "stream.png"  # a picture no other test decodes: nothing cached
+    Image.fromarray(np.random.default_rng(31).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+    page.locator("#rec-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function("document.querySelector('#rec-info')?.innerText.includes('Step 7 / 8')")
+    assert page.locator("#rec-pending").is_visible() and not waited  # the last pass has not run
+    assert _src(page, "#rec-preview").startswith("data:image/png")
+    page.locator("#rec-scrubber input[type=range]").fill("2")
+    page.wait_for_function("document.querySelector('#rec-info').innerText.includes('Step 2 / 8')")
+    gate.set()
+    page.wait_for_selector("#rec-pending", state="detached")
+    page.wait_for_selector("#rec-curve .scatterlayer .trace path.js-line")  # the complete decode is shown
+    assert waited == [True]
+    assert page.locator("#rec-scrubber .scrub-range").get_attribute("max") == "8"
+    assert "Step 2 / 8" in page.locator("#rec-info").inner_text()  # the picked step stayed

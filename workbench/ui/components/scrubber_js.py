@@ -3,7 +3,8 @@
 The scrubber's HTML carries every step's frames (``data-frames``, JSON); these handlers are attached
 once to the component's element and delegate to whatever decode it currently shows, so a new decode
 only replaces the HTML. While one decode streams in (same ``data-decode``, more steps each time), a step
-the user picked with the slider stays on screen instead of jumping to the newest. The curve's step marker
+the user picked with the slider meanwhile stays on screen, also when the last step arrives, instead of jumping
+to the newest. The curve's step marker
 is an overlay positioned from plotly's axes.
 """
 from __future__ import annotations
@@ -60,7 +61,8 @@ element.addEventListener('input', (ev) => {
   if (root && ev.target.classList.contains('scrub-range')) {
     stop(root);
     show(root, Number(ev.target.value));
-    element._pin = {decode: root.dataset.decode, step: Number(root.dataset.step)};
+    // a step picked while the decode streams in stays on screen as the remaining steps arrive
+    element._pin = root.querySelector('.scrub-pending') ? {decode: root.dataset.decode, step: Number(root.dataset.step)} : null;
   }
 });
 element.addEventListener('click', (ev) => {
@@ -87,6 +89,7 @@ watch('value', () => {
   const pin = element._pin;
   if (pin && pin.decode && pin.decode === root.dataset.decode) show(root, pin.step);  // same decode, more steps
   else markCurve(root, Number(root.dataset.step));
+  if (!root.querySelector('.scrub-pending')) element._pin = null;  // complete: later views start at the last step
 });
 """.replace("__FRAME_MS__", str(PLAY_FRAME_MS))
 
