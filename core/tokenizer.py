@@ -112,9 +112,10 @@ class SFTokTokenizer(Tokenizer):
 
     @torch.no_grad()
     def decode_trace(self, ids, num_steps=None, temperature=None, generator=None):
-        records = self.module.decode_steps(ids.to(self.device), self.check_steps(num_steps), temperature, generator,
-                                           previews=True)
-        return [StepView(r.step, r.num_steps, r.preview) for r in records]
+        # each step rendered on its own, as the Reconstruct screen streams them: the same pixels as there
+        records = self.module.iter_decode_steps(ids.to(self.device), self.check_steps(num_steps), temperature,
+                                                generator)
+        return [StepView(r.step, r.num_steps, self.module.render_soft(r.logits)) for r in records]
 
 
 class OneStepTokenizer(Tokenizer):

@@ -27,7 +27,7 @@ from workbench.ui.components.precision_picker import precision_line, precision_r
 
 from tests.workbench.conftest import make_workspace
 
-ENTRY_POINTS = ("encode", "decode_steps", "decode_ids", "decode_tokens", "render_soft", "render_codes", "generate")
+ENTRY_POINTS = ("encode", "decode_steps", "iter_decode_steps", "decode_ids", "decode_tokens", "render_soft", "render_codes", "generate")
 
 
 class Placed(torch.Tensor):
@@ -106,7 +106,7 @@ def test_reconstruct_and_generate_run_every_model_and_input_on_the_placement(wor
     service.generate("checkpoints/generator", "default", 2, settings, 2.0)
     assert_all_on_device(placement, models=2)  # the tokenizer and the generator, each moved once
     called = {(owner, name) for owner, name, _ in placement.calls}
-    assert {("SFTok", "encode"), ("SFTok", "decode_steps"), ("SFTok", "decode_tokens"),
+    assert {("SFTok", "encode"), ("SFTok", "iter_decode_steps"), ("SFTok", "decode_tokens"),
             ("MaskGITGenerator", "generate")} <= called
     assert placement.generators and set(placement.generators) == {"cpu"}
     assert rec.trace.previews.dtype.name == "uint8" and rec.trace.final.shape[-1] == 3  # pictures back on the CPU

@@ -53,6 +53,8 @@ def render_step_preview(model: SFTok, logits: torch.Tensor, precision: str, skip
 def render_ids_preview(model: SFTok, candidates: torch.Tensor, precision: str, skip_levels: int) -> torch.Tensor:
     """Token ids (B, N) decoded (tokenizer's default steps, temperature 0) and rendered as :func:`render_step_preview`
     does: soft last-pass render on a pixel head, hard codes through the teacher otherwise."""
+    if not skip_levels:  # the full render: the tokenizer's own decode
+        return model.decode_tokens(candidates, temperature=0.0, precision=precision)
     proxy, logits = model.decode_ids(candidates, temperature=0.0, last_logits=model.has_pixel_head,
                                      precision=precision)
     if model.has_pixel_head:
