@@ -12,7 +12,7 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from .render import (loo_mi_figure, pairwise_mi_figure, per_step_figure, self_fo
 from .report import Section, write_csv, write_html_report, write_json
 from .steps import evaluate_steps
 from .usage import UsageStats, collect_model_usage
+
+
+T = TypeVar("T")
 
 
 class UsageError(ValueError):
@@ -82,14 +85,23 @@ def print_table(rows: Sequence[Any], columns: Sequence[str]) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(t, widths)))
 
 
-def parse_int_list(text: str, name: str) -> list[int]:
+def parse_list(text: str, name: str, convert: Callable[[str], T], what: str) -> list[T]:
+    """A comma-separated option value as a non-empty list; a bad item names the option and what it expects."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [convert(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
-        raise UsageError(f"{name}: expected comma-separated integers, got {text!r}") from err
+        raise UsageError(f"{name}: expected comma-separated {what}, got {text!r}") from err
     if not values:
         raise UsageError(f"{name}: empty list")
     return values
+
+
+def parse_int_list(text: str, name: str) -> list[int]:
+    return parse_list(text, name, int, "integers")
+
+
+def parse_float_list(text: str, name: str) -> list[float]:
+    return parse_list(text, name, float, "numbers")
 
 
 # -- steps -----------------------------------------------------------------------------------------
@@ -361,16 +373,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # -- gen-eval --------------------------------------------------------------------------------------
-def parse_float_list(text: str, name: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise UsageError(f"{name}: expected comma-separated numbers, got {text!r}") from err
-    if not values:
-        raise UsageError(f"{name}: empty list")
-    return values
-
-
 def gen_eval_config(args: argparse.Namespace) -> GenEvalConfig:
     """The generator evaluation a ``gen-eval`` command line asks for."""
     return GenEvalConfig(
