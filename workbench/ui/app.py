@@ -37,8 +37,9 @@ CSS = """
 .scrub-legend, .scrub-info { font-size: 0.9em; margin-top: 0.5em; }
 .scrub-empty { color: var(--body-text-color-subdued); padding: 1em 0; }
 .status-error { color: var(--error-text-color, #b91c1c); }
-#info-summary th, #info-summary th *, #cb-summary th, #cb-summary th * { word-break: normal; overflow-wrap: normal;
-                                                                          hyphens: none; }
+#info-summary th, #info-summary th *, #cb-summary th, #cb-summary th *,
+#train-sweep-table th, #train-sweep-table th *, #train-jobs th, #train-jobs th * { word-break: normal;
+                                                                                   overflow-wrap: normal; hyphens: none; }
 """
 
 

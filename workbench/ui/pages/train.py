@@ -123,6 +123,7 @@ class TrainPage:
                                              elem_id="train-sample-step")
                 # each picture is 8 eval images stacked, one row each (input, then decodes): tall, so few per row
                 self.samples = gr.Gallery(columns=4, height=620, object_fit="contain", elem_id="train-samples",
+                                          preview=True,  # the whole tall picture with its caption, not a crop
                                           label="One picture per overlaid run: 8 eval images, one per row; "
                                                 "the caption names the columns", allow_preview=True)
                 gr.Markdown("### Sweep results")
@@ -303,6 +304,9 @@ class TrainPage:
             return [], gr.Slider(minimum=0, maximum=1, value=0, step=1, label="Eval step: no samples yet")
         return items, gr.Slider(**sample_slider(steps, step))
 
+    def on_newest_samples(self, run_ids: list[str] | None) -> tuple:
+        return self.on_samples(run_ids, None)
+
     def on_sweep_pick(self, sweep_id: str | None) -> tuple:
         if not sweep_id:
             return pd.DataFrame(), gr.Dropdown(choices=[]), gr.Dropdown(choices=[]), empty_plot("choose a sweep")
@@ -386,10 +390,14 @@ class TrainPage:
         gr.on(triggers, self.on_open, lists, [*lists, self.log], show_progress="hidden", api_visibility="private")
 
     def followed_run(self) -> str | None:
-        """The run a screen that opens afresh (a reload mid-run) shows: the newest active run, else the newest."""
+        """The run a screen that opens afresh (a reload mid-run) shows: the newest running run (a sweep's later
+        points wait queued, with nothing to show yet), else the newest queued one, else the newest."""
         runs = self.runs()
-        active = [r for r in runs if r.status in ("queued", "running")]
-        return (active or runs)[0].id if runs else None
+        for status in ("running", "queued"):
+            found = [r for r in runs if r.status == status]
+            if found:
+                return found[0].id
+        return runs[0].id if runs else None
 
     def on_open(self, dataset: str | None, teacher: str | None, tokenizer: str | None, init: str | None,
                 run_id: str | None, curve_runs: list[str] | None, diff_a: str | None, diff_b: str | None,
@@ -435,9 +443,12 @@ class TrainPage:
               api_name="train_eval_curves")
         self.curve_runs.change(user_errors(self.on_overlay), [self.curve_runs], [self.overlay_diff],
                                show_progress="hidden", api_name="train_overlay_diff")
-        gr.on([self.curve_runs.change, self.sample_step.release], user_errors(self.on_samples),
-              [self.curve_runs, self.sample_step], [self.samples, self.sample_step], show_progress="hidden",
-              api_name="train_samples")
+        # A new overlay shows its newest samples: that event does not read the slider, whose value in the browser
+        # may still belong to the old overlay (Gradio would refuse it against the new range). A slider move does.
+        self.curve_runs.change(user_errors(self.on_newest_samples), [self.curve_runs], [self.samples, self.sample_step],
+                               show_progress="hidden", api_visibility="private")
+        self.sample_step.release(user_errors(self.on_samples), [self.curve_runs, self.sample_step],
+                                 [self.samples, self.sample_step], show_progress="hidden", api_name="train_samples")
         self.sweep.change(user_errors(self.on_sweep_pick), [self.sweep],
                           [self.sweep_table, self.sweep_x, self.sweep_y, self.sweep_plot], api_name="train_sweep_table",
                           show_progress="hidden")
