@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -66,6 +67,9 @@ class LoadedTokenizer:
     key: str  # identifies weights, as LoadedModel.key
     label: str
     tokenizer: Tokenizer
+
+
+Loaded = TypeVar("Loaded", LoadedModel, LoadedTokenizer)
 
 
 def hub_allowed() -> bool:
@@ -128,7 +132,7 @@ class ModelRegistry:
         self.default_generator = Path(default_generator) if default_generator is not None else None
         self.teacher_dir = Path(teacher) if teacher is not None else None
         self.capacity = capacity
-        self._models: LRU[str, LoadedModel] = LRU(capacity)
+        self._models: LRU[str, LoadedModel | LoadedTokenizer] = LRU(capacity)
         self._teacher: MaskGITVQGAN | None = None
         self._lock = threading.RLock()
 
@@ -219,19 +223,28 @@ class ModelRegistry:
             key = f"{location}@{_weights_mtime(location)}"
         else:
             key = f"hub:{location}"
-        with self._lock:
-            cached = self._models.get(key)
-            if cached is not None:
-                return cached
-            try:
-                model = load_pretrained_as(location, SFTok if model_type == "sftok" else MaskGITGenerator)
-            except CheckpointError as err:
-                raise ModelUnavailable(f"{label}: {err}") from err
+
+        def load() -> LoadedModel:
+            model = load_pretrained_as(location, SFTok if model_type == "sftok" else MaskGITGenerator)
             model = self.placement.model(model.eval())
             if isinstance(model, SFTok) and not model.has_pixel_head:
                 model.attach_teacher(self.teacher())
             warm_up(model, self.placement)
-            loaded = LoadedModel(key=key, label=label, model=model)
+            return LoadedModel(key=key, label=label, model=model)
+
+        return self._cached(key, label, load)
+
+    def _cached(self, key: str, label: str, load: Callable[[], Loaded]) -> Loaded:
+        """The entry cached under ``key``, else ``load()``'s, cached; one load at a time (they are big). A checkpoint
+        that does not load becomes ModelUnavailable naming ``label``."""
+        with self._lock:
+            cached = self._models.get(key)
+            if cached is not None:
+                return cached  # type: ignore[return-value]  # a key only ever holds one kind (its prefix says which)
+            try:
+                loaded = load()
+            except CheckpointError as err:
+                raise ModelUnavailable(f"{label}: {err}") from err
             self._models.put(key, loaded)
             return loaded
 
@@ -271,23 +284,18 @@ class ModelRegistry:
             loaded = self.get(text)
             return LoadedTokenizer(loaded.key, loaded.label, as_tokenizer(loaded.model))
         key = f"tok:{location}@{_source_mtime(location)}"
-        with self._lock:
-            cached = self._models.get(key)
-            if cached is not None:
-                return cached
-            try:
-                tok = load_tokenizer(location, self.device, teacher=self.teacher_if_present())
-            except CheckpointError as err:
-                raise ModelUnavailable(f"{label}: {err}") from err
+
+        def load() -> LoadedTokenizer:
+            tok = load_tokenizer(location, self.device, teacher=self.teacher_if_present())
             self.placement.model(tok.module)
             if isinstance(tok, TeacherTokenizer):
                 tok = TeacherTokenizer(tok.module, self.teacher_image_size(tok.module.config))
             with torch.no_grad():  # warm-up, as for SFTok: the first pass pays kernel set-up
                 size = tok.info.image_size
                 tok.reconstruct(self.placement.tensor(torch.zeros(1, 3, size, size)))
-            loaded = LoadedTokenizer(key, label, tok)
-            self._models.put(key, loaded)
-            return loaded
+            return LoadedTokenizer(key, label, tok)
+
+        return self._cached(key, label, load)
 
     def teacher_image_size(self, config: TeacherConfig) -> int:
         """The image size a teacher works at: the embedded default's when it is that model's teacher, else the
