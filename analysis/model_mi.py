@@ -142,10 +142,13 @@ class LeaveOneOutMI:
 @torch.no_grad()
 def leave_one_out_mi(decoder: Decoder, codes: torch.Tensor, z_q: torch.Tensor, mask_id: int,
                      positions: Sequence[int] | None = None, batch_size: int = 128, num_bootstrap: int = 1000,
-                     confidence: float = 0.95, seed: int = 0) -> LeaveOneOutMI:
+                     confidence: float = 0.95, seed: int = 0,
+                     on_rows: Callable[[int, int], None] | None = None) -> LeaveOneOutMI:
     """CE of each true code with everything masked minus with only that slot masked, per position.
 
     One all-masked pass per image plus one pass per (image, position): B x P decoder rows, batched.
+    ``on_rows(done, total)`` is told the (image, position) rows done after each chunk of images, so
+    a caller can show progress and estimate the rest from the first chunk.
     """
     codes = _check_codes(codes, z_q, mask_id)
     b, s = codes.shape
@@ -166,6 +169,8 @@ def leave_one_out_mi(decoder: Decoder, codes: torch.Tensor, z_q: torch.Tensor, m
         inputs = codes[image].clone()
         inputs[torch.arange(inputs.shape[0], device=device), query] = mask_id
         chunks.append(query_rows(decoder, inputs, z_q, image, query, codes[image, query], batch_size))
+        if on_rows is not None:
+            on_rows(min(b, first + group) * p, b * p)
     ce_loo = torch.cat(chunks).view(b, p)
     per_image = (ce_all - ce_loo).double().numpy()
     low, high = bootstrap_mean_ci(per_image, num_bootstrap, confidence, seed)

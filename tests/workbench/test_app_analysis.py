@@ -342,3 +342,55 @@ def test_negative_kl_and_total_correlation_are_read_as_zero_like_negative_mi():
     assert mi_notes(SimpleNamespace(models=(model,)))[-1] == (
         "A: 2 slot estimates are negative. True MI is never below zero; a negative estimate is sampling noise of the "
         "estimator on this few images: read it as zero.")
+
+
+def test_codebook_progress_estimates_the_whole_run_from_its_first_batch(teacher_service, monkeypatch):
+    import workbench.services.analyses as analyses
+
+    monkeypatch.setattr(analyses, "BATCH_SIZE", 4)  # 6 images: a full first batch of 4, then 2
+    texts: list[str] = []
+    _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 6,
+                                         progress=lambda f, text: texts.append(text))
+    assert report.books["sftok"].stats.num_samples == 6
+    first = next(t for t in texts if t.startswith("encoding: 4 / 6 images"))
+    assert "for all 6 images; about " in first and "images fit a minute" in first
+    assert any(t.startswith("encoding: 6 / 6 images") for t in texts)
+
+
+def test_information_progress_estimates_the_leave_one_out_rows(teacher_service):
+    texts: list[str] = []
+    teacher_service.information(["default"], "datasets/default/tiny", "val", 8, 32, 2, 1.0, 0, 2,
+                                progress=lambda f, text: texts.append(text))
+    # 8 images x 32 slots = 256 rows, in chunks of 128 // 32 = 4 images: the first chunk estimates the rest
+    first = next(t for t in texts if "128 / 256 rows" in t)
+    assert "for all 256 image-slot rows; about " in first and "image-slot rows fit a minute" in first
+    assert any(t.endswith("256 / 256 rows") for t in texts)
+
+
+def test_a_cancelled_codebook_run_stops_after_its_batch_and_frees_the_analyses(teacher_service, monkeypatch):
+    import workbench.services.analyses as analyses
+    from workbench.services.cancellable import AnalysisCancelled, cancellable
+
+    import threading
+
+    monkeypatch.setattr(analyses, "BATCH_SIZE", 2)
+    failures: list[BaseException] = []
+    stopped = threading.Event()
+
+    def work(progress):
+        try:
+            return teacher_service.codebook("default", "datasets/default/tiny", "val", 8, progress=progress)
+        except BaseException as err:
+            failures.append(err)
+            stopped.set()
+            raise
+
+    stream = cancellable(work)
+    next(stream)  # "starting"
+    stream.close()  # what the Cancel button's `cancels` does to the screen's streaming event
+    assert stopped.wait(60)  # at its next progress report, after at most one batch of 2 images
+    assert len(failures) == 1 and isinstance(failures[0], AnalysisCancelled)
+    assert teacher_service._lock.acquire(blocking=False)  # the lock was let go on the way out
+    teacher_service._lock.release()
+    _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 8)  # the next run is not blocked
+    assert report.books["sftok"].stats.num_samples == 8

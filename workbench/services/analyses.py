@@ -30,6 +30,7 @@ from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
 
 from workbench.io.datasets import list_datasets, resolve_dataset
+from workbench.services.budget import Budget
 from workbench.services.devices import Placement, working_on
 from workbench.services.lru import LRU
 from workbench.services.model_registry import ModelRegistry, ModelUnavailable
@@ -112,12 +113,16 @@ def _placed(batches: Iterable[ImageBatch], placement: Placement) -> Iterable[Ima
 
 def _counted(batches: Iterable[ImageBatch], total: int, progress: ProgressFn, start: float, stop: float,
              text: str) -> Iterable[ImageBatch]:
-    """Batches, reporting progress in [start, stop] by images seen out of ``total``."""
-    seen = 0
+    """Batches, reporting progress in [start, stop] by images seen out of ``total``, with the time all of them
+    would take as the first batch measured it (the batch is timed from its reading to its consumer's return)."""
+    seen, began, budget = 0, time.perf_counter(), None
     for batch in batches:
         yield batch
         seen += batch.images.shape[0]
-        progress(start + (stop - start) * min(1.0, seen / total), f"{text}: {seen} / {total} images")
+        if budget is None and seen < total and seen == BATCH_SIZE:  # a short first batch: the data ran out
+            budget = Budget(seen, time.perf_counter() - began, total)
+        estimate = f" ({budget.text()})" if budget else ""
+        progress(start + (stop - start) * min(1.0, seen / total), f"{text}: {seen} / {total} images{estimate}")
 
 
 # -- codebook usage --------------------------------------------------------------------------------
@@ -289,8 +294,17 @@ def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher:
     """Leave-one-out MI, information along the decode trajectory and the self-forcing gap of one model."""
     progress(0.0, f"{label}: encoding {images.shape[0]} images")
     inputs = sftok_mi_inputs(model, images, teacher, num_steps, temperature, seed)
-    progress(0.1, f"{label}: leave-one-out MI ({images.shape[0]} images x {len(positions)} slots)")
-    loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=seed)
+    what = f"{label}: leave-one-out MI ({images.shape[0]} images x {len(positions)} slots)"
+    progress(0.1, what)
+    began = time.perf_counter()
+
+    def on_rows(done: int, total: int) -> None:
+        estimate = f"; {Budget(done, time.perf_counter() - began, total, 'image-slot rows').text()}" if done < total \
+            else ""
+        progress(0.1 + 0.45 * done / total, f"{what}: {done} / {total} rows{estimate}")
+
+    loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=seed,
+                           on_rows=on_rows)
     progress(0.55, f"{label}: decode trajectory ({num_steps} steps)")
     trajectory = decode_trajectory(inputs.decoder, inputs.z_q, inputs.targets.shape[1], inputs.mask_id, num_steps,
                                    temperature, seed)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
 
 from workbench.services.analyses import MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport, code_examples
 from workbench.ui.components.analysis_plots import codebook_map, empty_plot, position_heatmap, usage_plot
+from workbench.ui.components.analysis_stream import cancel_button, stream_analysis, wire_cancel
 from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
@@ -108,7 +109,9 @@ class CodebookPage:
                 self.data = DatasetPicker(ctx.workspace, "cb")
                 self.images = gr.Number(256, precision=0, minimum=1, maximum=MAX_USAGE_IMAGES, label="Images (at most)",
                                         elem_id="cb-images", info="the first N images of the split, in order")
-                self.run = gr.Button("Run usage statistics", variant="primary", elem_id="cb-run")
+                with gr.Row():
+                    self.run = gr.Button("Run usage statistics", variant="primary", elem_id="cb-run", scale=3)
+                    self.cancel = cancel_button("cb-cancel")
                 self.status = gr.Markdown("Pick a dataset and run. Help: `docs/screens.md#codebook`", elem_id="cb-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="cb-summary",
@@ -140,12 +143,19 @@ class CodebookPage:
         book = report.book(book_name)
         return usage_plot(book), position_heatmap(book), top_frame(book)
 
-    def on_run(self, model: str, dataset: str | None, split: str, images: float | None, book: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        key, report = self.analyses.codebook(model, dataset, split, images,
-                                             progress=lambda f, text: progress(f, desc=text))
-        shown = book if book in report.books else "sftok"
-        return (CodebookState(key), status_text(report), summary_frame(report), *self._views(report, shown),
-                gr.Radio(value=shown))
+    def on_run(self, model: str, dataset: str | None, split: str, images: float | None, book: str,
+               progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Streams the progress (after the first batch, the time for all images and how many fit a minute)."""
+        def work(report_progress):
+            return self.analyses.codebook(model, dataset, split, images, progress=report_progress)
+
+        def done(found: tuple[str, CodebookReport]) -> tuple:
+            key, report = found
+            shown = book if book in report.books else "sftok"
+            return (CodebookState(key), status_text(report), summary_frame(report), *self._views(report, shown),
+                    gr.Radio(value=shown))
+
+        yield from stream_analysis(work, done, 7, 1, progress, "codebook")
 
     def on_map(self, book: str, state: CodebookState, progress: gr.Progress = gr.Progress()) -> Any:
         progress(0.1, desc="codebook map (UMAP; the first fit in a process compiles, then it is cached)")
@@ -178,8 +188,9 @@ class CodebookPage:
                              [self.state, self.status, self.summary, self.usage, self.heat, self.top, self.book],
                              api_name="codebook_usage", show_progress="full")
         keep_error_visible(run, self.status)
-        run.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_name="codebook_map",
-                    show_progress="minimal")
+        drawn = run.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_name="codebook_map",
+                            show_progress="minimal")
+        wire_cancel(self.cancel, self.status, [run, drawn], "codebook_cancel")
         view = self.book.input(user_errors(self.on_view), [self.book, self.state], [self.usage, self.heat, self.top],
                                api_name="codebook_view", show_progress="minimal")
         view.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_visibility="private",

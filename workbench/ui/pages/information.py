@@ -8,6 +8,7 @@ The cost is bounded by the image and slot counts: the defaults run in seconds on
 from __future__ import annotations
 
 import html
+from typing import Iterator
 
 import gradio as gr
 import pandas as pd
@@ -20,6 +21,7 @@ from workbench.services.model_registry import COMPARISON_CHOICE
 from workbench.services.reading_notes import (as_markdown, mi_notes, self_forcing_notes, self_forcing_reading,
                                               trajectory_notes)
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
+from workbench.ui.components.analysis_stream import cancel_button, stream_analysis, wire_cancel
 from workbench.ui.components.dataset_picker import DatasetPicker
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
@@ -98,7 +100,9 @@ class InformationPage:
                     self.seed = gr.Number(value=DEFAULTS.seed, precision=0, minimum=0, label="Seed")
                     self.block = gr.Slider(1, 64, value=DEFAULTS.block_slots, step=1, label="Slots per block (total correlation)",
                                            info="caps the chain-rule block of each step; more = slower")
-                self.run = gr.Button("Measure", variant="primary", elem_id="info-run")
+                with gr.Row():
+                    self.run = gr.Button("Measure", variant="primary", elem_id="info-run", scale=3)
+                    self.cancel = cancel_button("info-cancel")
                 self.status = gr.Markdown("Choose one or two models and measure. Help: `docs/screens.md#information`", elem_id="info-status")
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="info-summary",
@@ -119,13 +123,18 @@ class InformationPage:
         self._wire()
 
     def on_run(self, model_a: str, model_b: str | None, dataset: str | None, split: str, images: float, slots: float,
-               steps: float, temperature: float, seed: float | None, block: float, progress: gr.Progress = gr.Progress()) -> tuple:
-        _, report = self.analyses.information([model_a, model_b or ""], dataset, split, images, slots, steps,
-                                                temperature, seed, block,
-                                                progress=lambda f, text: progress(f, desc=text))
-        return (status_text(report), summary_frame(report), mi_bars(report), as_markdown(mi_notes(report)),
-                mi_grids(report), trajectory_plot(report), as_markdown(trajectory_notes(report)),
-                self_forcing_plot(report), gap_text(report))
+               steps: float, temperature: float, seed: float | None, block: float, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Streams the progress (the leave-one-out rows estimate the whole from the first chunk), then the results."""
+        def work(report_progress):
+            return self.analyses.information([model_a, model_b or ""], dataset, split, images, slots, steps,
+                                             temperature, seed, block, progress=report_progress)[1]
+
+        def done(report: InformationReport) -> tuple:
+            return (status_text(report), summary_frame(report), mi_bars(report), as_markdown(mi_notes(report)),
+                    mi_grids(report), trajectory_plot(report), as_markdown(trajectory_notes(report)),
+                    self_forcing_plot(report), gap_text(report))
+
+        yield from stream_analysis(work, done, 9, 0, progress, "information")
 
     def on_refresh_b(self, current: str | None) -> gr.Dropdown:
         choices = [NO_MODEL, *self.ctx.registry.choices()]
@@ -139,6 +148,7 @@ class InformationPage:
                         self.trajectory_notes, self.gap, self.gap_notes],
                        api_name="information", show_progress="full")
         keep_error_visible(run, self.status)
+        wire_cancel(self.cancel, self.status, [run], "information_cancel")
         self.refresh_b.click(self.on_refresh_b, [self.model_b], [self.model_b], api_name="information_refresh_model_b",
                              show_progress="hidden")
 
