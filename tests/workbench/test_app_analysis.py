@@ -363,7 +363,9 @@ def test_information_progress_estimates_the_leave_one_out_rows(teacher_service):
                                 progress=lambda f, text: texts.append(text))
     # 8 images x 32 slots = 256 rows, in chunks of 128 // 32 = 4 images: the first chunk estimates the rest
     first = next(t for t in texts if "128 / 256 rows" in t)
-    assert "for all 256 image-slot rows; about " in first and "image-slot rows fit a minute" in first
+    assert "for all 256 image-slot rows; about " in first and "image-slot rows fit a minute (" in first
+    rows_a_minute = int(first.split("; about ")[-1].split(" image-slot rows fit")[0])
+    assert first.endswith(f"({rows_a_minute // 8} slots at 8 images)")
     assert any(t.endswith("256 / 256 rows") for t in texts)
 
 

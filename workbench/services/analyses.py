@@ -299,8 +299,10 @@ def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher:
     began = time.perf_counter()
 
     def on_rows(done: int, total: int) -> None:
-        estimate = f"; {Budget(done, time.perf_counter() - began, total, 'image-slot rows').text()}" if done < total \
-            else ""
+        estimate = ""
+        if done < total:
+            budget = Budget(done, time.perf_counter() - began, total, "image-slot rows")
+            estimate = f"; {budget.text()} ({budget.fit() // images.shape[0]} slots at {images.shape[0]} images)"
         progress(0.1 + 0.45 * done / total, f"{what}: {done} / {total} rows{estimate}")
 
     loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=seed,
