@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from core.tokenizer import Tokenizer, load_tokenizer
 from .adm_reference import ReferenceStats, load_reference, save_reference
 from .eval_checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .eval_dist import Ranks, all_reduce_sum, barrier, join_process_group
-from .eval_stats import InceptionScoreStats, MeanStats, prefixed, unprefixed
+from .eval_stats import Accumulator, InceptionScoreStats, MeanStats, joint_state, load_joint_state
 from .fid import FID_PROTOCOL, FeatureStats, frechet_distance, inception_network, to_uint8
 from .image_metrics import psnr, ssim
 from .metric_suite import load_metric_suite
@@ -89,17 +89,14 @@ class _Setting:
     inception_score: InceptionScoreStats = field(default_factory=lambda: InceptionScoreStats(NUM_CLASSES))
     metrics: dict[str, MeanStats] = field(default_factory=lambda: {k: MeanStats() for k in ("psnr", "ssim", "lpips")})
 
-    def state(self) -> dict[str, np.ndarray]:
-        out = {**prefixed("fid", self.features.state()), **prefixed("is", self.inception_score.state())}
-        for name, stats in self.metrics.items():
-            out.update(prefixed(name, stats.state()))
-        return out
+    def parts(self) -> dict[str, Accumulator]:
+        return {"fid": self.features, "is": self.inception_score, **self.metrics}
 
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.features.load_state(unprefixed("fid", state))
-        self.inception_score.load_state(unprefixed("is", state))
-        for name, stats in self.metrics.items():
-            stats.load_state(unprefixed(name, state))
+    def state(self) -> dict[str, np.ndarray]:
+        return joint_state(self.parts())
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        load_joint_state(self.parts(), state)
 
 
 class _Timer:
@@ -190,20 +187,19 @@ class _Run:
         self.timer = _Timer()
 
     # -- state -------------------------------------------------------------------------------------
+    def parts(self) -> dict[str, Accumulator]:
+        return {"real/fid": self.real_features, "real/is": self.real_score,
+                **{f"s{si}": setting for si, setting in enumerate(self.settings)}}
+
     def state(self) -> dict[str, np.ndarray]:
-        out = {**prefixed("real/fid", self.real_features.state()), **prefixed("real/is", self.real_score.state())}
+        out = joint_state(self.parts())
         for mi, counts in enumerate(self.usage):
             out[f"m{mi}/usage"] = counts
-        for si, setting in enumerate(self.settings):
-            out.update(prefixed(f"s{si}", setting.state()))
         return out
 
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.real_features.load_state(unprefixed("real/fid", state))
-        self.real_score.load_state(unprefixed("real/is", state))
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        load_joint_state(self.parts(), state)
         self.usage = [np.array(state[f"m{mi}/usage"], np.int64) for mi in range(len(self.models))]
-        for si, setting in enumerate(self.settings):
-            setting.load_state(unprefixed(f"s{si}", state))
 
     # -- one batch ---------------------------------------------------------------------------------
     @torch.no_grad()

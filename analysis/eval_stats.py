@@ -15,12 +15,20 @@ sums are added, exactly the one-process answer:
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Protocol
 
 import numpy as np
 import torch
 
 State = dict[str, np.ndarray]
+
+
+class Accumulator(Protocol):
+    """Anything whose sums flatten to named arrays and read back: the statistics here, FeatureStats, groups of them."""
+
+    def state(self) -> State: ...
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None: ...
 
 
 class InceptionScoreStats:
@@ -109,3 +117,17 @@ def prefixed(prefix: str, state: Mapping[str, np.ndarray]) -> State:
 def unprefixed(prefix: str, state: Mapping[str, np.ndarray]) -> State:
     start = prefix + "/"
     return {k[len(start):]: v for k, v in state.items() if k.startswith(start)}
+
+
+def joint_state(parts: Mapping[str, Accumulator]) -> State:
+    """One flat state of several named accumulators, each one's arrays under its name (``name/key``)."""
+    out: State = {}
+    for name, part in parts.items():
+        out.update(prefixed(name, part.state()))
+    return out
+
+
+def load_joint_state(parts: Mapping[str, Accumulator], state: Mapping[str, np.ndarray]) -> None:
+    """Read a :func:`joint_state` back into the same named accumulators."""
+    for name, part in parts.items():
+        part.load_state(unprefixed(name, state))

@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from .adm_reference import ReferenceStats, load_reference
 from .eval_checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .eval_dist import Ranks, all_reduce_sum, barrier, gather_rank_rows, join_process_group
 from .eval_run import FEATURE_DIM, IS_PROTOCOL, NUM_CLASSES, EvaluationCancelled, protocol_of
-from .eval_stats import InceptionScoreStats, prefixed, unprefixed
+from .eval_stats import Accumulator, InceptionScoreStats, joint_state, load_joint_state, prefixed, unprefixed
 from .fid import INCEPTION_WEIGHTS_FILE, FeatureStats, frechet_distance, inception_network, to_uint8
 from .precision_recall import K_NEIGHBOURS, PR_PROTOCOL, precision_recall
 from .rank_data import rank_share
@@ -90,17 +90,14 @@ class _Setting:
     rows: list[np.ndarray] = field(default_factory=list)  # this rank's pool features, float32, in sample order
     gathered: np.ndarray | None = None  # every rank's features in global sample order (after the run)
 
-    def summed(self) -> dict[str, np.ndarray]:
-        out = {**prefixed("fid", self.features.state()), **prefixed("is", self.score.state())}
-        for j, split in enumerate(self.splits):
-            out.update(prefixed(f"split{j}", split.state()))
-        return out
+    def summed_parts(self) -> dict[str, Accumulator]:
+        return {"fid": self.features, "is": self.score, **{f"split{j}": s for j, s in enumerate(self.splits)}}
 
-    def load_summed(self, state: dict[str, np.ndarray]) -> None:
-        self.features.load_state(unprefixed("fid", state))
-        self.score.load_state(unprefixed("is", state))
-        for j, split in enumerate(self.splits):
-            split.load_state(unprefixed(f"split{j}", state))
+    def summed(self) -> dict[str, np.ndarray]:
+        return joint_state(self.summed_parts())
+
+    def load_summed(self, state: Mapping[str, np.ndarray]) -> None:
+        load_joint_state(self.summed_parts(), state)
 
     def own_features(self) -> np.ndarray:
         return np.concatenate(self.rows) if self.rows else np.zeros((0, FEATURE_DIM), np.float32)

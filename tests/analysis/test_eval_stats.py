@@ -11,7 +11,7 @@ from PIL import Image
 
 from analysis.adm_reference import ADM_PROTOCOL, ReferenceMismatch, ReferenceStats, load_reference, save_reference
 from analysis.eval_checkpoint import ResumeMismatch, load_checkpoint, save_checkpoint
-from analysis.eval_stats import InceptionScoreStats, MeanStats
+from analysis.eval_stats import InceptionScoreStats, MeanStats, joint_state, load_joint_state
 from analysis.fid import FeatureStats, fid_from_stats
 from analysis.rank_data import iter_rank_batches, rank_share
 
@@ -68,6 +68,20 @@ def test_mean_statistics() -> None:
     assert stats.mean == pytest.approx(3.5)
     assert stats.sem == pytest.approx(values.std(ddof=1) / 2)
     assert MeanStats().mean is None
+
+
+def test_joint_state_names_each_part_and_reads_back() -> None:
+    mean, score = MeanStats(), InceptionScoreStats(3)
+    mean.update(np.array([1.0, 3.0]))
+    score.update_probs(np.eye(3)[:2])
+    state = joint_state({"psnr": mean, "real/is": score})
+    assert sorted(state) == ["psnr/count", "psnr/total", "psnr/total_sq",
+                             "real/is/class_sum", "real/is/count", "real/is/plogp_sum"]
+    assert float(state["psnr/total_sq"]) == 10.0
+    back_mean, back_score = MeanStats(), InceptionScoreStats(3)
+    load_joint_state({"psnr": back_mean, "real/is": back_score}, state)
+    assert (back_mean.mean, back_mean.count) == (2.0, 2)
+    assert back_score.score() == pytest.approx(2.0, rel=1e-12)  # two confident, distinct classes
 
 
 @pytest.fixture
