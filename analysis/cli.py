@@ -339,31 +339,40 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         resume=args.resume, device=args.device)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def is_main_rank() -> bool:
+    """Under torchrun only rank 0 prints tables and progress."""
     import os
 
-    config = eval_config(args)
-    main_rank = int(os.environ.get("RANK", 0)) == 0
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def run_with_rank0_progress(args: argparse.Namespace, desc: str, evaluate: Callable[[Callable], Any]) -> Any:
+    """``evaluate(progress)`` with a tqdm bar of rank 0's images (when ``--progress``); a missing Inception file
+    gets the command that fetches it."""
     bar = None
-    if args.progress and main_rank:
+    if args.progress and is_main_rank():
         from tqdm.auto import tqdm
 
-        bar = tqdm(desc="eval (rank 0)", unit="img", total=None, file=sys.stderr)
+        bar = tqdm(desc=f"{desc} (rank 0)", unit="img", total=None, file=sys.stderr)
 
     def progress(done: int, total: int | None) -> None:
         if bar is not None:
-            bar.total = total
-            bar.n = done
+            bar.total, bar.n = total, done
             bar.refresh()
 
     try:
-        result = run_evaluation(config, progress)
+        return evaluate(progress)
     except MissingWeightsError as err:
         raise MissingWeightsError(f"{err}\n{inception_fetch_hint()}") from err
     finally:
         if bar is not None:
             bar.close()
-    if main_rank:
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    config = eval_config(args)
+    result = run_with_rank0_progress(args, "eval", lambda progress: run_evaluation(config, progress))
+    if is_main_rank():
         print_table(result.records, ["label", "steps", "temperature", "num_images", "rfid", "is", "psnr", "ssim",
                                      "lpips", "codebook_usage", "codebook_entropy_bits"])
         print(f"protocol: {result.records[0]['protocol']}; reference: {result.records[0]['reference']} "
@@ -387,29 +396,9 @@ def gen_eval_config(args: argparse.Namespace) -> GenEvalConfig:
 
 
 def cmd_gen_eval(args: argparse.Namespace) -> int:
-    import os
-
     config = gen_eval_config(args)
-    main_rank = int(os.environ.get("RANK", 0)) == 0
-    bar = None
-    if args.progress and main_rank:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc="gen-eval (rank 0)", unit="img", total=None, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total, bar.n = total, done
-            bar.refresh()
-
-    try:
-        result = run_generator_evaluation(config, progress)
-    except MissingWeightsError as err:
-        raise MissingWeightsError(f"{err}\n{inception_fetch_hint()}") from err
-    finally:
-        if bar is not None:
-            bar.close()
-    if main_rank:
+    result = run_with_rank0_progress(args, "gen-eval", lambda progress: run_generator_evaluation(config, progress))
+    if is_main_rank():
         print_table(result.records, ["steps", "guidance", "num_images", "gfid", "is", "is_adm_splits", "precision",
                                      "recall", "gfid_our_reference_stats"])
         first = result.records[0]

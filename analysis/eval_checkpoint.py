@@ -25,6 +25,15 @@ def checkpoint_path(out: str | os.PathLike, rank: int, world: int) -> Path:
     return Path(out) / "partial" / f"rank{rank}-of-{world}.npz"
 
 
+def fresh_or_resumed(out: str | os.PathLike, rank: int, world: int, resume: bool) -> Path:
+    """This rank's checkpoint path; an existing partial run is never overwritten unless it is being resumed."""
+    path = checkpoint_path(out, rank, world)
+    if path.exists() and not resume:
+        raise ValueError(f"{path}: a partial run of this output folder exists; pass --resume to continue it, or "
+                         "delete the folder 'partial' to start again")
+    return path
+
+
 def save_checkpoint(path: Path, state: Mapping[str, np.ndarray], position: int, settings: Mapping[str, Any]) -> None:
     """Atomically write ``state`` after ``position`` of this rank's images."""
     path.parent.mkdir(parents=True, exist_ok=True)

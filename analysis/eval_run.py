@@ -28,7 +28,7 @@ import torch
 from core.tokenizer import Tokenizer, load_tokenizer
 
 from .adm_reference import ReferenceStats, load_reference, save_reference
-from .eval_checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .eval_checkpoint import fresh_or_resumed, load_checkpoint, save_checkpoint
 from .eval_dist import Ranks, all_reduce_sum, barrier, join_process_group
 from .eval_stats import Accumulator, InceptionScoreStats, MeanStats, joint_state, load_joint_state
 from .fid import FID_PROTOCOL, FeatureStats, frechet_distance, inception_network, to_uint8
@@ -286,10 +286,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
         raise ValueError(f"num_images: rFID needs at least 2 images, got {config.num_images}")
     ranks = join_process_group(config.device)
     settings = _resume_settings(config, ranks)
-    ckpt = checkpoint_path(config.out, ranks.rank, ranks.world)
-    if ckpt.exists() and not config.resume:
-        raise ValueError(f"{ckpt}: a partial run of this output folder exists; pass --resume to continue it, or "
-                         "delete the folder 'partial' to start again")
+    ckpt = fresh_or_resumed(config.out, ranks.rank, ranks.world, config.resume)
     run = _Run(config, ranks)
     if ckpt.exists():
         state, run.position = load_checkpoint(ckpt, settings)

@@ -29,7 +29,7 @@ from core import MaskGITGenerator, MaskGITVQGAN, load_pretrained_as
 from core.tokenizer import Tokenizer, load_tokenizer
 
 from .adm_reference import ReferenceStats, load_reference
-from .eval_checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .eval_checkpoint import fresh_or_resumed, load_checkpoint, save_checkpoint
 from .eval_dist import Ranks, all_reduce_sum, barrier, gather_rank_rows, join_process_group
 from .eval_run import FEATURE_DIM, IS_PROTOCOL, NUM_CLASSES, EvaluationCancelled, protocol_of
 from .eval_stats import Accumulator, InceptionScoreStats, joint_state, load_joint_state, prefixed, unprefixed
@@ -255,10 +255,7 @@ def run_generator_evaluation(config: GenEvalConfig, progress: Progress | None = 
     _check_config(config)
     ranks = join_process_group(config.device)
     settings = _resume_settings(config, ranks)
-    ckpt = checkpoint_path(config.out, ranks.rank, ranks.world)
-    if ckpt.exists() and not config.resume:
-        raise ValueError(f"{ckpt}: a partial run of this output folder exists; pass --resume to continue it, or "
-                         "delete the folder 'partial' to start again")
+    ckpt = fresh_or_resumed(config.out, ranks.rank, ranks.world, config.resume)
     run = _Run(config, ranks)
     ref = (reference_features(config.reference, config.inception_weights, ranks, config.out)
            if config.precision_recall or config.refit_reference else None)

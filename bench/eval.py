@@ -21,14 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from app_startup import cpu_name  # noqa: E402  (bench/ is the script folder)
 PHASES = ("data", "model", "inception", "pixel_metrics", "statistics", "checkpoint")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def worker(args: argparse.Namespace) -> None:
