@@ -65,6 +65,25 @@ class Tokenizer(ABC):
         self.check_steps(num_steps)
         return [StepView(0, 1, self.decode(ids))]
 
+    def encode_each(self, images: torch.Tensor) -> torch.Tensor:
+        """Ids of every image as if it were encoded alone: what a measurement over a dataset needs (its numbers
+        must not move with the batch size). Equal to ``encode`` unless the quantiser couples a batch (SFTok)."""
+        return self.encode(images)
+
+    @abstractmethod
+    def codebook(self) -> torch.Tensor:
+        """The code vectors ids index, float on the model's device: (K, D) for one shared codebook, or
+        (T, K, D) where every token position has its own (ReVQ)."""
+
+    #: whether the ids are decoded by predicting the MaskGIT-VQGAN teacher's codes (SFTok, TiTok): then the
+    #: teacher's own codebook usage on the same images is the reference a usage table puts beside them
+    predicts_teacher_codes: bool = False
+
+    def proxy_logits(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """(B, S, V) logits over the teacher's codes for its S grid cells where a one-step decoder predicts them
+        (TiTok), so a screen can show its confidence per cell; None for the others."""
+        return None
+
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, num_steps: int | None = None, temperature: float | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
@@ -94,6 +113,7 @@ class SFTokTokenizer(Tokenizer):
     """SFTok: 1-D latent tokens, multi-step decoding of the teacher's proxy codes."""
 
     MAX_STEPS = 32
+    predicts_teacher_codes = True
 
     def __init__(self, model: SFTok) -> None:
         cfg = model.config
@@ -105,6 +125,16 @@ class SFTokTokenizer(Tokenizer):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         _, info = self.module.encode(images.to(self.device))
         return info["min_encoding_indices"].reshape(images.shape[0], -1)
+
+    @torch.no_grad()
+    def encode_each(self, images: torch.Tensor) -> torch.Tensor:
+        # Sinkhorn balances all vectors of a call jointly; per_image balances each image's tokens alone
+        _, info = self.module.encode(images.to(self.device), per_image=True)
+        return info["min_encoding_indices"].reshape(images.shape[0], -1)
+
+    @torch.no_grad()
+    def codebook(self) -> torch.Tensor:
+        return self.module.quantize.codebook().float()
 
     @torch.no_grad()
     def decode(self, ids, num_steps=None, temperature=None, generator=None):
@@ -144,6 +174,10 @@ class TeacherTokenizer(OneStepTokenizer):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.module.encode(images.to(self.device)).reshape(images.shape[0], -1)
 
+    @torch.no_grad()
+    def codebook(self) -> torch.Tensor:
+        return self.module.quantize.embedding.weight.float()
+
     def render(self, ids: torch.Tensor) -> torch.Tensor:
         return self.module.decode_codes(ids)
 
@@ -156,10 +190,19 @@ class TiTokTokenizer(OneStepTokenizer):
         self.module = model
         self.info = TokenizerInfo("titok", cfg.image_size, cfg.num_latent_tokens, cfg.codebook_size, None, 1, 1)
 
+    predicts_teacher_codes = True
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.module.encode(images.to(self.device))[1]["min_encoding_indices"].reshape(images.shape[0], -1)
 
+    @torch.no_grad()
+    def codebook(self) -> torch.Tensor:
+        return self.module.quantize.codes()
+
+    @torch.no_grad()
+    def proxy_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.module.proxy_logits(self.module.quantize.lookup(ids.to(self.device)))
 
 
 class ReVQTokenizer(OneStepTokenizer):
@@ -173,6 +216,10 @@ class ReVQTokenizer(OneStepTokenizer):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.module.encode(images.to(self.device))
+
+    @torch.no_grad()
+    def codebook(self) -> torch.Tensor:
+        return self.module.quantizer.embeddings.float()  # (T, K, D): position t's ids index codebook t
 
     def to(self, device: str | torch.device) -> "ReVQTokenizer":
         self.module.to(device)
