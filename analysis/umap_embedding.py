@@ -5,6 +5,10 @@ the same codebook reuses the embedding and a retrained one never gets a stale ma
 computed exactly with scikit-learn and handed to UMAP as ``precomputed_knn``, which skips
 pynndescent (and its ~30 s numba compile per process); umap itself is imported lazily because its
 first import costs ~20 s.
+
+A fit reports each optimisation epoch to an optional ``progress(fraction, text)`` callback; a callback that
+raises stops the fit there (UMAP's epochs are a Python loop with a tqdm bar: the bar's output is read, not
+printed), so a screen can cancel a fit on a large codebook between epochs instead of waiting it out.
 """
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 CACHE_VERSION = 1
+ProgressFn = Callable[[float, str], None]
 
 
 def default_cache_dir() -> Path:
@@ -44,7 +50,32 @@ class CodebookEmbedding:
     seconds: float  # time to fit, or to load from the cache
 
 
-def _fit(vectors: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int, seed: int) -> np.ndarray:
+class _EpochReports:
+    """A file for UMAP's epoch bar: each "n/total" line becomes ``progress(n / total, ...)`` (which may raise)."""
+
+    def __init__(self, progress: ProgressFn) -> None:
+        self.progress = progress
+
+    def write(self, text: str) -> int:
+        done, _, total = text.strip().partition("/")
+        if done.isdigit() and total.isdigit() and int(total) > 0:
+            self.progress(int(done) / int(total), f"UMAP epoch {done} / {total}")
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def _epoch_bar(progress: ProgressFn | None) -> dict | None:
+    """tqdm settings that report every epoch through ``progress`` (None: UMAP's silent default)."""
+    if progress is None:
+        return None
+    return {"disable": False, "file": _EpochReports(progress), "bar_format": "{n}/{total}\n", "mininterval": 0,
+            "miniters": 1, "leave": False}
+
+
+def _fit(vectors: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int, seed: int,
+         progress: ProgressFn | None = None) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     k = min(n_neighbors, vectors.shape[0] - 1)
@@ -54,13 +85,16 @@ def _fit(vectors: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", precomputed-knn notes
         reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, metric="euclidean",
-                            n_epochs=n_epochs, random_state=seed, precomputed_knn=(idx, dists.astype(np.float32)), n_jobs=1)
+                            n_epochs=n_epochs, random_state=seed, precomputed_knn=(idx, dists.astype(np.float32)), n_jobs=1,
+                            tqdm_kwds=_epoch_bar(progress))
         return reducer.fit_transform(vectors).astype(np.float32)
 
 
 def codebook_umap(vectors: torch.Tensor | np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-                  n_epochs: int = 200, cache_dir: str | os.PathLike | None = None, use_cache: bool = True) -> CodebookEmbedding:
+                  n_epochs: int = 200, cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                  progress: ProgressFn | None = None) -> CodebookEmbedding:
     """UMAP coordinates (K, 2) of the codebook rows (K, D); read from / written to ``cache_dir``.
+    ``progress`` hears every epoch of a fit (a cached map has none); an exception it raises ends the fit.
 
     ``n_epochs`` = 200 is UMAP's own choice for large inputs; its 500 for K <= 10k triples the fit
     time without a visible change on a codebook map.
@@ -78,7 +112,7 @@ def codebook_umap(vectors: torch.Tensor | np.ndarray, seed: int = 0, n_neighbors
         coords = np.load(path)
         if coords.shape == (arr.shape[0], 2):
             return CodebookEmbedding(coords, digest, params, True, time.perf_counter() - start)
-    coords = _fit(arr, n_neighbors, min_dist, n_epochs, seed)
+    coords = _fit(arr, n_neighbors, min_dist, n_epochs, seed, progress)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")

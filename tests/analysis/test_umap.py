@@ -17,7 +17,7 @@ def clustered_codebook(seed: int = 0) -> np.ndarray:
 def test_cache_is_keyed_by_codebook_and_settings(tmp_path, monkeypatch) -> None:
     calls = []
 
-    def fake_fit(vectors, n_neighbors, min_dist, n_epochs, seed):
+    def fake_fit(vectors, n_neighbors, min_dist, n_epochs, seed, progress=None):
         calls.append((vectors.shape, n_neighbors, seed))
         return vectors[:, :2].copy()
 
@@ -51,3 +51,27 @@ def test_small_real_fit_keeps_clusters_apart(tmp_path) -> None:
     assert (labels[d.argmin(1)] == labels).mean() > 0.95
     again = cu.codebook_umap(book, seed=0, n_neighbors=5, n_epochs=50, cache_dir=tmp_path)
     assert again.from_cache
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_fit_reports_every_epoch_and_stops_when_progress_raises(tmp_path) -> None:
+    book = clustered_codebook(1)
+    heard: list[tuple[float, str]] = []
+    emb = cu.codebook_umap(book, seed=0, n_neighbors=5, n_epochs=30, cache_dir=tmp_path,
+                           progress=lambda f, text: heard.append((f, text)))
+    assert emb.coords.shape == (60, 2) and not emb.from_cache
+    fractions = [f for f, _ in heard]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and heard[-1][1] == "UMAP epoch 30 / 30"
+    assert len({f for f in fractions if f > 0}) == 30  # one report an epoch
+
+    def stop_at_ten(fraction: float, text: str) -> None:
+        if fraction >= 10 / 30:
+            raise Stop(text)
+
+    with pytest.raises(Stop, match="UMAP epoch 10 / 30"):
+        cu.codebook_umap(book, seed=1, n_neighbors=5, n_epochs=30, cache_dir=tmp_path, progress=stop_at_ten)
+    assert len(list(tmp_path.glob("umap-*.npy"))) == 1  # the stopped fit left nothing in the cache
