@@ -17,7 +17,7 @@ from .model_mi import (REVEAL_FRACTIONS, LeaveOneOutMI, MIInputs, SelfForcingGap
 from .code_information import CodeInformation, ScreenDefaults, code_information
 from .reservoir import CodeReservoir
 from .steps import QualityRow, StepQuality, evaluate_steps
-from .usage import CodebookUsage, UsageStats, collect_model_usage, usage_from_counts
+from .usage import CodebookUsage, UsageStats, collect_tokenizer_usage, usage_from_counts
 
 __all__ = [
     "CodebookEmbedding", "codebook_hash", "codebook_umap", "ImageBatch", "iter_image_batches", "MIEstimate",
@@ -27,5 +27,5 @@ __all__ = [
     "load_metric_suite", "LeaveOneOutMI", "MIInputs", "SelfForcingGap", "TrajectoryInformation", "decode_trajectory",
     "leave_one_out_mi", "pick_positions", "REVEAL_FRACTIONS", "reveal_curve", "self_forcing_gap", "CodeInformation", "ScreenDefaults",
     "code_information", "sftok_mi_inputs", "trajectory_information", "with_teacher_logits", "CodeReservoir",
-    "QualityRow", "StepQuality", "evaluate_steps", "CodebookUsage", "UsageStats", "collect_model_usage", "usage_from_counts",
+    "QualityRow", "StepQuality", "evaluate_steps", "CodebookUsage", "UsageStats", "collect_tokenizer_usage", "usage_from_counts",
 ]

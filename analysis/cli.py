@@ -21,6 +21,7 @@ from core import MaskGITVQGAN, SFTok, load_pretrained_as
 from core.checkpoint import CheckpointError
 from core.config import ConfigError
 from core.perceptual import MissingWeightsError
+from core.tokenizer import TeacherTokenizer, as_tokenizer
 
 from .umap_embedding import codebook_umap, default_cache_dir
 from .data import ImageBatch, iter_image_batches
@@ -33,7 +34,7 @@ from .render import (loo_mi_figure, pairwise_mi_figure, per_step_figure, self_fo
                      trajectory_figure, umap_figure, usage_figure)
 from .report import Section, write_csv, write_html_report, write_json
 from .steps import evaluate_steps
-from .usage import UsageStats, collect_model_usage
+from .usage import UsageStats, collect_tokenizer_usage
 
 
 T = TypeVar("T")
@@ -154,8 +155,9 @@ def write_usage(out: Path, prefix: str, stats: UsageStats) -> None:
 
 def collect_usage(args: argparse.Namespace, model: SFTok, teacher: MaskGITVQGAN | None, reservoir: int,
                   top: int = 20) -> tuple[UsageStats, UsageStats | None]:
-    return collect_model_usage(model, teacher, batches(args, model, args.num_images, "codebook"), reservoir,
-                               args.seed, top, args.device)
+    proxy = TeacherTokenizer(teacher, model.config.image_size) if teacher is not None else None
+    return collect_tokenizer_usage(as_tokenizer(model), proxy, batches(args, model, args.num_images, "codebook"),
+                                   reservoir, args.seed, top)
 
 
 def cmd_codebook(args: argparse.Namespace) -> int:

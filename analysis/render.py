@@ -54,21 +54,29 @@ def step_sweep_figure(result: StepQuality) -> go.Figure:
                            f"Step-count sweep ({result.num_images} images)", True)
 
 
+RANK_POINTS = 2048  # a rank-frequency curve over more codes is drawn at this many log-spaced ranks
+
+
 def usage_figure(stats: UsageStats, title: str = "Codebook usage") -> go.Figure:
     """Rank-frequency of code usage, and per-position entropy and utilisation."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
         "usage by rank", "entropy per position (bits)", "codes seen per position (fraction)"))
     ranked = np.sort(stats.counts)[::-1]
-    fig.add_trace(go.Scatter(x=np.arange(1, ranked.size + 1), y=ranked, mode="lines", name="count"), 1, 1)
+    ranks = np.arange(1, ranked.size + 1)
+    if ranked.size > RANK_POINTS:  # ReVQ's millions of position-codes: log-spaced ranks draw the same curve
+        used = max(2, stats.used_codes)
+        ranks = np.unique(np.round(np.geomspace(1, used, RANK_POINTS)).astype(np.int64))
+    fig.add_trace(go.Scatter(x=ranks, y=ranked[ranks - 1], mode="lines", name="count"), 1, 1)
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(type="log", title_text="rank", row=1, col=1)
     positions = np.arange(stats.num_positions)
     fig.add_trace(go.Bar(x=positions, y=stats.position_entropy_bits, name="entropy"), 1, 2)
-    fig.add_hline(y=math.log2(stats.codebook_size), line_dash="dot", row=1, col=2)
+    fig.add_hline(y=math.log2(stats.codes_per_position), line_dash="dot", row=1, col=2)  # a position's maximum
     fig.add_trace(go.Bar(x=positions, y=stats.position_utilisation, name="utilisation"), 1, 3)
     for col in (2, 3):
         fig.update_xaxes(title_text="position", row=1, col=col)
-    fig.update_layout(title=(f"{title}: {stats.used_codes}/{stats.codebook_size} codes used, "
+    codes = "position-codes" if stats.per_position else "codes"
+    fig.update_layout(title=(f"{title}: {stats.used_codes}/{stats.codebook_size} {codes} used, "
                              f"entropy {stats.entropy_bits:.2f} bits, perplexity {stats.perplexity:.1f}"),
                       height=340, showlegend=False, margin=dict(t=70, b=40, l=50, r=20))
     return fig

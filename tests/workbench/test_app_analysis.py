@@ -61,9 +61,9 @@ def photo_dataset(served_app) -> str:
 def test_codebook_usage_map_and_examples(fresh, photo_dataset):
     choices = fresh.predict(None, api_name="/cb_refresh_datasets")
     assert {"datasets/small", "datasets/photos"} <= {c[1] for c in choices["choices"]}
-    out = dict(zip(CB_OUTPUTS, fresh.predict("default", "datasets/small", "val", 12, "sftok", api_name="/codebook_usage")))
+    out = dict(zip(CB_OUTPUTS, fresh.predict("default", "datasets/small", "val", 12, "tokens", api_name="/codebook_usage")))
     (label, row), = columns(out["summary"]).items()  # no teacher in this app: one codebook
-    assert label == "SFTok codebook (latent tokens)"
+    assert label == "SFTok codebook (64 latent tokens)"
     assert row["images"] == 12 and row["tokens counted"] == 12 * 64 and row["size"] == 1024
     assert 0 < row["utilisation"] <= 1 and row["used"] + row["dead (never used)"] == 1024
     assert math.isclose(row["perplexity (2^entropy)"], 2 ** row["entropy"], rel_tol=1e-3)
@@ -75,7 +75,7 @@ def test_codebook_usage_map_and_examples(fresh, photo_dataset):
     heat = figure(out["heat"])
     assert np.asarray(heat["data"][0]["z"]).shape[0] == 64
 
-    umap = figure(fresh.predict("sftok", api_name="/codebook_map"))
+    umap = figure(fresh.predict("tokens", api_name="/codebook_map"))
     points = umap["data"][0]
     assert points["type"] == "scatter" and len(points["x"]) == 1024
     codes, counts = np.asarray(points["customdata"]).T
@@ -85,37 +85,74 @@ def test_codebook_usage_map_and_examples(fresh, photo_dataset):
     top = table(out["top"])
     code, count = top[0]["code"], top[0]["count"]
     assert count == counts[code] == max(counts)
-    gallery, info = fresh.predict(code, "sftok", api_name="/codebook_examples")
+    gallery, info = fresh.predict(code, "tokens", api_name="/codebook_examples")
     assert len(gallery) == min(count, 12) and f"used {count} times" in info
     assert "has no cell to outline" in info  # a latent token is not marked on the image, and the text says so
     assert all(item["caption"].startswith("token ") and " · val-000000.tar/" in item["caption"] for item in gallery)
     dead = int(np.flatnonzero(counts == 0)[0])
-    assert fresh.predict(dead, "sftok", api_name="/codebook_examples")[0] == []
+    assert fresh.predict(dead, "tokens", api_name="/codebook_examples")[0] == []
     with pytest.raises(AppError, match=r"code: must be in 0\.\.1023"):
-        fresh.predict(1024, "sftok", api_name="/codebook_examples")
+        fresh.predict(1024, "tokens", api_name="/codebook_examples")
     with pytest.raises(AppError, match="no 'teacher' numbers in this run"):
         fresh.predict("teacher", api_name="/codebook_view")
-    view = fresh.predict("sftok", api_name="/codebook_view")
+    view = fresh.predict("tokens", api_name="/codebook_view")
     assert table(view[2])[0]["code"] == code
 
     # a folder of images: keys are file names and examples are re-read from the folder
-    out = dict(zip(CB_OUTPUTS, fresh.predict("default", photo_dataset, "val", 100, "sftok", api_name="/codebook_usage")))
+    out = dict(zip(CB_OUTPUTS, fresh.predict("default", photo_dataset, "val", 100, "tokens", api_name="/codebook_usage")))
     (row,) = columns(out["summary"]).values()
     assert row["images"] == 5 and row["tokens counted"] == 5 * 64
     top = table(out["top"])
-    gallery, _ = fresh.predict(top[0]["code"], "sftok", api_name="/codebook_examples")
+    gallery, _ = fresh.predict(top[0]["code"], "tokens", api_name="/codebook_examples")
     assert gallery and all(item["caption"].split(" · ")[1].endswith(".png") for item in gallery)
+
+
+@pytest.fixture()
+def served_titok(served_app):
+    """A tiny TiTok in the served app's workspace for one test (other tests list that workspace's models)."""
+    import shutil
+
+    from tests.app_fixtures import save_tiny_titok
+
+    folder = served_app[0].workspace.root / "cb-test" / "titok"
+    save_tiny_titok(folder)
+    yield "cb-test/titok"
+    shutil.rmtree(folder.parent)
+
+
+def test_codebook_usage_of_a_titok(fresh, served_app, served_titok):
+    """Any tokenizer choice: a TiTok's 32 tokens of a 4096-code book, counted as its encode_each ids count them."""
+    from analysis import iter_image_batches
+    from workbench.services.analyses import dataset_sources
+
+    listed = fresh.predict("default", api_name="/cb-model_refresh_models")["choices"]
+    assert [f"{served_titok} (TiTok)", served_titok] in listed
+    out = dict(zip(CB_OUTPUTS, fresh.predict(served_titok, "datasets/small", "val", 6, "tokens",
+                                             api_name="/codebook_usage")))
+    (label, row), = columns(out["summary"]).items()
+    assert label == "TiTok codebook (32 latent tokens)"
+    assert row["images"] == 6 and row["tokens counted"] == 6 * 32 and row["size"] == 4096
+    assert "Teacher codebook not measured: the app runs without a teacher" in out["status"]
+    ctx = served_app[0]
+    tok = ctx.registry.tokenizer(served_titok).tokenizer
+    sources = dataset_sources(ctx.workspace, "datasets/small", "val")
+    images = next(iter(iter_image_batches(list(sources), 64, 6, 6))).images
+    counts = np.bincount(tok.encode_each(images).numpy().ravel(), minlength=4096)
+    expected = sorted((int(c) for c in np.flatnonzero(counts)), key=lambda c: (-counts[c], c))[:20]
+    assert [(r["code"], r["count"]) for r in table(out["top"])] == [(c, int(counts[c])) for c in expected]
+    assert row["used"] == int((counts > 0).sum())
+    assert len(figure(out["usage"])["data"][1]["y"]) == 32  # entropy per token position
 
 
 def test_codebook_rejects_bad_input(fresh):
     with pytest.raises(AppError, match="outside the workspace"):
-        fresh.predict("default", "/etc", "val", 4, "sftok", api_name="/codebook_usage")
+        fresh.predict("default", "/etc", "val", 4, "tokens", api_name="/codebook_usage")
     with pytest.raises(AppError, match="less than minimum value 1"):
-        fresh.predict("default", "datasets/small", "val", 0, "sftok", api_name="/codebook_usage")
+        fresh.predict("default", "datasets/small", "val", 0, "tokens", api_name="/codebook_usage")
     with pytest.raises(AppError, match="not a dataset"):
-        fresh.predict("default", "checkpoints", "val", 4, "sftok", api_name="/codebook_usage")
+        fresh.predict("default", "checkpoints", "val", 4, "tokens", api_name="/codebook_usage")
     with pytest.raises(AppError, match="no longer cached"):
-        fresh.predict(0, "sftok", api_name="/codebook_examples")  # nothing run in this session
+        fresh.predict(0, "tokens", api_name="/codebook_examples")  # nothing run in this session
 
 
 def test_information_one_and_two_models(fresh, served_app):
@@ -181,7 +218,7 @@ def teacher_service(tmp_path_factory, tiny_model_dir) -> AnalysisService:
 
 def test_teacher_codebook_usage_and_examples(teacher_service):
     _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 6)
-    latent, proxy = report.books["sftok"].stats, report.books["teacher"].stats
+    latent, proxy = report.books["tokens"].stats, report.books["teacher"].stats
     assert latent.num_tokens == 6 * 64 and proxy.num_tokens == 6 * 256 and proxy.codebook_size == 256
     assert report.books["teacher"].grid_side == 16 and report.teacher_note == ""
     assert proxy.position_counts.sum(axis=1).tolist() == [6] * 256  # one code per image at every cell
@@ -351,7 +388,7 @@ def test_codebook_progress_estimates_the_whole_run_from_its_first_batch(teacher_
     texts: list[str] = []
     _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 6,
                                          progress=lambda f, text: texts.append(text))
-    assert report.books["sftok"].stats.num_samples == 6
+    assert report.books["tokens"].stats.num_samples == 6
     first = next(t for t in texts if t.startswith("encoding: 4 / 6 images"))
     assert "for all 6 images; about " in first and "images fit a minute" in first
     assert any(t.startswith("encoding: 6 / 6 images") for t in texts)
@@ -395,4 +432,4 @@ def test_a_cancelled_codebook_run_stops_after_its_batch_and_frees_the_analyses(t
     assert teacher_service._lock.acquire(blocking=False)  # the lock was let go on the way out
     teacher_service._lock.release()
     _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 8)  # the next run is not blocked
-    assert report.books["sftok"].stats.num_samples == 8
+    assert report.books["tokens"].stats.num_samples == 8

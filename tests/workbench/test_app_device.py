@@ -119,7 +119,7 @@ def test_an_analysis_runs_its_images_on_the_placement(workspace, tiny_model_dir)
     _, report = analyses.codebook("default", dataset, "val", 8)
     _, info = analyses.information(["default"], dataset, "val", 2, 2, 2, 1.0, 0)
     assert_all_on_device(placement, models=1)
-    assert report.books["sftok"].stats.num_samples == 8 and info.num_images == 2
+    assert report.books["tokens"].stats.num_samples == 8 and info.num_images == 2
     assert ("SFTok", "encode") in {(o, n) for o, n, _ in placement.calls}
 
 

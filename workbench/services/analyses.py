@@ -23,13 +23,15 @@ import torch
 from PIL import Image
 
 from analysis import (REVEAL_FRACTIONS, CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap,
-                      TrajectoryInformation, UsageStats, codebook_umap, collect_model_usage, decode_trajectory,
+                      TrajectoryInformation, UsageStats, codebook_umap, collect_tokenizer_usage, decode_trajectory,
                       iter_image_batches, leave_one_out_mi, pick_positions, reveal_curve, self_forcing_gap,
                       sftok_mi_inputs, trajectory_information, with_teacher_logits)
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
+from core.tokenizer import TeacherTokenizer, Tokenizer, TokenizerInfo
 
 from workbench.io.datasets import list_datasets, resolve_dataset
+from workbench.io.tokenizer_sources import FAMILY_NAMES
 from workbench.services.budget import Budget
 from workbench.services.devices import Placement, working_on
 from workbench.services.lru import LRU
@@ -39,7 +41,7 @@ from workbench.services.step_pictures import NEW, upscale
 
 ProgressFn = Callable[[float, str], None]
 SPLITS = ("val", "train")
-BATCH_SIZE = 32  # OptVQ's Sinkhorn assignment couples the images of a batch: keep it fixed, as the CLI does
+BATCH_SIZE = 32  # images per encoder pass (ids come from encode_each: the counts do not depend on it)
 MAX_USAGE_IMAGES = 20_000
 MAX_MI_IMAGES = 64
 EXAMPLE_SIDE = 192
@@ -91,6 +93,19 @@ def dataset_sources(workspace: Workspace, choice: str | None, split: str) -> tup
     return data.val_sources if split == "val" else data.train_sources
 
 
+def teacher_beside(registry: ModelRegistry, tokenizer: Tokenizer) -> tuple[Tokenizer | None, str]:
+    """(the teacher as a tokenizer at ``tokenizer``'s image size, '') where the tokenizer predicts the teacher's
+    codes and the app has a teacher; else (None, why there are no teacher numbers)."""
+    info = tokenizer.info
+    name = FAMILY_NAMES.get(info.family, info.family)
+    if isinstance(tokenizer, TeacherTokenizer):
+        return None, f"the {name} is the teacher: its codebook is the one measured"
+    if not tokenizer.predicts_teacher_codes:
+        return None, f"{name} does not decode through the teacher's codes"
+    teacher, note = optional_teacher(registry)
+    return (TeacherTokenizer(teacher, info.image_size) if teacher is not None else None), note
+
+
 def optional_teacher(registry: ModelRegistry) -> tuple[MaskGITVQGAN | None, str]:
     """(teacher, '') when the app has one, else (None, why not) for the screens to show."""
     try:
@@ -126,26 +141,70 @@ def _counted(batches: Iterable[ImageBatch], total: int, progress: ProgressFn, st
 
 
 # -- codebook usage --------------------------------------------------------------------------------
+MAP_POSITION = 0  # the position whose codebook a per-position (ReVQ) book's map shows: its ids are its position-codes
+
+
 @dataclass(frozen=True)
 class CodebookBook:
     """One codebook's usage over the images, with the vectors its map is drawn from."""
 
-    name: str  # "sftok" or "teacher"
+    name: str  # "tokens" (the tokenizer's own codebook) or "teacher" (the teacher's, beside one that predicts it)
     title: str
     stats: UsageStats
-    vectors: np.ndarray  # (K, D) float32
-    grid_side: int | None  # side of the spatial grid the positions lie on (proxy codes); None for 1-D tokens
+    vectors: np.ndarray  # (K, D) float32: what the map shows (per-position books: position MAP_POSITION's codebook)
+    grid_side: int | None  # side of the spatial grid the positions lie on (2-D codes); None for 1-D tokens
+
+    @property
+    def map_counts(self) -> np.ndarray:
+        """The usage of each row of ``vectors``, in its order."""
+        return self.stats.position_counts[MAP_POSITION] if self.stats.per_position else self.stats.counts
+
+    @property
+    def map_title(self) -> str:
+        if self.stats.per_position:
+            return (f"{self.title}: UMAP of position {MAP_POSITION}'s {self.vectors.shape[0]} codewords "
+                    f"(code k here is position-code k)")
+        return f"{self.title}: UMAP of {self.vectors.shape[0]} codewords"
+
+    def where(self, code: int, position: int) -> str:
+        """Where an occurrence of ``code`` lies, in words: a grid cell, a token, and a per-position book's own id."""
+        if self.grid_side:
+            return f"cell ({position // self.grid_side}, {position % self.grid_side})"
+        if self.stats.per_position:
+            return f"token {position}, id {code - position * self.stats.codes_per_position}"
+        return f"token {position}"
+
+
+def tokens_title(info: TokenizerInfo, per_position: bool) -> str:
+    """The tokenizer's own book, titled by family and by what its positions are."""
+    name = FAMILY_NAMES.get(info.family, info.family)
+    if per_position:
+        return f"{name} codebooks (one per token position: {info.num_tokens} x {info.codebook_size} position-codes)"
+    if info.token_grid:
+        return f"{name} codebook ({info.token_grid[0]} x {info.token_grid[1]} grid codes)"
+    return f"{name} codebook ({info.num_tokens} latent tokens)"
+
+
+def codebook_book(name: str, title: str, tokenizer: Tokenizer, stats: UsageStats) -> CodebookBook:
+    """A book from a tokenizer's codebook (a per-position one mapped at MAP_POSITION) and its usage."""
+    vectors = tokenizer.codebook().detach()
+    if vectors.dim() == 3:
+        vectors = vectors[MAP_POSITION]
+    grid = tokenizer.info.token_grid
+    side = grid[0] if grid and grid[0] == grid[1] else None
+    return CodebookBook(name, title, stats, vectors.float().cpu().numpy(), side)
 
 
 @dataclass(frozen=True)
 class CodebookReport:
     model_label: str
+    family: str  # the tokenizer's (TokenizerInfo.family)
     dataset: str
     split: str
     sources: tuple[str, ...]
     image_size: int
     books: dict[str, CodebookBook]
-    teacher_note: str  # why the teacher's numbers are missing ('' when present)
+    teacher_note: str  # why there are no teacher numbers ('' when present)
     seconds: float
 
     def book(self, name: str) -> CodebookBook:
@@ -235,8 +294,7 @@ def code_examples(report: CodebookReport, book_name: str, code: int | float | No
         image = images.get(key)
         if image is not None:
             image = outline_cell(image, pos, book.grid_side) if book.grid_side else upscale(image, EXAMPLE_SIDE)
-        where = f"cell ({pos // book.grid_side}, {pos % book.grid_side})" if book.grid_side else f"token {pos}"
-        out.append(CodeExample(key, pos, image, f"{where} · {key}"))
+        out.append(CodeExample(key, pos, image, f"{book.where(int(code), pos)} · {key}"))
     return out
 
 
@@ -338,28 +396,25 @@ class AnalysisService:
 
     def codebook(self, model_choice: str, dataset: str | None, split: str, max_images: float | int | None,
                  seed: int = 0, progress: ProgressFn = _no_progress) -> tuple[str, CodebookReport]:
-        """Usage statistics of the model's codebook (and the teacher's) over up to ``max_images`` images."""
+        """Usage statistics of any tokenizer's codebook (and, beside one that predicts them, the teacher's codes)
+        over up to ``max_images`` images at the tokenizer's image size."""
         limit = _bounded(max_images, "images", 1, MAX_USAGE_IMAGES)
         sources = dataset_sources(self.workspace, dataset, split)
-        loaded = self.registry.get(model_choice)
-        model: SFTok = loaded.model
-        teacher, note = optional_teacher(self.registry)
+        loaded = self.registry.tokenizer(model_choice)
+        tok, info = loaded.tokenizer, loaded.tokenizer.info
+        teacher, note = teacher_beside(self.registry, tok)
         progress(0.0, "waiting for other analyses" if self._lock.locked() else "starting")
         task = f"encoding up to {limit} images in batches of {BATCH_SIZE} ({loaded.label}, {self.registry.device})"
         with self._lock, working_on(task, "the image count (a batch holds up to 32 images)"):
             start = time.perf_counter()
-            batches = iter_image_batches(list(sources), model.config.image_size, BATCH_SIZE, limit)
+            batches = iter_image_batches(list(sources), info.image_size, BATCH_SIZE, limit)
             batches = _placed(_counted(batches, limit, progress, 0.0, 0.95, "encoding"), self.registry.placement)
-            latent, proxy = collect_model_usage(model, teacher, batches, self.reservoir, seed)
-        books = {"sftok": CodebookBook("sftok", "SFTok codebook (latent tokens)", latent,
-                                       model.quantize.codebook().detach().float().cpu().numpy(), None)}
+            own, proxy = collect_tokenizer_usage(tok, teacher, batches, self.reservoir, seed)
+        books = {"tokens": codebook_book("tokens", tokens_title(info, own.per_position), tok, own)}
         if proxy is not None and teacher is not None:
-            side = int(round(math.sqrt(proxy.num_positions)))
-            books["teacher"] = CodebookBook("teacher", "Teacher codebook (proxy codes)", proxy,
-                                            teacher.quantize.embedding.weight.detach().float().cpu().numpy(),
-                                            side if side * side == proxy.num_positions else None)
-        report = CodebookReport(loaded.label, str(dataset), split, tuple(sources), model.config.image_size, books, note,
-                                time.perf_counter() - start)
+            books["teacher"] = codebook_book("teacher", "Teacher codebook (proxy codes)", teacher, proxy)
+        report = CodebookReport(loaded.label, info.family, str(dataset), split, tuple(sources), info.image_size, books,
+                                note, time.perf_counter() - start)
         progress(1.0, "done")
         return self.codebooks.put(report), report
 
@@ -420,4 +475,4 @@ class AnalysisService:
 __all__ = ["AnalysisService", "CodeExample", "CodebookBook", "CodebookReport", "InformationReport", "ModelInformation",
            "ResultCache", "ResultExpired", "SPLITS", "code_examples", "dataset_sources",
            "default_dataset", "measure_information", "optional_teacher", "outline_cell", "pick_positions",
-           "read_samples"]
+           "read_samples", "teacher_beside", "tokens_title"]

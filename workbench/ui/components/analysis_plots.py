@@ -75,23 +75,40 @@ def usage_plot(book: CodebookBook) -> PlotData:
 
 
 def position_heatmap(book: CodebookBook, top: int = 48) -> PlotData:
-    """Counts of the ``top`` most used codes at every position (log colour scale): which positions share codes."""
+    """Counts of the ``top`` most used codes at every position (log colour scale): which positions share codes.
+    Where every position has its own codebook (ReVQ) no code is shared: each row is that position's own most used
+    ids by rank, so the rows show how concentrated each position's usage is."""
     stats = book.stats
-    codes = [c for c, _ in stats.most_used[:top]] or list(range(min(top, stats.codebook_size)))
-    if len(codes) < top:  # most_used keeps 20 by default: extend with the next most used codes
-        order = np.argsort(-stats.counts, kind="stable")
-        codes = [int(c) for c in order[:top] if stats.counts[c] > 0] or codes
-    counts = stats.position_counts[:, codes]
     positions = np.arange(stats.num_positions)
+    if stats.per_position:
+        k = stats.codes_per_position
+        ids = np.arange(k)[None, :].repeat(stats.num_positions, 0)
+        if k > top:  # a partial sort: ReVQ's books hold up to 262144 ids a position
+            ids = np.argpartition(-stats.position_counts, top - 1, axis=1)[:, :top]
+        counts = np.take_along_axis(stats.position_counts, ids, axis=1)
+        order = np.argsort(-counts, axis=1, kind="stable")  # (P, top) local ids, most used first
+        ids, counts = np.take_along_axis(ids, order, axis=1), np.take_along_axis(counts, order, axis=1)
+        x = [str(r) for r in range(1, ids.shape[1] + 1)]
+        codes = positions[:, None] * k + ids
+        labels = np.char.add(np.char.add(codes.astype(str), " (id "), np.char.add(ids.astype(str), ")"))
+        x_title = f"rank within the position's own codebook (its {ids.shape[1]} most used of {k} ids)"
+    else:
+        chosen = [c for c, _ in stats.most_used[:top]] or list(range(min(top, stats.codebook_size)))
+        if len(chosen) < top:  # most_used keeps 20 by default: extend with the next most used codes
+            order = np.argsort(-stats.counts, kind="stable")
+            chosen = [int(c) for c in order[:top] if stats.counts[c] > 0] or chosen
+        counts = stats.position_counts[:, chosen]
+        x = [str(c) for c in chosen]
+        labels = np.broadcast_to(np.array(x)[None, :], counts.shape)
+        x_title = f"code (the {len(chosen)} most used, by rank)"
     where = ([f"cell ({p // book.grid_side}, {p % book.grid_side})" for p in positions] if book.grid_side
              else [f"token {p}" for p in positions])
-    custom = np.stack([counts, np.broadcast_to(np.array(where)[:, None], counts.shape)], axis=-1)
+    custom = np.stack([counts.astype(str), np.broadcast_to(np.array(where)[:, None], counts.shape), labels], axis=-1)
     fig = go.Figure(go.Heatmap(
-        z=np.log10(1 + counts), x=[str(c) for c in codes], y=positions, customdata=custom, colorscale="Viridis",
+        z=np.log10(1 + counts), x=x, y=positions, customdata=custom, colorscale="Viridis",
         colorbar=dict(title="log10(1+n)"),
-        hovertemplate="code %{x}<br>%{customdata[1]}<br>count %{customdata[0]}<extra></extra>"))
-    fig.update_xaxes(title_text=f"code (the {len(codes)} most used, by rank)", type="category", tickangle=-90,
-                     tickfont=dict(size=9))
+        hovertemplate="code %{customdata[2]}<br>%{customdata[1]}<br>count %{customdata[0]}<extra></extra>"))
+    fig.update_xaxes(title_text=x_title, type="category", tickangle=-90, tickfont=dict(size=9))
     fig.update_yaxes(title_text="position", autorange="reversed")
     fig.update_layout(title=f"{book.title}: usage per position")
     return _plot(fig, 420)
@@ -100,7 +117,7 @@ def position_heatmap(book: CodebookBook, top: int = 48) -> PlotData:
 def codebook_map(embedding: CodebookEmbedding, book: CodebookBook) -> PlotData:
     """The codebook UMAP coloured by usage, hover = code and count; SVG markers so clicks and headless
     browsers work (WebGL ``scattergl`` is not needed for a few thousand points)."""
-    fig = umap_figure(embedding, book.stats.counts, f"{book.title}: UMAP of {embedding.coords.shape[0]} codewords")
+    fig = umap_figure(embedding, book.map_counts, book.map_title)
     figure = _style(fig, 420).to_plotly_json()
     for trace in figure["data"]:
         trace["type"] = "scatter"

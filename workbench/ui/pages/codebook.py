@@ -1,21 +1,26 @@
-"""Codebook screen: how a tokenizer uses its codebook (and the teacher its own) on a workspace dataset.
+"""Codebook screen: how any tokenizer (SFTok, TiTok, ReVQ, the MaskGIT-VQGAN teacher) uses its codebook on a
+workspace dataset, and, beside one that predicts the teacher's codes (SFTok, TiTok), how the teacher uses its own.
 
 Run counts every code over up to N images (progress per batch); the summary, usage and per-position
 figures come first, the UMAP map follows (its first fit in a process compiles numba, ~20 s; it is then
 cached on disk by the codebook's hash). A code's examples are picked by id, from the most-used table,
-or by clicking a point on the map, and re-read from the dataset: a proxy code with its grid cell outlined, a latent
-token whole (a 1-D token has no cell in the image: each one is computed from all of it).
+or by clicking a point on the map, and re-read from the dataset: a grid code with its cell outlined, a latent
+token whole (a 1-D token has no cell in the image: each one is computed from all of it). ReVQ has one codebook
+per token position: its codes are (position, id) pairs numbered position x K + id, and its map shows position 0's.
 """
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
 
-from workbench.services.analyses import MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport, code_examples
+from workbench.services.analyses import (MAP_POSITION, MAX_USAGE_IMAGES, AnalysisService, CodebookBook, CodebookReport,
+                                         code_examples)
+from workbench.services.model_registry import TOKENIZERS
 from workbench.ui.components.analysis_plots import codebook_map, empty_plot, position_heatmap, usage_plot
 from workbench.ui.components.analysis_stream import cancel_button, stream_analysis, wire_cancel
 from workbench.ui.components.dataset_picker import DatasetPicker
@@ -24,7 +29,7 @@ from workbench.ui.components.model_picker import ModelPicker
 from workbench.ui.components.tables import Measure, measures_frame
 from workbench.ui.context import AppContext
 
-BOOKS = [("SFTok codebook (latent tokens)", "sftok"), ("Teacher codebook (proxy codes)", "teacher")]
+BOOKS = [("The tokenizer's codebook", "tokens"), ("The teacher's codebook (the proxy codes it predicts)", "teacher")]
 SUMMARY_MEASURES = (
     Measure("used", "used", "codes"), Measure("size", "size", "codes"),
     Measure("utilisation", "utilisation", "share of codes"), Measure("dead", "dead (never used)", "codes"),
@@ -33,6 +38,7 @@ SUMMARY_MEASURES = (
     Measure("images", "images", "images"), Measure("tokens", "tokens counted", "tokens"),
 )
 TOP_COLUMNS = ["code", "count", "share"]
+PER_POSITION_COLUMNS = ["code", "token", "id", "count", "share"]  # a ReVQ code is (token position, id in its book)
 TOP_ROWS = 20
 EXAMPLES = 12
 
@@ -75,27 +81,60 @@ def top_frame(book: CodebookBook | None) -> pd.DataFrame:
     if book is None:
         return pd.DataFrame(columns=TOP_COLUMNS)
     total = max(1, book.stats.num_tokens)
-    return pd.DataFrame([(c, n, round(n / total, 4)) for c, n in book.stats.most_used[:TOP_ROWS]], columns=TOP_COLUMNS)
+    used = book.stats.most_used[:TOP_ROWS]
+    if book.stats.per_position:
+        k = book.stats.codes_per_position
+        return pd.DataFrame([(c, c // k, c % k, n, round(n / total, 4)) for c, n in used], columns=PER_POSITION_COLUMNS)
+    return pd.DataFrame([(c, n, round(n / total, 4)) for c, n in used], columns=TOP_COLUMNS)
 
 
 def marking_text(book: CodebookBook) -> str:
-    """What the example images mark: a proxy code's grid cell, or nothing for a latent token (it has no cell)."""
+    """What the example images mark: a grid code's cell, or nothing for a latent token (it has no cell)."""
     if book.grid_side:
-        return f"Each image has the code's cell of the {book.grid_side} x {book.grid_side} proxy grid outlined."
+        return f"Each image has the code's cell of the {book.grid_side} x {book.grid_side} grid outlined."
+    if book.stats.per_position:
+        return ("The images are shown whole: a ReVQ token is a slice of the DC-AE latent, which a deep encoder computes "
+                "from far more of the image than one cell; the caption names the token position and its id there.")
     return ("The images are shown whole: a latent token is one of a 1-D sequence computed from the whole image, so it "
             "has no cell to outline; the caption names its position in the sequence.")
 
 
+def book_line(book: CodebookBook) -> str:
+    """One codebook's usage in a sentence; a per-position book says what its codes and its entropy are over."""
+    s = book.stats
+    if s.per_position:
+        k = s.codes_per_position
+        mean_bits = float(s.position_entropy_bits.mean())
+        return (f"{book.title}: {s.used_codes} / {s.codebook_size} position-codes used ({s.num_positions} positions x "
+                f"{k} ids; utilisation {s.utilisation:.1%}, the mean share of a position's ids seen), entropy "
+                f"{s.entropy_bits:.2f} bits over position-codes = log2 {s.num_positions} + {mean_bits:.2f} bits mean "
+                f"per position (of at most {math.log2(k):.2f}), {s.dead_codes.size} dead.")
+    dead = ", ".join(str(int(c)) for c in s.dead_codes[:8]) + (" …" if s.dead_codes.size > 8 else "")
+    return (f"{book.title}: {s.used_codes} / {s.codebook_size} codes used (utilisation {s.utilisation:.1%}), "
+            f"perplexity {s.perplexity:.1f}, {s.dead_codes.size} dead" + (f" ({dead})" if dead else "") + ".")
+
+
+def family_note(report: CodebookReport) -> str:
+    """What this family's codes are, and where the teacher's usage is (or why it is not measured)."""
+    tokens = report.book("tokens")
+    if report.family == "revq":
+        return (f"ReVQ has one codebook per token position, so a code is a (position, id) pair, numbered "
+                f"position x {tokens.stats.codes_per_position} + id; the map shows position {MAP_POSITION}'s codebook "
+                f"(its ids are its position-codes). It does not decode through the teacher's codes.")
+    if report.family == "maskgit_vqgan":
+        side = tokens.grid_side or 0
+        return (f"This is the teacher itself: its {side} x {side} grid codes are the proxy codes SFTok and TiTok "
+                f"predict; a code's examples outline its cell.")
+    if "teacher" not in report.books:
+        return f"Teacher codebook not measured: {html.escape(report.teacher_note)}."
+    return "The teacher's codebook is its usage on the same images: the codes this tokenizer learns to predict."
+
+
 def status_text(report: CodebookReport) -> str:
     lines = [f"**{html.escape(report.model_label)}** on **{html.escape(report.dataset)}** ({report.split}): "
-             f"{report.books['sftok'].stats.num_samples} images in {report.seconds:.1f} s."]
-    for book in report.books.values():
-        s = book.stats
-        dead = ", ".join(str(int(c)) for c in s.dead_codes[:8]) + (" …" if s.dead_codes.size > 8 else "")
-        lines.append(f"{book.title}: {s.used_codes} / {s.codebook_size} codes used (utilisation {s.utilisation:.1%}), "
-                     f"perplexity {s.perplexity:.1f}, {s.dead_codes.size} dead" + (f" ({dead})" if dead else "") + ".")
-    if "teacher" not in report.books:
-        lines.append(f"Teacher codebook not measured: {html.escape(report.teacher_note)}.")
+             f"{report.book('tokens').stats.num_samples} images in {report.seconds:.1f} s."]
+    lines += [book_line(book) for book in report.books.values()]
+    lines.append(family_note(report))
     return "  \n".join(lines)
 
 
@@ -105,7 +144,8 @@ class CodebookPage:
         self.state = gr.State(CodebookState())
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                self.model = ModelPicker(ctx.registry, "Tokenizer", name="cb-model")
+                self.model = ModelPicker(ctx.registry, "Tokenizer", TOKENIZERS, name="cb-model",
+                                         info="SFTok, TiTok, ReVQ or the MaskGIT-VQGAN teacher")
                 self.data = DatasetPicker(ctx.workspace, "cb")
                 self.images = gr.Number(256, precision=0, minimum=1, maximum=MAX_USAGE_IMAGES, label="Images (at most)",
                                         elem_id="cb-images", info="the first N images of the split, in order")
@@ -116,7 +156,7 @@ class CodebookPage:
             with gr.Column(scale=2):
                 self.summary = gr.Dataframe(summary_frame(None), interactive=False, elem_id="cb-summary",
                                             label="Summary: a column per codebook", wrap=True)
-                self.book = gr.Radio(BOOKS, value="sftok", label="Codebook shown below", elem_id="cb-book")
+                self.book = gr.Radio(BOOKS, value="tokens", label="Codebook shown below", elem_id="cb-book")
                 self.usage = gr.Plot(empty_plot("Run usage statistics to see the codebook's usage"), label="Usage",
                                      elem_id="cb-usage")
         with gr.Row():
@@ -151,7 +191,7 @@ class CodebookPage:
 
         def done(found: tuple[str, CodebookReport]) -> tuple:
             key, report = found
-            shown = book if book in report.books else "sftok"
+            shown = book if book in report.books else "tokens"
             return (CodebookState(key), status_text(report), summary_frame(report), *self._views(report, shown),
                     gr.Radio(value=shown))
 
