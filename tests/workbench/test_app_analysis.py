@@ -75,7 +75,9 @@ def test_codebook_usage_map_and_examples(fresh, photo_dataset):
     heat = figure(out["heat"])
     assert np.asarray(heat["data"][0]["z"]).shape[0] == 64
 
-    umap = figure(fresh.predict("tokens", api_name="/codebook_map"))
+    umap_figure, map_status = fresh.predict("tokens", api_name="/codebook_map")  # streamed: the last update
+    umap = figure(umap_figure)
+    assert "12 images" in map_status  # the run's status is back once the map is drawn
     points = umap["data"][0]
     assert points["type"] == "scatter" and len(points["x"]) == 1024
     codes, counts = np.asarray(points["customdata"]).T
@@ -433,3 +435,38 @@ def test_a_cancelled_codebook_run_stops_after_its_batch_and_frees_the_analyses(t
     teacher_service._lock.release()
     _, report = teacher_service.codebook("default", "datasets/default/tiny", "val", 8)  # the next run is not blocked
     assert report.books["tokens"].stats.num_samples == 8
+
+
+def test_a_cancelled_codebook_map_stops_between_epochs_and_frees_the_analyses(teacher_service, tmp_path,
+                                                                              monkeypatch):
+    import threading
+
+    from workbench.services.cancellable import AnalysisCancelled, cancellable
+
+    monkeypatch.setattr(teacher_service, "umap_cache_dir", tmp_path / "umap")  # a fit, not a cached map
+    key, _ = teacher_service.codebook("default", "datasets/default/tiny", "val", 4)
+    epochs: list[str] = []
+    failures: list[BaseException] = []
+    stopped = threading.Event()
+
+    def work(progress):
+        def heard(fraction: float, text: str) -> None:
+            epochs.extend([text] if text.startswith("UMAP epoch") else [])
+            progress(fraction, text)
+        try:
+            return teacher_service.codebook_map(key, "tokens", heard)
+        except BaseException as err:
+            failures.append(err)
+            stopped.set()
+            raise
+
+    stream = cancellable(work, "codebook map")
+    for update in stream:
+        if update.text.startswith("UMAP epoch 3 /"):
+            break
+    stream.close()  # what Cancel does: the fit stops at its next epoch
+    assert stopped.wait(60) and isinstance(failures[0], AnalysisCancelled)
+    assert epochs[-1] in ("UMAP epoch 3 / 200", "UMAP epoch 4 / 200")  # stopped there, not run to 200
+    assert not list((tmp_path / "umap").glob("umap-*.npy"))  # nothing half-fitted was cached
+    assert teacher_service._lock.acquire(blocking=False)  # the analyses are free for the next user
+    teacher_service._lock.release()

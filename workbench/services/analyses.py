@@ -418,11 +418,13 @@ class AnalysisService:
         progress(1.0, "done")
         return self.codebooks.put(report), report
 
-    def codebook_map(self, key: str, book_name: str) -> CodebookEmbedding:
-        """Seeded 2-D UMAP of a run's codebook; cached on disk by the codebook's hash."""
+    def codebook_map(self, key: str, book_name: str, progress: ProgressFn = _no_progress) -> CodebookEmbedding:
+        """Seeded 2-D UMAP of a run's codebook; cached on disk by the codebook's hash. ``progress`` hears every
+        epoch of a fit; one that raises (a cancelled screen) ends the fit there and frees the analyses."""
         book = self.codebooks.get(key, "codebook run").book(book_name)
+        progress(0.0, "waiting for other analyses" if self._lock.locked() else "codebook map")
         with self._lock:
-            return codebook_umap(book.vectors, seed=0, cache_dir=self.umap_cache_dir)
+            return codebook_umap(book.vectors, seed=0, cache_dir=self.umap_cache_dir, progress=progress)
 
     def information(self, choices: Sequence[str], dataset: str | None, split: str, num_images: float | int | None,
                     num_slots: float | int | None, num_steps: float | int | None, temperature: float | None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 import gradio as gr
 import pandas as pd
@@ -197,10 +197,19 @@ class CodebookPage:
 
         yield from stream_analysis(work, done, 7, 1, progress, "codebook")
 
-    def on_map(self, book: str, state: CodebookState, progress: gr.Progress = gr.Progress()) -> Any:
-        progress(0.1, desc="codebook map (UMAP; the first fit in a process compiles, then it is cached)")
+    def on_map(self, book: str, state: CodebookState, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Streams the fit's epochs (the first fit in a process compiles numba first; then maps are cached), and
+        Cancel ends a fit between epochs."""
         report = self.analyses.codebooks.get(state.key, "codebook run")
-        return codebook_map(self.analyses.codebook_map(state.key, book), report.book(book))
+        progress(0.0, desc="codebook map (UMAP; the first fit in a process compiles, then it is cached)")
+
+        def work(report_progress):
+            return self.analyses.codebook_map(state.key, book, report_progress)
+
+        def done(embedding) -> tuple:
+            return codebook_map(embedding, report.book(book)), status_text(report)
+
+        yield from stream_analysis(work, done, 2, 1, progress, "codebook map")
 
     def on_view(self, book: str, state: CodebookState) -> tuple:
         report = self.analyses.codebooks.get(state.key, "codebook run")
@@ -228,13 +237,13 @@ class CodebookPage:
                              [self.state, self.status, self.summary, self.usage, self.heat, self.top, self.book],
                              api_name="codebook_usage", show_progress="full")
         keep_error_visible(run, self.status)
-        drawn = run.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_name="codebook_map",
-                            show_progress="minimal")
-        wire_cancel(self.cancel, self.status, [run, drawn], "codebook_cancel")
+        drawn = run.success(user_errors(self.on_map), [self.book, self.state], [self.umap, self.status],
+                            api_name="codebook_map", show_progress="minimal")
         view = self.book.input(user_errors(self.on_view), [self.book, self.state], [self.usage, self.heat, self.top],
                                api_name="codebook_view", show_progress="minimal")
-        view.success(user_errors(self.on_map), [self.book, self.state], [self.umap], api_visibility="private",
-                     show_progress="minimal")
+        redrawn = view.success(user_errors(self.on_map), [self.book, self.state], [self.umap, self.status],
+                               api_visibility="private", show_progress="minimal")
+        wire_cancel(self.cancel, self.status, [run, drawn, redrawn], "codebook_cancel")
         gr.on([self.show.click, self.code.submit], user_errors(self.on_examples), [self.code, self.book, self.state],
               [self.gallery, self.examples_info], api_name="codebook_examples", show_progress="minimal")
         pick = self.top.select(self.on_pick, [self.top], [self.code], api_visibility="private", show_progress="hidden")
