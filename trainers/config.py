@@ -22,6 +22,7 @@ import yaml
 from core.config import ConfigError, SFTokConfig
 from core.generator import GENERATOR_PRESETS, GeneratorConfig
 from core.presets import PRESETS
+from core.titok import TiTokConfig
 
 from .official_config import is_official_layout, translate_official
 from .official_schema import OFFICIAL_KEYS, Maps, is_official_path
@@ -30,6 +31,7 @@ from .suggest import unknown_key
 from .stage_names import STAGES
 CHOICES: dict[str, tuple[str, ...]] = {
     "stage": STAGES,
+    "model_family": ("sftok", "titok"),
     "model_preset": tuple(PRESETS),
     "generator_preset": tuple(GENERATOR_PRESETS),
     "mixed_precision": ("no", "fp16", "bf16"),
@@ -130,6 +132,9 @@ class GeneratorTrainConfig:
 class TrainConfig:
     stage: str = "1"
     model_preset: str = "tiny"
+    # "titok": stage 1 trains a TiTok of the preset's sizes instead (one step, every slot masked: TiTok's own
+    # proxy-code stage, the baseline SFTok's multi-step decoding improves on); see titok_config
+    model_family: str = "sftok"
     model: dict[str, Any] = field(default_factory=dict)  # SFTokConfig field overrides
     generator_preset: str = "tiny"
     generator: dict[str, Any] = field(default_factory=dict)  # GeneratorConfig field overrides
@@ -158,6 +163,18 @@ class TrainConfig:
     lpips_weights: str = ""  # local VGG16 weights for LPIPS (vgg16-397923af.pth); empty = torch hub cache
 
     # -- derived ----------------------------------------------------------------------------------
+    def titok_config(self) -> TiTokConfig:
+        """The TiTok of the preset's sizes (ViTs, tokens, codebook, teacher). TiTok's proxy grid is its patch grid,
+        so its patch size is the teacher's downsampling factor (4 on the tiny preset, where SFTok patches by 8)."""
+        sftok = self.model_config()
+        try:
+            return TiTokConfig(image_size=sftok.image_size, patch_size=sftok.teacher.downsample_factor,
+                               encoder=sftok.encoder, decoder=sftok.decoder, num_latent_tokens=sftok.num_latent_tokens,
+                               token_size=sftok.token_size, codebook_size=sftok.codebook_size, teacher=sftok.teacher,
+                               has_pixel_head=False)
+        except ConfigError as err:
+            raise ConfigError(f"model_family: {err}") from err
+
     def model_config(self) -> SFTokConfig:
         """The preset with ``model.*`` on top (nested sections such as ``model.decoder.width`` merge)."""
         check_fields(self.model, SFTokConfig, "model.")
@@ -233,9 +250,16 @@ class TrainConfig:
         if not self.data.train_shards:
             raise ConfigError("data.train_shards: required (a shard path, brace pattern or list)")
         init = self.decoder_init
+        if self.model_family == "titok" and self.stage != "1":
+            raise ConfigError(f"model_family: 'titok' trains its proxy-code stage only (--stage 1), not stage "
+                              f"{self.stage!r}; a TiTok folder renders through the teacher")
+        if self.model_family == "titok" and (init.any() or self.init_weights):
+            raise ConfigError("model_family: 'titok' starts from scratch (no init_weights, no decoder_init)")
         if init.any() and self.stage not in ("1", "2"):
             raise ConfigError(f"decoder_init: applies to stages 1 and 2 only, not stage {self.stage!r}")
         model_cfg = self.model_config()
+        if self.model_family == "titok":
+            self.titok_config()
         if self.stage == "generator":
             self.generator_config(model_cfg.codebook_size, model_cfg.num_latent_tokens)
             if not self.tokenizer_path:

@@ -19,6 +19,7 @@ from core.perceptual import MissingWeightsError, build_lpips
 from core.pretrained import load_pretrained_as
 from core.weight_decay import no_weight_decay_names
 from core.sftok import SFTok
+from core.titok import TiTok
 
 from .config import TrainConfig
 from .data.labels import class_names_for_shards, write_class_names
@@ -29,6 +30,7 @@ from .draws import Draws
 from .losses import psnr
 from .masking import random_masks
 from .objectives import GeneratorObjective, PixelObjective, ProxyCodeObjective, TeacherObjective
+from .titok_stage import TiTokCodeObjective, titok_evaluate
 
 Batch = dict[str, Any]
 
@@ -153,6 +155,12 @@ def _proxy_codes(batch: Batch, teacher: MaskGITVQGAN | None) -> torch.Tensor:
     return teacher.encode(batch["image"])
 
 
+def _index_unique_ratio(step: int, out: dict[str, Any], ranks: Collectives) -> dict[str, float]:
+    """Share of distinct ids among the batch's token ids (codebook collapse shows here first)."""
+    ids = out["indices"]
+    return {"train/index_unique_ratio": float(ids.unique().numel()) / ids.numel()}
+
+
 def build_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     builder = {"teacher": _teacher_stage, "1": _code_stage, "2": _code_stage, "3": _pixel_stage, "generator": _generator_stage}
     return builder[cfg.stage](cfg, device)
@@ -160,6 +168,8 @@ def build_stage(cfg: TrainConfig, device: torch.device) -> Stage:
 
 def _code_stage(cfg: TrainConfig, device: torch.device) -> Stage:
     teacher = _load_teacher(cfg, device)
+    if cfg.model_family == "titok":
+        return _titok_stage(cfg, device, teacher)
     tok = _tokenizer_for_stage(cfg, device, teacher)
     stage2 = cfg.stage == "2"
     sfvr = cfg.sfvr if stage2 else None
@@ -178,11 +188,19 @@ def _code_stage(cfg: TrainConfig, device: torch.device) -> Stage:
             use_own = own_guess_slots(draws, slots, cfg.sfvr.replace_prob, device)
         return {"images": images, "teacher_codes": codes, "masks": masks, "use_own": use_own, "generator": draws.batch}
 
-    def after_step(step: int, out: dict[str, Any], ranks: Collectives) -> dict[str, float]:
-        ids = out["indices"]
-        return {"train/index_unique_ratio": float(ids.unique().numel()) / ids.numel()}
+    return Stage(cfg.stage, objective, tok, prepare, _tokenizer_eval(cfg, teacher), _index_unique_ratio)
 
-    return Stage(cfg.stage, objective, tok, prepare, _tokenizer_eval(cfg, teacher), after_step)
+
+def _titok_stage(cfg: TrainConfig, device: torch.device, teacher: MaskGITVQGAN) -> Stage:
+    """Stage 1 with ``model_family=titok``: a TiTok of the preset's sizes, trained from scratch (trainers.titok_stage)."""
+    model = TiTok(cfg.titok_config()).to(device)
+    objective = TiTokCodeObjective(model, cfg.loss, cfg.model_config().commitment_cost, normaliser=global_normaliser)
+
+    def prepare(batch: Batch, draws: Draws) -> dict[str, Any]:
+        images = batch["image"].to(device)
+        return {"images": images, "teacher_codes": _proxy_codes({**batch, "image": images}, teacher).to(device)}
+
+    return Stage(cfg.stage, objective, model, prepare, titok_evaluate(teacher), _index_unique_ratio)
 
 
 def _pixel_stage(cfg: TrainConfig, device: torch.device) -> Stage:
