@@ -111,30 +111,22 @@ def _set(page, elem: str, value: str) -> None:
     box.press("Tab")
 
 
-@pytest.mark.timeout(1500)  # four training runs on two cores, one after another
+@pytest.mark.timeout(1200)  # three training runs on two cores (a long one cancelled twice, a two-point sweep)
 def test_train_sitting_on_one_page(page, screenshot, browser_app):
-    """What a researcher does in one sitting, on one page: launch and watch a run to its end, launch again (the
-    screen once froze here), cancel and resume it, sweep, and reload while the sweep runs."""
+    """What a researcher does in one sitting, on one page: launch a run and watch it, cancel and resume it, then
+    launch again once nothing runs (the screen once froze here) a sweep watched to its end, and reload meanwhile."""
     page.get_by_role("tab", name="Train").click()
     dataset = page.locator("#train-dataset input")
     dataset.click()
     dataset.fill("datasets/small")
     dataset.press("Enter")
-    _set(page, "#train-steps", "10")
+    _set(page, "#train-steps", "5000")
     _set(page, "#train-extra", "eval_every=5\nlog_every=5\ndata.eval_batch_size=4")
     page.locator("#train-launch").click()  # acknowledged at once, validated in the background
     page.wait_for_function(f"{JOBS}.includes('validating')", timeout=10_000)
     page.wait_for_function(f"/step \\d+: loss/.test({LOG})", timeout=180_000)
     page.wait_for_selector("#train-curves .scatterlayer .trace path.js-line", timeout=60_000)
-    page.wait_for_function(f"({JOBS}.match(/\\bdone\\b/g) || []).length >= 1", timeout=240_000)
-    page.wait_for_function(f"{LOG}.includes('finished at step 10')", timeout=30_000)
-    page.wait_for_selector("#train-samples img", timeout=60_000)
-    assert "input | reconstruction" in page.locator("#train-samples").inner_text()
-    # the same button again, for a long run: table, log and curves must follow it; cancel it once it logs, then
-    # resume: the log shows the stop and the resume, in that order
-    _set(page, "#train-steps", "5000")
-    _launch_and_follow(page)
-    page.wait_for_function(f"/step \\d+: loss/.test({LOG})", timeout=180_000)
+    # cancel it once it logs, then resume: the log shows the stop and the resume, in that order
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_function(f"{LOG}.includes('stopped at step')", timeout=120_000)
     page.wait_for_function(f"({JOBS}.match(/\\bstopped\\b/g) || []).length >= 1", timeout=60_000)
@@ -144,8 +136,8 @@ def test_train_sitting_on_one_page(page, screenshot, browser_app):
     assert log.index("stopped at step") < log.index("resumed from checkpoint") < log.rindex("started stage")
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_function(f"!/\\b(running|stopping)\\b/.test({JOBS})", timeout=120_000)
-    # a two-point sweep from the same page, and a reload while it runs: the run picker, the log and the launched
-    # settings come back without a click
+    # launch again from the same page, a two-point sweep of short runs, and reload while it runs: the run picker,
+    # the log and the launched settings come back without a click; the runs are followed to their end
     _set(page, "#train-steps", "10")
     page.locator("#train-sweep-grid").get_by_text("Sweep grid").click()
     page.locator("#train-grid textarea").fill("optim.lr=1e-4, 3e-4")
@@ -156,7 +148,10 @@ def test_train_sitting_on_one_page(page, screenshot, browser_app):
     page.wait_for_function("document.querySelector('#train-run input').value !== ''", timeout=30_000)
     page.wait_for_function(f"{LOG}.includes('started stage')", timeout=60_000)
     assert page.locator("#train-steps input").input_value() == "10"  # not the form's default, 200
-    page.wait_for_function(f"({JOBS}.match(/\\bdone\\b/g) || []).length >= 3", timeout=300_000)
+    page.wait_for_function(f"({JOBS}.match(/\\bdone\\b/g) || []).length >= 2", timeout=300_000)
+    page.wait_for_function(f"{LOG}.includes('finished at step 10')", timeout=30_000)
+    page.wait_for_selector("#train-samples img", timeout=60_000)
+    assert "input | reconstruction" in page.locator("#train-samples").inner_text()
     page.wait_for_selector("#train-eval-curves .scatterlayer .trace", timeout=60_000)
     sweep = page.locator("#train-sweep-pick input")
     sweep.click()
