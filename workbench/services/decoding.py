@@ -2,7 +2,9 @@
 
 :class:`DecodeService` turns (model, image or tokens, settings) into a :class:`StepTrace` with all
 steps, their soft previews and per-step metrics, and stores it under a key derived from the model weights,
-the image pixels and the settings. The UI keeps only that key. ``*_stream`` yield the trace after every
+the image pixels and the settings. The UI keeps only that key. Reconstruct takes any tokenizer
+(``registry.tokenizer``): SFTok decodes step by step as below; a one-step tokenizer (TiTok, ReVQ, the teacher)
+gives a trace of one step through the ``core.tokenizer`` interface (:mod:`workbench.services.one_step`). ``*_stream`` yield the trace after every
 step while it is decoded (:mod:`workbench.services.step_previews` keeps each step's preview cheap), so a
 screen shows step 1 at once; only complete traces are cached.
 Inputs and random generators reach the model's device through the registry's :class:`Placement`; pictures
@@ -25,13 +27,16 @@ from analysis.image_metrics import psnr, ssim
 from analysis.pixel_baselines import thumbnail_psnr
 from analysis.steps import teacher_context_passes
 from core import MaskGITGenerator, MaskGITVQGAN, SFTok
+from core.inputs import check_token_ids
 from core.precision import Bf16Support, bf16_support, effective_precision
 from core.sftok import PRECISIONS
+from core.tokenizer import SFTokTokenizer, Tokenizer
 
 from workbench.io.images import image_digest, image_to_tensor, tensor_to_uint8
 from workbench.services.devices import Placement, working_on
 from workbench.services.lru import LRU
-from workbench.services.model_registry import ModelRegistry
+from workbench.services.model_registry import LoadedTokenizer, ModelRegistry
+from workbench.services.one_step import family_name, ignored_settings, one_step_cells, trace_from_one_step
 from workbench.services.step_previews import preview_label, preview_skip_levels, render_ids_preview, render_step_preview
 from workbench.services.traces import StepTrace, trace_from_decode_steps, trace_from_generator_steps
 
@@ -94,10 +99,16 @@ COMMITS_RIGHT = "new commits = teacher's code"
 
 def teacher_codes_for(model: SFTok, teacher: MaskGITVQGAN | None, reference: torch.Tensor) -> torch.Tensor | None:
     """The teacher's codes of ``reference`` (1, S), or None when there is no teacher or its codes do not fit the model."""
-    if teacher is None or teacher.config.codebook_size != model.config.proxy_vocab_size:
+    return teacher_codes(teacher, reference, model.config.proxy_vocab_size, model.config.num_proxy_codes)
+
+
+def teacher_codes(teacher: MaskGITVQGAN | None, reference: torch.Tensor, vocab: int, cells: int) -> torch.Tensor | None:
+    """The teacher's codes of ``reference`` (1, cells), or None when there is no teacher or its codes are not
+    ``cells`` codes of a ``vocab``-code book (another teacher's than the one predicted)."""
+    if teacher is None or teacher.config.codebook_size != vocab:
         return None
     codes = teacher.encode(reference)
-    return codes.long() if tuple(codes.shape) == (1, model.config.num_proxy_codes) else None
+    return codes.long() if tuple(codes.shape) == (1, cells) else None
 
 
 def teacher_context_metrics(model: SFTok, ids: torch.Tensor, records: Sequence, targets: torch.Tensor,
@@ -176,6 +187,35 @@ def iter_reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSet
     trace = trace_from_decode_steps(records, model.config.mask_id, np.stack(pictures), final, token_ids, label, metrics,
                                     references, settings.num_steps)
     yield dataclasses.replace(trace, precision=settings.precision, fp32_agreement=agreement)
+
+
+@torch.no_grad()
+def iter_one_step_trace(tokenizer: Tokenizer, image: Image.Image, tokens: Sequence[int] | None = None,
+                        step_metrics: StepMetricFn = default_step_metrics, teacher: MaskGITVQGAN | None = None,
+                        placement: Placement | None = None) -> Iterator[StepTrace]:
+    """Encode ``image`` (or take ``tokens``, checked against the tokenizer's token count and codebook) and decode it
+    in the tokenizer's one pass: one complete trace of one step (:mod:`workbench.services.one_step`), its preview
+    and final image the reconstruction, its metrics ``step_metrics`` of it. Where the grid is a prediction of the
+    teacher's codes (TiTok) and a ``teacher`` with such codes is there, also the share of them that are right.
+    A generator, for :class:`DecodeService`'s stream, as :func:`iter_reconstruct_trace`."""
+    placement = placement or Placement("cpu")
+    info = tokenizer.info
+    picture = image_to_tensor(image)
+    reference = placement.tensor(picture)
+    if tokens is None:
+        ids = tokenizer.encode(reference).reshape(1, -1)
+    else:
+        ids = placement.tensor(check_token_ids(torch.as_tensor(list(tokens), dtype=torch.long).reshape(1, -1),
+                                               info.num_tokens, info.codebook_size))
+    preview = tokenizer.decode(ids)[:1].float().cpu()
+    cells = one_step_cells(tokenizer, ids)
+    metrics = dict(step_metrics(preview, picture))
+    targets = teacher_codes(teacher, reference, cells.vocab, len(cells.ids)) if cells.scored else None
+    if targets is not None:
+        metrics[COMMITS_RIGHT] = np.array([float((targets[0].cpu().numpy() == cells.ids).mean())], dtype=np.float32)
+    references = {s: float(thumbnail_psnr(picture, s)[0]) for s in REFERENCE_THUMBNAILS}
+    yield trace_from_one_step(cells, tensor_to_uint8(preview)[0], ids[0].cpu().numpy().copy(),
+                              f"{family_name(info)}'s reconstruction, decoded in one pass", metrics, references)
 
 
 def generate_trace(generator_model: MaskGITGenerator, tokenizer: SFTok, class_id: int, settings: DecodeSettings,
@@ -261,7 +301,7 @@ class DecodeService:
         precision, note = effective_precision(settings.precision, self.registry.device, self.bf16)
         return dataclasses.replace(settings, precision=precision), note
 
-    def _stream(self, key: str, compute: Callable[[], Iterator[StepTrace]], note: str
+    def _stream(self, key: str, compute: Callable[[], Iterator[StepTrace]], **notes: str
                 ) -> Iterator[tuple[str, StepTrace]]:
         """(key, trace) after every step while the decode runs, the complete trace last; a cached decode comes
         complete at once. One decode at a time (2 CPU cores, no thrashing); only a complete trace is cached,
@@ -273,10 +313,10 @@ class DecodeService:
                 if trace is None:
                     for trace in compute():
                         if not trace.complete:
-                            yield self._noted(key, trace, note)
+                            yield self._noted(key, trace, **notes)
                     self.decodes += 1
                     self.cache.put(key, trace)
-        yield self._noted(key, trace, note)
+        yield self._noted(key, trace, **notes)
 
     def reconstruct(self, model_choice: str, image: Image.Image, settings: DecodeSettings,
                     tokens: Sequence[int] | None = None) -> tuple[str, StepTrace]:
@@ -285,9 +325,13 @@ class DecodeService:
 
     def reconstruct_stream(self, model_choice: str, image: Image.Image, settings: DecodeSettings,
                            tokens: Sequence[int] | None = None) -> Iterator[tuple[str, StepTrace]]:
-        """Decode ``image`` (or ``tokens``) step by step: see :meth:`_stream`. Bad settings and missing models
+        """Decode ``image`` (or ``tokens``) step by step: see :meth:`_stream`. Any tokenizer choice: SFTok in its
+        steps, a one-step tokenizer in its one pass (:meth:`_one_step_stream`). Bad settings and missing models
         fail here, before anything is yielded."""
-        loaded = self.registry.get(model_choice)
+        loaded = self.registry.tokenizer(model_choice)
+        if not isinstance(loaded.tokenizer, SFTokTokenizer):
+            return self._one_step_stream(loaded, image, settings, tokens)
+        model: SFTok = loaded.tokenizer.module  # SFTok keeps its own step-by-step decode, previews and bf16
         settings, note = self.runnable(settings)
         token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
         key = _key("rec", loaded.key, image_digest(image), settings, token_part)
@@ -296,9 +340,28 @@ class DecodeService:
 
         def compute() -> Iterator[StepTrace]:
             with working_on(task, "the number of decoding steps, or choose a smaller tokenizer"):
-                yield from iter_reconstruct_trace(loaded.model, image, settings, tokens, self.step_metrics,
+                yield from iter_reconstruct_trace(model, image, settings, tokens, self.step_metrics,
                                                   self.registry.teacher_if_present(), self.registry.placement)
-        return self._stream(key, compute, note)
+        return self._stream(key, compute, precision_note=note)
+
+    def _one_step_stream(self, loaded: LoadedTokenizer, image: Image.Image, settings: DecodeSettings,
+                         tokens: Sequence[int] | None) -> Iterator[tuple[str, StepTrace]]:
+        """A one-step tokenizer's decode (one complete trace). Steps, temperature, seed and precision do not apply:
+        they are left out of the cache key and the trace says, per request, that they were ignored."""
+        info = loaded.tokenizer.info
+        if info.max_steps != 1:
+            raise SettingsError(f"{loaded.label}: a {family_name(info)} decodes in up to {info.max_steps} steps, and "
+                                "Reconstruct shows the steps of SFTok and of one-step tokenizers only")
+        token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
+        key = _key("rec-one-step", loaded.key, image_digest(image), token_part)
+        settings_note, precision_note = ignored_settings(info, settings.num_steps, settings.precision)
+        task = f"decoding 1 image in one pass ({loaded.label}, {self.registry.device})"
+
+        def compute() -> Iterator[StepTrace]:
+            with working_on(task, "choose a smaller tokenizer"):
+                yield from iter_one_step_trace(loaded.tokenizer, image, tokens, self.step_metrics,
+                                               self.registry.teacher_if_present(), self.registry.placement)
+        return self._stream(key, compute, precision_note=precision_note, settings_note=settings_note)
 
     def generate(self, generator_choice: str, tokenizer_choice: str, class_id: int, settings: DecodeSettings,
                  guidance_scale: float) -> tuple[str, StepTrace]:
@@ -320,12 +383,14 @@ class DecodeService:
             with working_on(task, "the number of generation steps (each step is one preview image)"):
                 yield from iter_generate_trace(gen.model, tok.model, class_id, settings, guidance_scale,
                                                self.registry.placement)
-        return self._stream(key, compute, note)
+        return self._stream(key, compute, precision_note=note)
 
     @staticmethod
-    def _noted(key: str, trace: StepTrace, note: str) -> tuple[str, StepTrace]:
-        """The cached trace, carrying why the requested precision was not used (the cache holds it without)."""
-        return key, (dataclasses.replace(trace, precision_note=note) if note else trace)
+    def _noted(key: str, trace: StepTrace, **notes: str) -> tuple[str, StepTrace]:
+        """The cached trace, carrying this request's notes (why the requested precision or settings were not used;
+        the cache holds it without)."""
+        given = {name: text for name, text in notes.items() if text}
+        return key, (dataclasses.replace(trace, **given) if given else trace)
 
     def get(self, key: str) -> StepTrace:
         trace = self.cache.get(key) if key else None

@@ -1,5 +1,8 @@
 """What the Reconstruct screen does, without Gradio: load a picture, decode it, edit its tokens.
 
+Any tokenizer choice (``registry.tokenizer``): SFTok decodes in its steps, TiTok, ReVQ and the teacher in one
+(:mod:`workbench.services.one_step`); token surgery edits any of them within its codebook.
+
 Callbacks in ``workbench.ui.pages.reconstruct`` only translate widget values to these calls and the
 results back to widgets, so everything here can be tested directly.
 """
@@ -13,8 +16,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from core import SFTok
+from core.tokenizer import Tokenizer, as_tokenizer
 
 from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError
 from workbench.io.images import ImageInputError, prepare_image
@@ -74,8 +79,8 @@ def reconstruct_file_stream(service: DecodeService, model_choice: str, source: s
     encoder's own ids so the UI can show what was edited, and the complete result says how the edit changed
     the image (the unedited decode runs first, unstreamed: it is usually cached already).
     """
-    model = service.registry.get(model_choice).model
-    loaded = prepare_image(source, model.config.image_size, name)
+    size = service.registry.tokenizer(model_choice).tokenizer.info.image_size
+    loaded = prepare_image(source, size, name)
 
     def result(key: str, trace: StepTrace, encoded: tuple[int, ...], change: ImageChange | None = None
                ) -> Reconstruction:
@@ -109,11 +114,17 @@ def edit_token(tokens: Sequence[int], position: int | float | None, code: int | 
 
 
 @torch.no_grad()
-def nearest_codes(model: SFTok, code: int, k: int = 6) -> list[tuple[int, float]]:
-    """The ``k`` codewords most similar (cosine) to ``code``, excluding itself: gentle edits."""
-    book = model.quantize.codebook()
+def nearest_codes(model: Tokenizer | SFTok, code: int, k: int = 6, position: int = 0) -> list[tuple[int, float]]:
+    """The ``k`` codewords most similar (cosine) to ``code``, excluding itself: gentle edits. A tokenizer with one
+    codebook per token position (ReVQ) is searched in ``position``'s own."""
+    book = as_tokenizer(model).codebook()
+    if book.dim() == 3:
+        if not 0 <= int(position) < book.shape[0]:
+            raise SettingsError(f"position: must be in 0..{book.shape[0] - 1}, got {position}")
+        book = book[int(position)]
     if not 0 <= int(code) < book.shape[0]:
         raise SettingsError(f"code: must be in 0..{book.shape[0] - 1}, got {code}")
+    book = F.normalize(book.float(), dim=-1)
     sims = book @ book[int(code)]
     sims[int(code)] = -float("inf")
     values, ids = sims.topk(min(k, book.shape[0] - 1))

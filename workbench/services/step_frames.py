@@ -29,6 +29,9 @@ class StepFrames:
     preview: list[str]
     info: list[str]  # HTML, one per step
     preview_label: str
+    grid_label: str = ""  # what the grid's cells are, when not the screen's own label (one-step tokenizers)
+    cell_scores: bool = True  # False: confidence and entropy were not measured (the heat panel is blank, n/a)
+    steps_note: str = ""  # beside the step slider: "1 step: one-step decoder"
 
     def as_json(self) -> dict:
         return {"steps": self.num_steps, "grid": self.grid, "heat": self.heat, "preview": self.preview,
@@ -44,6 +47,9 @@ def png_data_uri(image: np.ndarray) -> str:
 
 def step_facts(trace: StepTrace, step: int) -> str:
     """One step in numbers (HTML): what the grid, heat map and curve show at ``step`` (0-based)."""
+    if trace.steps_note:  # a one-step decoder: no masking, no schedule, no sampling temperature
+        return " · ".join([f"<b>Step {step + 1} / {trace.total_steps}</b>", html.escape(trace.steps_note),
+                           *_one_step_cells(trace, step), *_metric_facts(trace, step)])
     masked_before = int((trace.ids_in[step] == trace.mask_id).sum())
     parts = [f"<b>Step {step + 1} / {trace.total_steps}</b>",
              f"Gumbel temperature {float(trace.temperature[step]):.3f}",
@@ -51,8 +57,21 @@ def step_facts(trace: StepTrace, step: int) -> str:
              f"committed now {trace.committed_at(step)}"]
     if "mean confidence" not in trace.metrics:
         parts.append(f"mean confidence {float(trace.confidence[step].mean()):.3f}")
-    parts += [f"{html.escape(name)} {float(values[step]):.3f}" for name, values in trace.metrics.items()]
-    return " · ".join(parts)
+    return " · ".join(parts + _metric_facts(trace, step))
+
+
+def _metric_facts(trace: StepTrace, step: int) -> list[str]:
+    return [f"{html.escape(name)} {float(values[step]):.3f}" for name, values in trace.metrics.items()]
+
+
+def _one_step_cells(trace: StepTrace, step: int) -> list[str]:
+    cells = int(trace.ids_out.shape[1])
+    if not cells:
+        return ["no grid"]
+    if not trace.cell_scores:
+        return [f"{cells} cells, all at once", "confidence / entropy n/a"]
+    return [f"{cells} cells, all at once", f"mean confidence {float(trace.confidence[step].mean()):.3f}",
+            f"mean entropy {float(trace.entropy[step].mean()):.3f} bits"]
 
 
 def make_frames(trace: StepTrace, reuse: StepFrames | None = None) -> StepFrames:
@@ -74,4 +93,5 @@ def make_frames(trace: StepTrace, reuse: StepFrames | None = None) -> StepFrames
         heat_range=ranges,
         preview=old.preview[:kept] + [png_data_uri(trace.previews[s]) for s in new],
         info=[step_facts(trace, s) for s in range(trace.num_steps)],
-        preview_label=trace.preview_label)
+        preview_label=trace.preview_label, grid_label=trace.grid_label, cell_scores=trace.cell_scores,
+        steps_note=trace.steps_note)

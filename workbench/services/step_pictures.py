@@ -18,6 +18,7 @@ MASKED = np.array([216, 216, 222], dtype=np.uint8)
 COMMITTED = np.array([70, 110, 170], dtype=np.uint8)
 NEW = np.array([245, 150, 40], dtype=np.uint8)
 GUTTER = np.array([255, 255, 255], dtype=np.uint8)
+NOT_MEASURED = np.array([240, 240, 242], dtype=np.uint8)  # a panel with nothing to show (its caption says why)
 HEAT_KINDS = ("confidence", "entropy")
 # Viridis sampled at 9 points (matplotlib's values); interpolated into a 256-entry table below.
 _VIRIDIS = np.array([[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
@@ -38,9 +39,17 @@ def cell_size(grid_side: int, target: int = 256) -> int:
     return max(1, target // grid_side)
 
 
+def blank_panel(target: int = 256) -> np.ndarray:
+    """An empty panel, for a trace without a grid or without a distribution per cell."""
+    return np.broadcast_to(NOT_MEASURED, (target, target, 3)).copy()
+
+
 def grid_image(trace: StepTrace, step: int, target: int = 256) -> np.ndarray:
-    """The code grid after ``step``: masked (grey), committed earlier (blue), newly committed (orange)."""
+    """The code grid after ``step``: masked (grey), committed earlier (blue), newly committed (orange); blank when
+    the trace has no grid."""
     g = trace.grid_side
+    if not g:
+        return blank_panel(target)
     masked = (trace.ids_out[step] == trace.mask_id).reshape(g, g)
     new = trace.newly_committed[step].reshape(g, g)
     colors = np.where(masked[..., None], MASKED, COMMITTED)
@@ -59,9 +68,12 @@ def heat_values(trace: StepTrace, step: int, kind: str) -> tuple[np.ndarray, flo
 
 
 def heat_image(trace: StepTrace, step: int, kind: str = "confidence", target: int = 256) -> np.ndarray:
-    """Viridis heat map of per-cell confidence (probability) or entropy (bits) at ``step``."""
+    """Viridis heat map of per-cell confidence (probability) or entropy (bits) at ``step``; blank where they were
+    not measured (no grid, or no distribution per cell)."""
     values, lo, hi = heat_values(trace, step, kind)
     g = trace.grid_side
+    if not g or not trace.cell_scores:
+        return blank_panel(target)
     idx = np.clip((values - lo) / (hi - lo) * 255.0, 0, 255).astype(np.int64).reshape(g, g)
     return _cells_to_image(VIRIDIS_LUT[idx], cell_size(g, target))
 

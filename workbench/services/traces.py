@@ -1,7 +1,8 @@
 """A decode as plain arrays: what the step scrubber shows for every step, computed once per request.
 
 Both screens with a scrubber produce a :class:`StepTrace`: Reconstruct from ``SFTok.decode_steps``
-(proxy-code grid, 16 x 16 on the official model) and Generate from ``MaskGITGenerator.generate``
+(proxy-code grid, 16 x 16 on the official model), or for a one-step tokenizer (TiTok, ReVQ, the teacher) a
+trace of one step (:mod:`workbench.services.one_step`), and Generate from ``MaskGITGenerator.generate``
 (the 8 x 8 latent-token grid). Moving the scrubber only indexes these arrays.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from core.sampling import StepOutput
 
 @dataclass(frozen=True)
 class StepTrace:
-    """Per-step arrays for one image; T = steps, S = grid cells (grid_side ** 2)."""
+    """Per-step arrays for one image; T = steps, S = grid cells (grid_side ** 2; 0 when there is no grid)."""
 
     grid_side: int
     mask_id: int
@@ -40,6 +41,13 @@ class StepTrace:
     fp32_agreement: float | None = None  # bf16 decodes: share of final ids equal to the fp32 decode's (same seed)
     precision_note: str = ""  # why the requested precision was not used ('' when it was)
     planned_steps: int = 0  # steps the decode will have; more than num_steps while it streams (0: num_steps)
+    # one-step tokenizers: what the grid's cells are ('' = the screen's own label), whether confidence / entropy
+    # were measured (False: the tokenizer gives no distribution per cell), what the step slider says, and which
+    # requested settings did not apply (said per request, not cached)
+    grid_label: str = ""
+    cell_scores: bool = True
+    steps_note: str = ""
+    settings_note: str = ""
 
     @property
     def num_steps(self) -> int:
@@ -66,6 +74,7 @@ def _stack(tensors: Sequence[torch.Tensor], dtype: np.dtype) -> np.ndarray:
 
 
 def grid_side_of(num_cells: int) -> int:
+    """The side of a square grid of ``num_cells`` cells; a count that is not a square is refused."""
     side = math.isqrt(num_cells)
     if side * side != num_cells:
         raise ValueError(f"grid: {num_cells} cells do not form a square grid")

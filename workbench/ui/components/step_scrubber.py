@@ -1,6 +1,7 @@
 """The step scrubber: one decode's steps as grid / heat map / preview / metric curve, with play and GIF.
 
-Shared by Reconstruct and Generate. A screen that produces a new trace returns ``scrubber.show(key)``
+Shared by Reconstruct and Generate; a one-step tokenizer's decode (TiTok, ReVQ, the teacher) shows as one step,
+with the trace's own grid caption and "n/a" where it has no confidence or entropy per cell. A screen that produces a new trace returns ``scrubber.show(key)``
 for ``scrubber.outputs``: that sends every step's pictures once (:mod:`workbench.services.step_frames`),
 and the slider, play and the heat-map switch run in the browser (:mod:`scrubber_js`) without a server
 call. While a decode streams, the screen returns ``show_partial(key, trace)`` after each step: the steps
@@ -60,6 +61,11 @@ def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str, dec
     pending = (f"<span class='scrub-pending' id='{name}-pending'> · decoding step {frames.num_steps + 1} of "
                f"{total_steps}…</span>" if total_steps > frames.num_steps else "")
     heat = heat if heat in HEAT_KINDS else "confidence"
+    one_step = (f"<span class='scrub-steps-note' id='{name}-steps-note'> · {html.escape(frames.steps_note)}</span>"
+                if frames.steps_note else "")
+    heat_caption = "Heat map: <span class='scrub-heat-kind'>" + heat + "</span> per cell"
+    if not frames.cell_scores:
+        heat_caption += " · n/a: no distribution per cell"
     lo, hi, unit = frames.heat_range[heat]
     scale = (f"<div class='scrub-scale'><span class='scrub-scale-lo'>{lo:g}</span>"
              f"<span class='scrub-scale-bar' style='background:{VIRIDIS_CSS}'></span>"
@@ -71,11 +77,10 @@ def scrubber_html(name: str, frames: StepFrames, heat: str, grid_label: str, dec
         f"<div class='scrub-bar'><button class='scrub-play' id='{name}-play' type='button'>▶ Play</button>"
         f"<label id='{name}-step'>Step <b class='scrub-now'>{last + 1}</b> / {frames.num_steps} "
         f"<input class='scrub-range' type='range' min='1' max='{frames.num_steps}' step='1' value='{last + 1}'>"
-        f"</label>{pending}</div>"
+        f"</label>{one_step}{pending}</div>"
         f"<div class='scrub-panels'>"
-        + _panel("scrub-grid", f"{name}-grid", html.escape(grid_label), frames.grid[last])
-        + _panel("scrub-heat", f"{name}-heat", "Heat map: <span class='scrub-heat-kind'>" + heat + "</span> per cell",
-                 frames.heat[heat][last], scale)
+        + _panel("scrub-grid", f"{name}-grid", html.escape(frames.grid_label or grid_label), frames.grid[last])
+        + _panel("scrub-heat", f"{name}-heat", heat_caption, frames.heat[heat][last], scale)
         + _panel("scrub-preview", f"{name}-preview", "Image at this step", frames.preview[last])
         + f"</div><div class='scrub-legend'>{GRID_LEGEND}</div>"
         f"<div class='scrub-info' id='{name}-info'>{frames.info[last]}</div>"

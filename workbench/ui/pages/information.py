@@ -4,6 +4,8 @@ Per model, on the same images, targets and slots: leave-one-out I(m_i; m_rest | 
 with bootstrap intervals, the information the revealed codes give along the real decode trajectory,
 and the self-forcing gap (a stage-2 model should show a smaller one than its stage-1 parent).
 The cost is bounded by the image and slot counts: the defaults run in seconds on the tiny preset.
+The pickers list SFTok checkpoints only: the measures need its masked multi-step decoder (their info text says why;
+a one-step tokenizer sent through the API is refused with the same reason).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from analysis.code_information import ScreenDefaults
 
 from workbench.services.analyses import MAX_MI_IMAGES, AnalysisService, InformationReport, reveal_key
 from workbench.services.model_registry import COMPARISON_CHOICE
+from workbench.services.one_step import INFORMATION_SFTOK_ONLY
 from workbench.services.reading_notes import (as_markdown, mi_notes, self_forcing_notes, self_forcing_reading,
                                               trajectory_notes)
 from workbench.ui.components.analysis_plots import empty_plot, mi_bars, mi_grids, self_forcing_plot, trajectory_plot
@@ -29,6 +32,7 @@ from workbench.ui.components.tables import Measure, measures_frame
 from workbench.ui.context import AppContext
 
 DEFAULTS = ScreenDefaults()  # the model card's code-information numbers use the same settings
+SFTOK_ONLY = "SFTok checkpoints only. " + INFORMATION_SFTOK_ONLY + "."
 
 NO_MODEL = ("— none —", "")
 # The measures that answer the screen's questions first: is there information between slots, does the decode
@@ -80,14 +84,15 @@ class InformationPage:
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 self.model_a = ModelPicker(ctx.registry, "Model A", name="info-a",
-                                           info="e.g. a stage-1 checkpoint folder in the workspace")
+                                           info=f"e.g. a stage-1 checkpoint folder in the workspace. {SFTOK_ONLY}")
                 with gr.Row(equal_height=True):
                     # the embedded default's other-recipe twin, when it ships: SFVR against vanilla from the start
                     compare = COMPARISON_CHOICE if ctx.registry.comparison_present() else ""
                     self.model_b = gr.Dropdown([NO_MODEL, *ctx.registry.choices()], value=compare,
                                                label="Model B (optional)", allow_custom_value=True, scale=5,
                                                elem_id="info-b-picker",
-                                               info="e.g. the stage-2 model trained from A, to compare")
+                                               info="e.g. the stage-2 model trained from A, to compare (SFTok "
+                                                    "only, as A)")
                     self.refresh_b = gr.Button("↻", scale=0, min_width=44, elem_id="info-b-refresh")
                 self.data = DatasetPicker(ctx.workspace, "info")
                 self.images = gr.Slider(2, MAX_MI_IMAGES, value=DEFAULTS.images, step=1, label="Images", elem_id="info-images",

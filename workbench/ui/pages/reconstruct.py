@@ -1,5 +1,8 @@
 """Reconstruct screen: upload or pick an image, decode it step by step, edit its tokens.
 
+Any tokenizer: SFTok streams its masked decoding steps; TiTok, ReVQ and the teacher decode in one pass, shown as
+one step (the settings that do not apply to them are ignored, and the status line says so).
+
 Callbacks translate widgets to :mod:`workbench.services.reconstruction` calls and results back to widgets; every
 expected failure (bad upload, bad setting, missing model) becomes a ``gr.Error`` with its message.
 """
@@ -11,6 +14,7 @@ from typing import Any, Iterator, Sequence
 import gradio as gr
 
 from workbench.services.decoding import DecodeSettings, SettingsError
+from workbench.services.model_registry import TOKENIZERS
 from workbench.services.step_pictures import upscale
 from workbench.services.reconstruction import (ImageChange, Reconstruction, edit_token, nearest_codes,
                                                reconstruct_file, reconstruct_file_stream)
@@ -22,12 +26,15 @@ from workbench.ui.context import AppContext
 from workbench.ui.state import ReconstructState
 
 TOKENS_PER_ROW = 8
+WIDE_TOKENS_PER_ROW = 16  # above 64 ids (the teacher's 256, ReVQ's 256 or 512): fewer, wider rows
+ONE_STEP_IGNORES = "a one-step tokenizer (TiTok, ReVQ, the teacher) ignores it, and the status line says so"
 
 
 def tokens_html(tokens: Sequence[int], encoded: Sequence[int]) -> str:
     """The latent token ids as a grid; edited positions are highlighted and show the original id."""
     if not tokens:
         return "<div class='token-grid-empty'>Decode an image to see its token ids.</div>"
+    columns = TOKENS_PER_ROW if len(tokens) <= 64 else WIDE_TOKENS_PER_ROW
     cells = []
     for pos, (tok, orig) in enumerate(zip(tokens, encoded)):
         edited = tok != orig
@@ -35,7 +42,7 @@ def tokens_html(tokens: Sequence[int], encoded: Sequence[int]) -> str:
         cls = "tok edited" if edited else "tok"
         cells.append(f"<div class='{cls}' title='{html.escape(title)}' data-pos='{pos}' data-token='{tok}'>"
                      f"<span class='pos'>{pos}</span>{tok}</div>")
-    return f"<div class='token-grid' style='--cols:{TOKENS_PER_ROW}'>{''.join(cells)}</div>"
+    return f"<div class='token-grid' style='--cols:{columns}'>{''.join(cells)}</div>"
 
 
 def change_text(change: ImageChange) -> str:
@@ -55,6 +62,8 @@ def _status(rec: Reconstruction, name: str, state: ReconstructState) -> str:
         if rec.edit_change is not None:
             lines.append(change_text(rec.edit_change))
     lines += [f"⚠ {n}" for n in rec.notes]
+    if rec.trace.settings_note:
+        lines.append(f"ℹ {html.escape(rec.trace.settings_note)}.")
     lines += [line for line in [precision_line(rec.trace)] if line]
     return "  \n".join(lines)
 
@@ -70,11 +79,14 @@ class ReconstructPage:
                 self.upload = gr.File(show_label=False, type="filepath", height=130, elem_id="rec-upload")
                 self.sample = gr.Dropdown(choices=samples, value=None, label="…or pick a sample",
                                           elem_id="rec-sample")
-                self.model = ModelPicker(ctx.registry, "Tokenizer", name="rec-model",
-                                         info="embedded default, a saved folder in the workspace, or a hub id (online)")
-                self.steps = gr.Slider(1, 32, value=8, step=1, label="Decoding steps", elem_id="rec-steps")
+                self.model = ModelPicker(ctx.registry, "Tokenizer", TOKENIZERS, name="rec-model",
+                                         info="SFTok, TiTok, ReVQ or the teacher: embedded, a folder or release file "
+                                              "in the workspace, or a hub id (online)")
+                self.steps = gr.Slider(1, 32, value=8, step=1, label="Decoding steps", elem_id="rec-steps",
+                                       info=f"SFTok's masked decoding; {ONE_STEP_IGNORES}")
                 self.temperature = gr.Slider(0, 3, value=1.0, step=0.05, label="Temperature",
-                                             info="Gumbel sampling temperature, annealed to 0 at the last step")
+                                             info="SFTok's Gumbel sampling temperature, annealed to 0 at the last "
+                                                  "step; one-step tokenizers ignore it (and the seed, and bf16)")
                 self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 self.precision = precision_radio(ctx.service.bf16, "rec")
                 self.run = gr.Button("Reconstruct", variant="primary", elem_id="rec-run")
@@ -85,7 +97,8 @@ class ReconstructPage:
                                               format="png", height=420, interactive=False, elem_id="rec-compare")
         with gr.Accordion("Decoding steps", open=True):
             self.scrubber = StepScrubber(ctx.service, "rec", ctx.exports_dir, grid_label="Proxy-code grid")
-        with gr.Accordion("Token surgery: replace one of the 64 latent tokens and decode again", open=True):
+        with gr.Accordion("Token surgery: replace one token id and decode again (any tokenizer, within its codebook)",
+                          open=True):
             self.tokens = gr.HTML(tokens_html((), ()), elem_id="rec-tokens")
             with gr.Row(equal_height=True):
                 # no precision / minimum: 2.5 or -1 must reach edit_token, which names the valid range
@@ -165,7 +178,7 @@ class ReconstructPage:
         if model != state.model_choice:
             base = reconstruct_file(self.ctx.service, model, state.source_path,
                                     DecodeSettings(int(steps), float(temperature), int(seed or 0))).encoded
-        codebook = self.ctx.registry.get(model).model.config.codebook_size
+        codebook = self.ctx.registry.tokenizer(model).tokenizer.info.codebook_size
         tokens = edit_token(base, position, code, codebook)
         yield from self._decode(state.source_path, state.source_name, model, steps, temperature, seed, heat, precision,
                                 tokens, progress)
@@ -182,9 +195,10 @@ class ReconstructPage:
         if float(position) != int(position) or not 0 <= int(position) < len(state.tokens):
             return f"Position must be a whole number in 0..{len(state.tokens) - 1}, got {position:g}."
         current = state.tokens[int(position)]
-        model = self.ctx.registry.get(state.model_choice).model
-        near = ", ".join(f"{c} ({s:.2f})" for c, s in nearest_codes(model, current, 5))
-        return f"Position {int(position)} holds code **{current}**. Nearest codewords (cosine): {near}."
+        tokenizer = self.ctx.registry.tokenizer(state.model_choice).tokenizer
+        near = ", ".join(f"{c} ({s:.2f})" for c, s in nearest_codes(tokenizer, current, 5, int(position)))
+        own = " in this position's own codebook" if tokenizer.codebook().dim() == 3 else ""
+        return f"Position {int(position)} holds code **{current}**. Nearest codewords{own} (cosine): {near}."
 
     def _wire(self) -> None:
         opts: dict[str, Any] = {"show_progress": "minimal"}
