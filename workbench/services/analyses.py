@@ -430,8 +430,12 @@ class AnalysisService:
                     num_slots: float | int | None, num_steps: float | int | None, temperature: float | None,
                     seed: float | int | None, max_block_slots: float | int | None = 4,
                     progress: ProgressFn = _no_progress) -> tuple[str, InformationReport]:
-        """MI measurements of one or two models on the same images, targets and measured slots."""
+        """MI measurements of one or two models on the same images, targets and measured slots (SFTok only: a
+        one-step tokenizer has no steps or masked context to measure, and is refused saying so)."""
+        from workbench.services.one_step import refuse_one_step
+
         choices = [c for c in choices if c]
+        refuse_one_step(self.registry, choices)
         if not choices:
             raise ModelUnavailable("model: choose at least one tokenizer")
         n_images = _bounded(num_images, "images", 2, MAX_MI_IMAGES)
