@@ -49,7 +49,9 @@ def first_update(job) -> list:
     return job.outputs()[0]
 
 
-def test_reconstruct_shows_step_one_before_the_last_step_is_decoded(fresh, monkeypatch):
+def test_reconstruct_shows_step_one_before_the_last_step_is_decoded(fresh, served_app, monkeypatch):
+    served_app[0].registry.get("default")  # loaded (and warmed up, a 2-step decode) before the slowing patch:
+    # run alone, the model's first load would otherwise hold the gate itself, before any update could be sent
     gate, original = Gate(), SFTok.iter_decode_steps
 
     def slowed(self, ids, num_steps=None, *args, **kwargs):
