@@ -41,6 +41,22 @@ def make_workspace(root: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tokenizer_registry(workspace, tiny_model_dir):
+    """A registry over a module's ``workspace`` fixture (its TiTok/teacher folders), the tiny SFTok as default and
+    ``checkpoints/teacher`` as the app's teacher: what the tokenizer screens' tests share."""
+    from workbench.io.workspace import Workspace
+    from workbench.services.model_registry import ModelRegistry
+
+    return ModelRegistry(Workspace.create(workspace), tiny_model_dir, teacher=workspace / "checkpoints" / "teacher",
+                         default_generator=None)
+
+
+@pytest.fixture(scope="module")
+def photo(sample_dir) -> Path:
+    return sample_dir / "coffee.png"
+
+
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, sample_dir: Path):
     """(context, url) of a real app on 127.0.0.1 with the real launcher; closed at the end of the session."""

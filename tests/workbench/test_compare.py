@@ -16,7 +16,6 @@ import torch
 from core.tokenizer import TokenizerInfo
 from tests.app_fixtures import save_tiny_model, save_tiny_teacher, save_tiny_titok
 from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
-from workbench.io.workspace import Workspace
 from workbench.services.compare import CompareService, TokenBudget, held_indices, step_psnr, token_budget
 from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError
 from workbench.services.model_registry import TEACHER_CHOICE, TOKENIZERS, ModelRegistry, ModelUnavailable
@@ -49,19 +48,13 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(workspace, tiny_model_dir) -> ModelRegistry:
-    return ModelRegistry(Workspace.create(workspace), tiny_model_dir, teacher=workspace / "checkpoints" / "teacher",
-                         default_generator=None)
+def registry(tokenizer_registry) -> ModelRegistry:
+    return tokenizer_registry
 
 
 @pytest.fixture(scope="module")
 def service(registry) -> CompareService:
     return CompareService(registry)
-
-
-@pytest.fixture(scope="module")
-def photo(sample_dir) -> Path:
-    return sample_dir / "coffee.png"
 
 
 # -- known answers ---------------------------------------------------------------------------------------

@@ -55,19 +55,13 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(workspace, tiny_model_dir) -> ModelRegistry:
-    return ModelRegistry(Workspace.create(workspace), tiny_model_dir, teacher=workspace / "checkpoints" / "teacher",
-                         default_generator=None)
+def registry(tokenizer_registry) -> ModelRegistry:
+    return tokenizer_registry
 
 
 @pytest.fixture(scope="module")
 def service(registry) -> DecodeService:
     return DecodeService(registry)
-
-
-@pytest.fixture(scope="module")
-def photo(sample_dir) -> Path:
-    return sample_dir / "coffee.png"
 
 
 def own_reconstruction(tokenizer, photo: Path, ids: torch.Tensor | None = None) -> np.ndarray:
