@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from core.sampling import masked_decode_step
+from core.schedules import num_masked_after_step
 from core.sftok import DecodeStep
 
 from .seeding import derived_generator, derived_seed
@@ -438,6 +439,30 @@ def self_forcing_gap(decoder: Decoder, z_q: torch.Tensor, targets: torch.Tensor,
         ce_tf = float((_ce_bits(logits_tf, targets) * masked).sum() / n_masked)
         rows.append(SelfForcingRow(step.step, kl, rev_acc, com_acc, ce_own, ce_tf))
     return SelfForcingGap(tuple(rows), len(trajectory), float(temperature), targets.shape[0])
+
+
+# -- cost ------------------------------------------------------------------------------------------
+def committed_per_step(num_slots: int, num_steps: int) -> list[int]:
+    """Slots each step of a ``num_steps`` decode commits (the official schedule; the last step commits the rest)."""
+    masked, out = num_slots, []
+    for step in range(num_steps):
+        after = 0 if step == num_steps - 1 else num_masked_after_step(step, num_steps, num_slots, masked)
+        out.append(masked - after)
+        masked = after
+    return out
+
+
+def information_rows(images: int, num_slots: int, positions: int, num_steps: int, max_block_slots: int | None,
+                     reveal_fractions: int = len(REVEAL_FRACTIONS)) -> dict[str, int]:
+    """Decoder rows (one sequence through the decoder each) that the measurements of ``measure_information``
+    run, by stage: the leave-one-out MI (one all-masked pass + one per image and slot), the decode trajectory,
+    its teacher-forced passes (none at step 1, which sees no revealed slot), the block total correlation (at most
+    one row per committed slot after a block's first, capped by ``max_block_slots``) and the reveal curve. A row
+    costs about the same wherever it runs, so the time of the first rows prices the rest."""
+    blocks = sum(max(0, min(c, max_block_slots or c) - 1) for c in committed_per_step(num_slots, num_steps))
+    return {"leave_one_out": images * (1 + positions), "trajectory": images * num_steps,
+            "teacher_forced": images * max(0, num_steps - 1), "block_tc": images * blocks,
+            "reveal": images * reveal_fractions}
 
 
 # -- SFTok glue ------------------------------------------------------------------------------------

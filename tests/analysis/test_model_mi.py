@@ -164,3 +164,37 @@ def test_slot_restricted_decoder_gives_the_same_estimates(tiny_model) -> None:
     fast = leave_one_out_mi(tiny_model.decoder, codes, z_q, 256, positions=[0, 100, 255], num_bootstrap=0)
     slow = leave_one_out_mi(full_only, codes, z_q, 256, positions=[0, 100, 255], num_bootstrap=0)
     np.testing.assert_allclose(fast.per_image_bits, slow.per_image_bits, atol=1e-4)
+
+
+class RowCounter(torch.nn.Module):
+    """A decoder that counts the rows (sequences) it is given, delegating to ``inner``."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.rows = inner, 0
+
+    def forward(self, proxy_ids: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        self.rows += proxy_ids.shape[0]
+        return self.inner(proxy_ids, z_q)
+
+
+@pytest.mark.parametrize("steps, cap", [(4, 2), (8, None), (3, 4)])
+def test_information_rows_count_every_decoder_row_the_measurements_run(steps, cap) -> None:
+    """The Information screen's time estimate prices rows: the count must be the rows the estimators really run."""
+    from analysis.model_mi import committed_per_step, information_rows, reveal_curve
+
+    b, positions = 3, [1, 4, 9, 15]
+    codes = torch.randint(0, V, (b, S), generator=torch.Generator().manual_seed(5))
+    hints = torch.randint(0, 5, (b, S), generator=torch.Generator().manual_seed(6))
+    decoder = RowCounter(ContextFreeDecoder(5, V))
+    leave_one_out_mi(decoder, codes, hints, MASK, positions, num_bootstrap=0)
+    loo = decoder.rows
+    trajectory = decode_trajectory(decoder, hints, S, MASK, steps, 1.0, 0)
+    assert [int(t.newly_committed[0].sum()) for t in trajectory] == committed_per_step(S, steps)
+    trajectory = with_teacher_logits(decoder, hints, codes, trajectory, MASK)
+    trajectory_information(decoder, hints, codes, MASK, steps, 1.0, 0, trajectory, cap)
+    self_forcing_gap(decoder, hints, codes, MASK, steps, 1.0, 0, trajectory)
+    reveal_curve(decoder, hints, codes, MASK)
+    rows = information_rows(b, S, len(positions), steps, cap)
+    assert rows["leave_one_out"] == loo == b * (1 + len(positions))
+    assert sum(rows.values()) == decoder.rows

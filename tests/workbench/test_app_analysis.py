@@ -396,15 +396,18 @@ def test_codebook_progress_estimates_the_whole_run_from_its_first_batch(teacher_
     assert any(t.startswith("encoding: 6 / 6 images") for t in texts)
 
 
-def test_information_progress_estimates_the_leave_one_out_rows(teacher_service):
+def test_information_progress_estimates_the_whole_measurement(teacher_service):
     texts: list[str] = []
     teacher_service.information(["default"], "datasets/default/tiny", "val", 8, 32, 2, 1.0, 0, 2,
                                 progress=lambda f, text: texts.append(text))
-    # 8 images x 32 slots = 256 rows, in chunks of 128 // 32 = 4 images: the first chunk estimates the rest
+    # 8 images x 32 slots = 256 rows, in chunks of 128 // 32 = 4 images: the first chunk prices every decoder row,
+    # 264 of leave-one-out (an all-masked pass + 256) and 64 after it: 16 trajectory + 8 teacher-forced + 16 block
+    # TC (2 steps, blocks capped at 2: one row each) + 24 reveal (3 fractions) (analysis.model_mi.information_rows)
     first = next(t for t in texts if "128 / 256 rows" in t)
-    assert "for all 256 image-slot rows; about " in first and "image-slot rows fit a minute (" in first
-    rows_a_minute = int(first.split("; about ")[-1].split(" image-slot rows fit")[0])
-    assert first.endswith(f"({rows_a_minute // 8} slots at 8 images)")
+    assert "for all 328 decoder rows; about " in first
+    assert "(leave-one-out 264, the trajectory, block TC and reveal curve 64; " in first
+    rows_a_minute = int(first.split("; about ")[-1].split(" decoder rows fit")[0])
+    assert first.endswith(f"; {max(0, (rows_a_minute - 64 - 8) // 8)} slots at 8 images fit a minute)")
     assert any(t.endswith("256 / 256 rows") for t in texts)
 
 

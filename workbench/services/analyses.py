@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis import (REVEAL_FRACTIONS, CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap,
+from analysis import (REVEAL_FRACTIONS, CodebookEmbedding, ImageBatch, LeaveOneOutMI, SelfForcingGap, information_rows,
                       TrajectoryInformation, UsageStats, codebook_umap, collect_tokenizer_usage, decode_trajectory,
                       iter_image_batches, leave_one_out_mi, pick_positions, reveal_curve, self_forcing_gap,
                       sftok_mi_inputs, trajectory_information, with_teacher_logits)
@@ -352,15 +352,20 @@ def measure_information(label: str, model: SFTok, images: torch.Tensor, teacher:
     """Leave-one-out MI, information along the decode trajectory and the self-forcing gap of one model."""
     progress(0.0, f"{label}: encoding {images.shape[0]} images")
     inputs = sftok_mi_inputs(model, images, teacher, num_steps, temperature, seed)
-    what = f"{label}: leave-one-out MI ({images.shape[0]} images x {len(positions)} slots)"
+    b = images.shape[0]
+    what = f"{label}: leave-one-out MI ({b} images x {len(positions)} slots)"
     progress(0.1, what)
+    rows = information_rows(b, inputs.targets.shape[1], len(positions), num_steps, max_block_slots)
+    after_loo = sum(rows.values()) - rows["leave_one_out"]  # trajectory, teacher-forced, block TC, reveal
     began = time.perf_counter()
 
     def on_rows(done: int, total: int) -> None:
         estimate = ""
-        if done < total:
-            budget = Budget(done, time.perf_counter() - began, total, "image-slot rows")
-            estimate = f"; {budget.text()} ({budget.fit() // images.shape[0]} slots at {images.shape[0]} images)"
+        if done < total:  # the first chunk's rows (and the all-masked pass) price every row of the measurement
+            budget = Budget(b + done, time.perf_counter() - began, sum(rows.values()), "decoder rows")
+            slots = max(0, (budget.fit() - after_loo - b) // b)
+            estimate = (f"; {budget.text()} (leave-one-out {rows['leave_one_out']}, the trajectory, block TC and "
+                        f"reveal curve {after_loo}; {slots} slots at {b} images fit a minute)")
         progress(0.1 + 0.45 * done / total, f"{what}: {done} / {total} rows{estimate}")
 
     loo = leave_one_out_mi(inputs.decoder, inputs.targets, inputs.z_q, inputs.mask_id, positions, seed=seed,
