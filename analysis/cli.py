@@ -21,7 +21,7 @@ from core import MaskGITVQGAN, SFTok, load_pretrained_as
 from core.checkpoint import CheckpointError
 from core.config import ConfigError
 from core.perceptual import MissingWeightsError
-from core.tokenizer import TeacherTokenizer, as_tokenizer
+from core.tokenizer import TeacherTokenizer, Tokenizer, load_tokenizer
 
 from .umap_embedding import codebook_umap, default_cache_dir
 from .data import ImageBatch, iter_image_batches
@@ -40,6 +40,9 @@ from .usage import UsageStats, collect_tokenizer_usage
 T = TypeVar("T")
 
 
+IMAGE_SIZE_HELP = "with the MaskGIT-VQGAN teacher as --model: the image size its codes are counted at (default 256)"
+
+
 class UsageError(ValueError):
     """A command-line argument is invalid; the message names it."""
 
@@ -55,16 +58,29 @@ def load_teacher(path: str | None, device: str) -> MaskGITVQGAN | None:
     return load_pretrained_as(path, MaskGITVQGAN, "--teacher").to(device).eval()
 
 
+def load_any_tokenizer(path: str, device: str, teacher: MaskGITVQGAN | None, image_size: int | None = None) -> Tokenizer:
+    """Any tokenizer ``core.tokenizer.load_tokenizer`` reads (SFTok, TiTok, ReVQ with its DC-AE, the teacher). The
+    MaskGIT-VQGAN teacher is convolutional and its folder does not record a size: ``image_size`` (default 256, the
+    release's)."""
+    try:
+        tok = load_tokenizer(path, device, teacher)
+    except CheckpointError as err:
+        raise UsageError(f"--model: {err}") from err
+    if isinstance(tok, TeacherTokenizer) and image_size:
+        tok = TeacherTokenizer(tok.module, image_size)
+    return tok
+
+
 def attach(model: SFTok, teacher: MaskGITVQGAN | None) -> SFTok:
     if teacher is not None and not model.has_pixel_head:
         model.attach_teacher(teacher)
     return model
 
 
-def batches(args: argparse.Namespace, model: SFTok, limit: int | None, desc: str) -> Iterator[ImageBatch]:
+def batches(args: argparse.Namespace, image_size: int, limit: int | None, desc: str) -> Iterator[ImageBatch]:
     if not args.data:
         raise UsageError("--data: this command needs images (a folder, image files or .tar shards)")
-    it = iter_image_batches(args.data, model.config.image_size, args.batch_size, limit)
+    it = iter_image_batches(args.data, image_size, args.batch_size, limit)
     if args.progress:
         from tqdm.auto import tqdm
 
@@ -114,7 +130,7 @@ def cmd_steps(args: argparse.Namespace) -> int:
                               device=args.device)
     for name, message in suite.skipped.items():
         print(f"note: {name} skipped: {message}", file=sys.stderr)
-    result = evaluate_steps(model, batches(args, model, args.num_images, "steps"), args.steps,
+    result = evaluate_steps(model, batches(args, model.config.image_size, args.num_images, "steps"), args.steps,
                             parse_int_list(args.sweep, "--sweep"), args.temperature, args.seed, suite,
                             teacher=teacher)
     out = Path(args.out)
@@ -153,22 +169,31 @@ def write_usage(out: Path, prefix: str, stats: UsageStats) -> None:
         write_json(out / f"{prefix}_examples.json", {c: [list(ref) for ref in refs] for c, refs in stats.examples.items()})
 
 
-def collect_usage(args: argparse.Namespace, model: SFTok, teacher: MaskGITVQGAN | None, reservoir: int,
+def collect_usage(args: argparse.Namespace, tok: Tokenizer, teacher: MaskGITVQGAN | None, reservoir: int,
                   top: int = 20) -> tuple[UsageStats, UsageStats | None]:
-    proxy = TeacherTokenizer(teacher, model.config.image_size) if teacher is not None else None
-    return collect_tokenizer_usage(as_tokenizer(model), proxy, batches(args, model, args.num_images, "codebook"),
+    """Usage of any tokenizer's codebook, and the teacher's beside it where the tokenizer predicts its codes."""
+    proxy = TeacherTokenizer(teacher, tok.info.image_size) if teacher is not None and tok.predicts_teacher_codes else None
+    return collect_tokenizer_usage(tok, proxy, batches(args, tok.info.image_size, args.num_images, "codebook"),
                                    reservoir, args.seed, top)
 
 
+def book_title(tok: Tokenizer) -> str:
+    """'sftok codebook (64 tokens x 1024 codes)'; ReVQ's ids are position-codes (position x K + id)."""
+    info = tok.info
+    if tok.codebook().dim() == 3:
+        return f"{info.family} codebooks (one per token position: {info.num_tokens} x {info.codebook_size} position-codes)"
+    return f"{info.family} codebook ({info.num_tokens} tokens x {info.codebook_size} codes)"
+
+
 def cmd_codebook(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.device)
     teacher = load_teacher(args.teacher, args.device)
-    stats, proxy = collect_usage(args, model, teacher, args.reservoir, args.top)
+    tok = load_any_tokenizer(args.model, args.device, teacher, args.image_size)
+    stats, proxy = collect_usage(args, tok, teacher, args.reservoir, args.top)
     out = Path(args.out)
     write_usage(out, "codebook", stats)
-    sections = [Section("SFTok codebook (latent tokens)", [usage_figure(stats, "SFTok codebook")],
+    sections = [Section(book_title(tok), [usage_figure(stats, f"{tok.info.family} codebook")],
                         [stats.summary()], f"most used: {stats.most_used[:10]}\nleast used: {stats.least_used[:10]}")]
-    summaries = [{"codebook": "sftok", **stats.summary()}]
+    summaries = [{"codebook": tok.info.family, **stats.summary()}]
     if proxy is not None:
         write_usage(out, "teacher_codebook", proxy)
         sections.append(Section("Teacher codebook (proxy codes)", [usage_figure(proxy, "Teacher codebook")],
@@ -195,16 +220,19 @@ def read_counts(path: str, size: int) -> np.ndarray:
 
 
 def cmd_umap(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.device)
     teacher = load_teacher(args.teacher, args.device)
+    tok = load_any_tokenizer(args.model, args.device, teacher, args.image_size)
+    vectors = tok.codebook().detach()
+    if vectors.dim() == 3:  # ReVQ: one codebook per position; position 0's ids are position-codes 0..K-1
+        vectors = vectors[0]
     counts = proxy_counts = None
     if args.usage:
-        counts = read_counts(args.usage, model.config.codebook_size)
+        counts = read_counts(args.usage, vectors.shape[0])
     elif args.data:
-        stats, proxy = collect_usage(args, model, teacher, 0)
-        counts, proxy_counts = stats.counts, (proxy.counts if proxy else None)
-    books = [("sftok", model.quantize.codebook().detach(), counts)]
-    if teacher is not None:
+        stats, proxy = collect_usage(args, tok, teacher, 0)
+        counts, proxy_counts = stats.counts[:vectors.shape[0]], (proxy.counts if proxy else None)
+    books = [(tok.info.family, vectors, counts)]
+    if teacher is not None and tok.predicts_teacher_codes:
         books.append(("teacher", teacher.quantize.embedding.weight.detach(), proxy_counts))
     out = Path(args.out)
     sections, summary = [], []
@@ -236,7 +264,7 @@ def cmd_mi(args: argparse.Namespace) -> int:
     parts: dict[str, list] = {name: [] for name, _ in models}
     token_images = max(args.num_images, args.token_images or 0)
     tokens, grids, seen = [], [], 0
-    for batch in batches(args, model, token_images, "encode"):
+    for batch in batches(args, model.config.image_size, token_images, "encode"):
         images = batch.images.to(args.device)
         model_part = images[:max(0, args.num_images - seen)]  # the model-based estimators use the first images
         seen += images.shape[0]
@@ -443,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, None)
     p.add_argument("--reservoir", type=int, default=16, help="references kept per code (0 = none)")
     p.add_argument("--top", type=int, default=20, help="most/least used codes to list")
+    p.add_argument("--image-size", type=int, default=None, help=IMAGE_SIZE_HELP)
     p.set_defaults(func=cmd_codebook)
 
     p = sub.add_parser("umap", help="2-D UMAP of the codebook, coloured by usage, cached per codebook")
@@ -452,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-neighbors", type=int, default=15)
     p.add_argument("--min-dist", type=float, default=0.1)
     p.add_argument("--n-epochs", type=int, default=200)
+    p.add_argument("--image-size", type=int, default=None, help=IMAGE_SIZE_HELP)
     p.set_defaults(func=cmd_umap)
 
     p = sub.add_parser("mi", help="leave-one-out MI, trajectory information, self-forcing gap, token MI")

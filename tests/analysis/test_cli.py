@@ -183,10 +183,44 @@ def test_mi_end_to_end_with_comparison(workspace, tmp_path, capsys) -> None:
     assert "LOO MI" in captured.out
 
 
+def test_codebook_and_umap_take_any_tokenizer(workspace, tmp_path, monkeypatch, capsys) -> None:
+    """A TiTok folder and the teacher itself: counts of their own ids; the teacher's codes beside the TiTok's."""
+    from core.tokenizer import load_tokenizer
+    from analysis.data import iter_image_batches
+    from tests.app_fixtures import save_tiny_titok
+
+    titok = save_tiny_titok(tmp_path / "titok")
+    out = tmp_path / "titok-codebook"
+    assert main(["codebook", "--model", str(titok), "--teacher", str(workspace["teacher"]), "--data",
+                 str(workspace["images"]), "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "codebook.json").read_text())
+    assert summary["num_tokens"] == 4 * 32 and summary["codebook_size"] == 4096
+    tok = load_tokenizer(titok)
+    images = next(iter(iter_image_batches([str(workspace["images"])], 64, 8))).images
+    direct = np.bincount(tok.encode_each(images).flatten().numpy(), minlength=4096)
+    assert [int(r["count"]) for r in read_csv(out / "codebook_counts.csv")] == direct.tolist()
+    assert json.loads((out / "teacher_codebook.json").read_text())["num_tokens"] == 4 * 256
+    assert "titok codebook (32 tokens x 4096 codes)" in (out / "codebook_report.html").read_text()
+    out = tmp_path / "teacher-codebook"
+    assert main(["codebook", "--model", str(workspace["teacher"]), "--teacher", str(workspace["teacher"]), "--data",
+                 str(workspace["images"]), "--out", str(out), "--no-progress", "--image-size", "64"]) == 0
+    assert json.loads((out / "codebook.json").read_text())["num_tokens"] == 4 * 256
+    assert not (out / "teacher_codebook.json").exists()  # the teacher is the tokenizer: no second book
+    monkeypatch.setattr(umap_embedding, "_fit", lambda v, *a: np.stack([v[:, 0], v[:, 1]], 1).astype(np.float32))
+    out = tmp_path / "titok-umap"
+    assert main(["umap", "--model", str(titok), "--teacher", str(workspace["teacher"]), "--data",
+                 str(workspace["images"]), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 "--no-progress"]) == 0
+    assert sum(int(r["count"]) for r in read_csv(out / "umap_titok.csv")) == 4 * 32
+    assert len(read_csv(out / "umap_teacher.csv")) == 256
+
+
 def test_cli_errors_are_one_line_messages(workspace, tmp_path, capsys) -> None:
-    assert main(["codebook", "--model", str(workspace["teacher"]), "--data", str(workspace["images"]),
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "config.json").write_text('{"model_type": "generator"}')
+    assert main(["codebook", "--model", str(tmp_path / "junk"), "--data", str(workspace["images"]),
                  "--out", str(tmp_path)]) == 2
-    assert "not an SFTok tokenizer" in capsys.readouterr().err
+    assert "--model: " in capsys.readouterr().err
     assert main(["codebook", "--model", str(workspace["model"]), "--data", str(tmp_path / "nope*.tar"),
                  "--out", str(tmp_path)]) == 2
     assert "no files match" in capsys.readouterr().err
