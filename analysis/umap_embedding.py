@@ -7,8 +7,12 @@ pynndescent (and its ~30 s numba compile per process); umap itself is imported l
 first import costs ~20 s.
 
 A fit reports each optimisation epoch to an optional ``progress(fraction, text)`` callback; a callback that
-raises stops the fit there (UMAP's epochs are a Python loop with a tqdm bar: the bar's output is read, not
-printed), so a screen can cancel a fit on a large codebook between epochs instead of waiting it out.
+raises stops the fit there, so a screen can cancel a fit on a large codebook between epochs instead of waiting
+it out. UMAP walks its epochs in a Python loop over ``umap.layouts.tqdm(range(n_epochs), **tqdm_kwds)``; that
+name is wrapped once (:func:`_hook_epochs`) so a fit asked for reports gets a plain generator that calls
+``progress`` between epochs, and every other call still gets tqdm. Raising from inside a tqdm bar's output
+instead would leave tqdm's process-wide write lock held (``refresh`` releases it without ``finally``) and block
+every later bar in other threads.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -50,28 +54,36 @@ class CodebookEmbedding:
     seconds: float  # time to fit, or to load from the cache
 
 
+_REPORTS = "sftok_epoch_reports"  # the tqdm_kwds key that carries a fit's _EpochReports to the hook
+
+
 class _EpochReports:
-    """A file for UMAP's epoch bar: each "n/total" line becomes ``progress(n / total, ...)`` (which may raise)."""
+    """Walks a fit's epochs and tells ``progress`` after each one (outside any lock, so it may raise)."""
 
     def __init__(self, progress: ProgressFn) -> None:
         self.progress = progress
 
-    def write(self, text: str) -> int:
-        done, _, total = text.strip().partition("/")
-        if done.isdigit() and total.isdigit() and int(total) > 0:
-            self.progress(int(done) / int(total), f"UMAP epoch {done} / {total}")
-        return len(text)
+    def epochs(self, iterable: Iterable) -> Iterator:
+        items = list(iterable)
+        total = len(items)
+        self.progress(0.0, f"UMAP epoch 0 / {total}")
+        for done, item in enumerate(items, 1):
+            yield item
+            self.progress(done / total, f"UMAP epoch {done} / {total}")
 
-    def flush(self) -> None:
-        return None
 
+def _hook_epochs(layouts: Any) -> None:
+    """Wrap ``layouts.tqdm`` (once): calls carrying ``_REPORTS`` walk the epochs with it, the rest get tqdm."""
+    real = layouts.tqdm
+    if getattr(real, "reports_epochs", False):
+        return
 
-def _epoch_bar(progress: ProgressFn | None) -> dict | None:
-    """tqdm settings that report every epoch through ``progress`` (None: UMAP's silent default)."""
-    if progress is None:
-        return None
-    return {"disable": False, "file": _EpochReports(progress), "bar_format": "{n}/{total}\n", "mininterval": 0,
-            "miniters": 1, "leave": False}
+    def epochs(iterable: Iterable, *args: Any, **kwds: Any) -> Iterable:
+        reports = kwds.pop(_REPORTS, None)
+        return real(iterable, *args, **kwds) if reports is None else reports.epochs(iterable)
+
+    epochs.reports_epochs = True  # type: ignore[attr-defined]
+    layouts.tqdm = epochs
 
 
 def _fit(vectors: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int, seed: int,
@@ -81,12 +93,15 @@ def _fit(vectors: np.ndarray, n_neighbors: int, min_dist: float, n_epochs: int, 
     k = min(n_neighbors, vectors.shape[0] - 1)
     dists, idx = NearestNeighbors(n_neighbors=k).fit(vectors).kneighbors(vectors)  # self is neighbour 0
     import umap  # noqa: PLC0415 - slow first import, only when a fit is needed
+    import umap.layouts  # noqa: PLC0415
+
+    _hook_epochs(umap.layouts)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", precomputed-knn notes
         reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, metric="euclidean",
                             n_epochs=n_epochs, random_state=seed, precomputed_knn=(idx, dists.astype(np.float32)), n_jobs=1,
-                            tqdm_kwds=_epoch_bar(progress))
+                            tqdm_kwds=None if progress is None else {_REPORTS: _EpochReports(progress)})
         return reducer.fit_transform(vectors).astype(np.float32)
 
 

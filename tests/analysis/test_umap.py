@@ -75,3 +75,22 @@ def test_fit_reports_every_epoch_and_stops_when_progress_raises(tmp_path) -> Non
     with pytest.raises(Stop, match="UMAP epoch 10 / 30"):
         cu.codebook_umap(book, seed=1, n_neighbors=5, n_epochs=30, cache_dir=tmp_path, progress=stop_at_ten)
     assert len(list(tmp_path.glob("umap-*.npy"))) == 1  # the stopped fit left nothing in the cache
+    # a stopped fit leaves no lock behind: a tqdm bar and another reporting fit in another thread still run
+    # (raising from inside a bar's output once left tqdm's process-wide write lock held: every later bar hung)
+    import io
+    import threading
+
+    from tqdm.auto import tqdm
+
+    finished: list[bool] = []
+
+    def elsewhere() -> None:
+        for _ in tqdm(range(3), file=io.StringIO(), mininterval=0):
+            pass
+        cu.codebook_umap(book, seed=2, n_neighbors=5, n_epochs=5, cache_dir=tmp_path, progress=lambda f, t: None)
+        finished.append(True)
+
+    worker = threading.Thread(target=elsewhere, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert finished == [True]
