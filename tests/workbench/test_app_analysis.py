@@ -452,10 +452,14 @@ def test_a_cancelled_codebook_map_stops_between_epochs_and_frees_the_analyses(te
     failures: list[BaseException] = []
     stopped = threading.Event()
 
+    closed = threading.Event()
+
     def work(progress):
         def heard(fraction: float, text: str) -> None:
             epochs.extend([text] if text.startswith("UMAP epoch") else [])
             progress(fraction, text)
+            if text.startswith("UMAP epoch 3 /"):
+                closed.wait(60)  # epoch 4 starts only once the screen has cancelled: the stop is deterministic
         try:
             return teacher_service.codebook_map(key, "tokens", heard)
         except BaseException as err:
@@ -468,8 +472,9 @@ def test_a_cancelled_codebook_map_stops_between_epochs_and_frees_the_analyses(te
         if update.text.startswith("UMAP epoch 3 /"):
             break
     stream.close()  # what Cancel does: the fit stops at its next epoch
+    closed.set()
     assert stopped.wait(60) and isinstance(failures[0], AnalysisCancelled)
-    assert epochs[-1] in ("UMAP epoch 3 / 200", "UMAP epoch 4 / 200")  # stopped there, not run to 200
+    assert epochs[-1] == "UMAP epoch 4 / 200"  # the report after epoch 4 was where it stopped, not at 200
     assert not list((tmp_path / "umap").glob("umap-*.npy"))  # nothing half-fitted was cached
     assert teacher_service._lock.acquire(blocking=False)  # the analyses are free for the next user
     teacher_service._lock.release()
