@@ -34,7 +34,7 @@ from .render import (loo_mi_figure, pairwise_mi_figure, per_step_figure, self_fo
                      trajectory_figure, umap_figure, usage_figure)
 from .report import Section, write_csv, write_html_report, write_json
 from .steps import evaluate_steps
-from .usage import UsageStats, collect_tokenizer_usage
+from .usage import UsageStats, codebook_title, collect_tokenizer_usage, map_codebook
 
 
 T = TypeVar("T")
@@ -177,21 +177,14 @@ def collect_usage(args: argparse.Namespace, tok: Tokenizer, teacher: MaskGITVQGA
                                    reservoir, args.seed, top)
 
 
-def book_title(tok: Tokenizer) -> str:
-    """'sftok codebook (64 tokens x 1024 codes)'; ReVQ's ids are position-codes (position x K + id)."""
-    info = tok.info
-    if tok.codebook().dim() == 3:
-        return f"{info.family} codebooks (one per token position: {info.num_tokens} x {info.codebook_size} position-codes)"
-    return f"{info.family} codebook ({info.num_tokens} tokens x {info.codebook_size} codes)"
-
-
 def cmd_codebook(args: argparse.Namespace) -> int:
     teacher = load_teacher(args.teacher, args.device)
     tok = load_any_tokenizer(args.model, args.device, teacher, args.image_size)
     stats, proxy = collect_usage(args, tok, teacher, args.reservoir, args.top)
     out = Path(args.out)
     write_usage(out, "codebook", stats)
-    sections = [Section(book_title(tok), [usage_figure(stats, f"{tok.info.family} codebook")],
+    title = codebook_title(tok.info.family, tok.info, stats.per_position)
+    sections = [Section(title, [usage_figure(stats, f"{tok.info.family} codebook")],
                         [stats.summary()], f"most used: {stats.most_used[:10]}\nleast used: {stats.least_used[:10]}")]
     summaries = [{"codebook": tok.info.family, **stats.summary()}]
     if proxy is not None:
@@ -222,9 +215,7 @@ def read_counts(path: str, size: int) -> np.ndarray:
 def cmd_umap(args: argparse.Namespace) -> int:
     teacher = load_teacher(args.teacher, args.device)
     tok = load_any_tokenizer(args.model, args.device, teacher, args.image_size)
-    vectors = tok.codebook().detach()
-    if vectors.dim() == 3:  # ReVQ: one codebook per position; position 0's ids are position-codes 0..K-1
-        vectors = vectors[0]
+    vectors = map_codebook(tok)  # ReVQ: position MAP_POSITION's codebook, whose ids are position-codes 0..K-1
     counts = proxy_counts = None
     if args.usage:
         counts = read_counts(args.usage, vectors.shape[0])

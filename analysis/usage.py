@@ -21,7 +21,7 @@ from .estimators import entropy_from_counts
 from .reservoir import CodeReservoir
 
 if TYPE_CHECKING:
-    from core.tokenizer import Tokenizer
+    from core.tokenizer import Tokenizer, TokenizerInfo
 
     from .data import ImageBatch
 
@@ -174,6 +174,25 @@ def usage_from_counts(position_counts: np.ndarray, num_samples: int, top_k: int 
 def has_codebook_per_position(tokenizer: "Tokenizer") -> bool:
     """Whether every token position has its own codebook ((T, K, D), ReVQ) rather than one shared (K, D)."""
     return tokenizer.codebook().dim() == 3
+
+
+MAP_POSITION = 0  # the position whose codebook a per-position (ReVQ) book's map shows: its ids are its position-codes
+
+
+def map_codebook(tokenizer: "Tokenizer") -> torch.Tensor:
+    """The (K, D) codewords a codebook map draws: the shared codebook, or position MAP_POSITION's where every
+    position has its own (its rows are position-codes 0..K-1)."""
+    vectors = tokenizer.codebook().detach()
+    return vectors[MAP_POSITION] if vectors.dim() == 3 else vectors
+
+
+def codebook_title(name: str, info: "TokenizerInfo", per_position: bool) -> str:
+    """A tokenizer's own book titled by its family's ``name`` and by what its positions are."""
+    if per_position:
+        return f"{name} codebooks (one per token position: {info.num_tokens} x {info.codebook_size} position-codes)"
+    if info.token_grid:
+        return f"{name} codebook ({info.token_grid[0]} x {info.token_grid[1]} grid codes)"
+    return f"{name} codebook ({info.num_tokens} latent tokens)"
 
 
 @torch.no_grad()

@@ -26,9 +26,10 @@ from analysis import (REVEAL_FRACTIONS, CodebookEmbedding, ImageBatch, LeaveOneO
                       TrajectoryInformation, UsageStats, codebook_umap, collect_tokenizer_usage, decode_trajectory,
                       iter_image_batches, leave_one_out_mi, pick_positions, reveal_curve, self_forcing_gap,
                       sftok_mi_inputs, trajectory_information, with_teacher_logits)
+from analysis.usage import MAP_POSITION, codebook_title, map_codebook
 from analysis.data import iter_samples, resize_center_crop
 from core import MaskGITVQGAN, SFTok
-from core.tokenizer import TeacherTokenizer, Tokenizer, TokenizerInfo
+from core.tokenizer import TeacherTokenizer, Tokenizer
 
 from workbench.io.datasets import list_datasets, resolve_dataset
 from workbench.io.tokenizer_sources import FAMILY_NAMES
@@ -141,9 +142,6 @@ def _counted(batches: Iterable[ImageBatch], total: int, progress: ProgressFn, st
 
 
 # -- codebook usage --------------------------------------------------------------------------------
-MAP_POSITION = 0  # the position whose codebook a per-position (ReVQ) book's map shows: its ids are its position-codes
-
-
 @dataclass(frozen=True)
 class CodebookBook:
     """One codebook's usage over the images, with the vectors its map is drawn from."""
@@ -175,21 +173,9 @@ class CodebookBook:
         return f"token {position}"
 
 
-def tokens_title(info: TokenizerInfo, per_position: bool) -> str:
-    """The tokenizer's own book, titled by family and by what its positions are."""
-    name = FAMILY_NAMES.get(info.family, info.family)
-    if per_position:
-        return f"{name} codebooks (one per token position: {info.num_tokens} x {info.codebook_size} position-codes)"
-    if info.token_grid:
-        return f"{name} codebook ({info.token_grid[0]} x {info.token_grid[1]} grid codes)"
-    return f"{name} codebook ({info.num_tokens} latent tokens)"
-
-
 def codebook_book(name: str, title: str, tokenizer: Tokenizer, stats: UsageStats) -> CodebookBook:
     """A book from a tokenizer's codebook (a per-position one mapped at MAP_POSITION) and its usage."""
-    vectors = tokenizer.codebook().detach()
-    if vectors.dim() == 3:
-        vectors = vectors[MAP_POSITION]
+    vectors = map_codebook(tokenizer)
     grid = tokenizer.info.token_grid
     side = grid[0] if grid and grid[0] == grid[1] else None
     return CodebookBook(name, title, stats, vectors.float().cpu().numpy(), side)
@@ -415,7 +401,8 @@ class AnalysisService:
             batches = iter_image_batches(list(sources), info.image_size, BATCH_SIZE, limit)
             batches = _placed(_counted(batches, limit, progress, 0.0, 0.95, "encoding"), self.registry.placement)
             own, proxy = collect_tokenizer_usage(tok, teacher, batches, self.reservoir, seed)
-        books = {"tokens": codebook_book("tokens", tokens_title(info, own.per_position), tok, own)}
+        books = {"tokens": codebook_book("tokens", codebook_title(FAMILY_NAMES.get(info.family, info.family), info,
+                                                         own.per_position), tok, own)}
         if proxy is not None and teacher is not None:
             books["teacher"] = codebook_book("teacher", "Teacher codebook (proxy codes)", teacher, proxy)
         report = CodebookReport(loaded.label, info.family, str(dataset), split, tuple(sources), info.image_size, books,
@@ -486,4 +473,4 @@ class AnalysisService:
 __all__ = ["AnalysisService", "CodeExample", "CodebookBook", "CodebookReport", "InformationReport", "ModelInformation",
            "ResultCache", "ResultExpired", "SPLITS", "code_examples", "dataset_sources",
            "default_dataset", "measure_information", "optional_teacher", "outline_cell", "pick_positions",
-           "read_samples", "teacher_beside", "tokens_title"]
+           "read_samples", "teacher_beside"]

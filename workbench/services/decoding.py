@@ -97,6 +97,11 @@ TEACHER_CONTEXT_PSNR = "PSNR, teacher's codes committed (dB)"
 COMMITS_RIGHT = "new commits = teacher's code"
 
 
+def _token_part(tokens: Sequence[int] | None) -> str:
+    """The cache-key part of a decode's tokens: the encoder's own, or the edited list."""
+    return "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
+
+
 def teacher_codes_for(model: SFTok, teacher: MaskGITVQGAN | None, reference: torch.Tensor) -> torch.Tensor | None:
     """The teacher's codes of ``reference`` (1, S), or None when there is no teacher or its codes do not fit the model."""
     return teacher_codes(teacher, reference, model.config.proxy_vocab_size, model.config.num_proxy_codes)
@@ -333,8 +338,7 @@ class DecodeService:
             return self._one_step_stream(loaded, image, settings, tokens)
         model: SFTok = loaded.tokenizer.module  # SFTok keeps its own step-by-step decode, previews and bf16
         settings, note = self.runnable(settings)
-        token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
-        key = _key("rec", loaded.key, image_digest(image), settings, token_part)
+        key = _key("rec", loaded.key, image_digest(image), settings, _token_part(tokens))
         task = (f"decoding 1 image in {settings.num_steps} steps with a preview of every step "
                 f"({loaded.label}, {self.registry.device})")
 
@@ -352,8 +356,7 @@ class DecodeService:
         if info.max_steps != 1:
             raise SettingsError(f"{loaded.label}: a {family_name(info)} decodes in up to {info.max_steps} steps, and "
                                 "Reconstruct shows the steps of SFTok and of one-step tokenizers only")
-        token_part = "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
-        key = _key("rec-one-step", loaded.key, image_digest(image), token_part)
+        key = _key("rec-one-step", loaded.key, image_digest(image), _token_part(tokens))
         settings_note, precision_note = ignored_settings(info, settings.num_steps, settings.precision)
         task = f"decoding 1 image in one pass ({loaded.label}, {self.registry.device})"
 
