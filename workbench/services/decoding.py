@@ -102,11 +102,6 @@ def _token_part(tokens: Sequence[int] | None) -> str:
     return "encode" if tokens is None else ",".join(str(int(t)) for t in tokens)
 
 
-def teacher_codes_for(model: SFTok, teacher: MaskGITVQGAN | None, reference: torch.Tensor) -> torch.Tensor | None:
-    """The teacher's codes of ``reference`` (1, S), or None when there is no teacher or its codes do not fit the model."""
-    return teacher_codes(teacher, reference, model.config.proxy_vocab_size, model.config.num_proxy_codes)
-
-
 def teacher_codes(teacher: MaskGITVQGAN | None, reference: torch.Tensor, vocab: int, cells: int) -> torch.Tensor | None:
     """The teacher's codes of ``reference`` (1, cells), or None when there is no teacher or its codes are not
     ``cells`` codes of a ``vocab``-code book (another teacher's than the one predicted)."""
@@ -186,7 +181,7 @@ def iter_reconstruct_trace(model: SFTok, image: Image.Image, settings: DecodeSet
     final = pictures[-1] if model.has_pixel_head else tensor_to_uint8(
         model.render_codes(records[-1].ids_out, settings.precision))[0]
     metrics = _concat_rows(rows)
-    targets = teacher_codes_for(model, teacher, reference)
+    targets = teacher_codes(teacher, reference, model.config.proxy_vocab_size, model.config.num_proxy_codes)
     if targets is not None:
         metrics.update(teacher_context_metrics(model, ids, records, targets, reference))
     trace = trace_from_decode_steps(records, model.config.mask_id, np.stack(pictures), final, token_ids, label, metrics,
