@@ -11,7 +11,7 @@ from pathlib import Path
 from workbench.runs.store import StoreLockedError
 from workbench.services.devices import DEVICE_CHOICES, DeviceUnavailable, Placement, resolve_device
 from workbench.services.model_registry import (DEFAULT_COMPARISON_DIR, DEFAULT_GENERATOR_DIR, DEFAULT_MODEL_DIR,
-                                               DEFAULT_TEACHER_DIR, ModelRegistry, ModelUnavailable,
+                                               DEFAULT_TEACHER_DIR, DEFAULT_TITOK_DIR, ModelRegistry, ModelUnavailable,
                                                missing_default_message)
 from workbench.ui import AppContext, ServeOptions, UnsafeBind, build_app, launch_app
 from workbench.ui.app import parse_auth
@@ -46,6 +46,11 @@ def comparison_dir(choice: str | None, model_dir: Path) -> Path | None:
     if choice is not None:
         return None if choice.lower() == "none" else Path(choice)
     return DEFAULT_COMPARISON_DIR if model_dir.resolve() == DEFAULT_MODEL_DIR.resolve() else None
+
+
+def titok_dir(teacher: Path) -> Path | None:
+    """The embedded TiTok baseline, offered when the app renders with the teacher it was trained against."""
+    return DEFAULT_TITOK_DIR if teacher.resolve() == DEFAULT_TEACHER_DIR.resolve() else None
 
 
 def describe_model(model_dir: Path) -> str:
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     comparison = comparison_dir(args.comparison, model_dir)
     try:
         ctx = AppContext.create(args.workspace, model_dir=model_dir, teacher_dir=args.teacher,
-                                generator_dir=args.generator, comparison_dir=comparison, placement=Placement(device))
+                                generator_dir=args.generator, comparison_dir=comparison, placement=Placement(device),
+                                titok_dir=titok_dir(Path(args.teacher)))
     except StoreLockedError as err:  # another app (or store CLI) owns this workspace's database
         print(f"error: {err}", file=sys.stderr)
         return 1

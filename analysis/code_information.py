@@ -67,9 +67,15 @@ class TokensTell:
 
     @torch.no_grad()
     def update(self, inputs: MIInputs) -> "TokensTell":
-        logits = inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q)
-        self._ce_rows.append(_ce_bits(logits, inputs.targets).mean(dim=1).double())
-        self._codes.append(inputs.targets)
+        """An SFTok batch: its decoder's one all-masked pass."""
+        return self.add(inputs.decoder(torch.full_like(inputs.targets, inputs.mask_id), inputs.z_q), inputs.targets)
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, codes: torch.Tensor) -> "TokensTell":
+        """A batch of (B, S, V) logits over the teacher's codes predicted from the tokens alone and the (B, S) codes
+        themselves: any one-pass predictor (TiTok's ``proxy_logits``) is measured as SFTok's all-masked pass is."""
+        self._ce_rows.append(_ce_bits(logits, codes).mean(dim=1).double())
+        self._codes.append(codes)
         return self
 
     def per_image_ce(self) -> np.ndarray:

@@ -81,9 +81,11 @@ def load_sample_batch(folder: Path, image_size: int) -> tuple[list[str], torch.T
     return [p.name for p in paths], torch.stack(tensors)
 
 
-def tokenizer_runs(runs: Path) -> list[str]:
-    """Every finished SFTok run (stage 1, 2 and 3 folders, repeated seeds included), in name order."""
-    return sorted(p.parent.parent.name for p in runs.glob("stage*/model/model.safetensors"))
+def tokenizer_runs(runs: Path, family: str = "sftok") -> list[str]:
+    """Every finished run of one model family (SFTok: stage 1, 2 and 3 folders, repeated seeds included; the TiTok
+    baseline's runs are measured by evaluate_default_titok.py), in name order."""
+    return sorted(p.parent.parent.name for p in runs.glob("stage*/model/model.safetensors")
+                  if json.loads((p.parent / "config.json").read_text()).get("model_type") == family)
 
 
 def mean_ci(values: list[float]) -> dict[str, float]:
@@ -120,10 +122,12 @@ def code_headline(info: dict) -> dict[str, dict[str, float]]:
     return {key: {"mean": float(v)} for key, v in values.items()}
 
 
-def across_seeds(per_model: dict[str, dict], members: dict[str, int]) -> dict:
-    """Mean and sample standard deviation over a recipe's seeds of each model's headline numbers."""
-    keys = [f"psnr@{k}" for k in STEP_COUNTS] + ["gain_8_minus_1"]
-    keys += [k for k in CODE_HEADLINES if all(k in per_model[name] for name in members)]
+def across_seeds(per_model: dict[str, dict], members: dict[str, int], keys: list[str] | None = None) -> dict:
+    """Mean and sample standard deviation over a recipe's seeds of each model's headline numbers (``keys``: those of
+    a multi-step SFTok when not given)."""
+    if keys is None:
+        keys = [f"psnr@{k}" for k in STEP_COUNTS] + ["gain_8_minus_1"]
+        keys += [k for k in CODE_HEADLINES if all(k in per_model[name] for name in members)]
     out: dict = {"runs": members}
     for key in keys:
         values = [per_model[name][key]["mean"] for name in members]

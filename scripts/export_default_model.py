@@ -4,7 +4,8 @@
 assets/default/teacher, assets/default/sftok (stage 3, EMA weights), assets/default/sftok-<other recipe> (the same
 stage 3 from the other stage-2 recipe, the app's comparison model), assets/default/generator (with
 classes.json: the names of its classes), assets/default/evaluation.json, assets/default/MODEL_CARD.md,
-and assets/samples/*.png (held-out photos for the app).
+assets/samples/*.png (held-out photos for the app), and the TiTok baseline when its runs are there:
+assets/default/titok (first seed), titok_evaluation.json and TITOK_CARD.md (``--titok-only``: that part alone).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from model_card import CardSources, card  # noqa: E402
 from model_card.sources import ASSETS, manifest_of  # noqa: E402
+from model_card.titok import CARD_NAME as TITOK_CARD, TITOK_FOLDER, titok_card  # noqa: E402
 from train_default_model import DATA as DATA_ROOT, OTHER_RECIPE, PHOTO_SET  # noqa: E402
 
 RUNS = ROOT / "workspace" / "default-model"
@@ -51,6 +53,32 @@ def rewrite_card(runs: Path, data: Path) -> int:
     return 0
 
 
+def ship_titok(reuse_evaluation: bool = False) -> bool:
+    """The TiTok baseline's first seed into assets/default/titok, measured against the shipped SFTok's evaluation,
+    with its card; False (nothing shipped) when its runs are not there."""
+    from evaluate_default_titok import REPORT, SHIPPED
+
+    if not (RUNS / SHIPPED / "model" / "model.safetensors").is_file():
+        print(f"no {RUNS / SHIPPED}: the TiTok baseline is not shipped")
+        return False
+    target = ASSETS / "default" / TITOK_FOLDER
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(RUNS / SHIPPED / "model", target)
+    if not reuse_evaluation:
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate_default_titok.py")], cwd=ROOT, check=True)
+    shutil.copy(RUNS / REPORT, ASSETS / "default" / REPORT)
+    evaluation = json.loads((ASSETS / "default" / "evaluation.json").read_text())
+    (ASSETS / "default" / TITOK_CARD).write_text(titok_card(json.loads((RUNS / REPORT).read_text()), evaluation))
+    return True
+
+
+def check_budget() -> None:
+    size = sum(p.stat().st_size for p in (ASSETS / "default").rglob("*") if p.is_file())
+    print(f"assets/default: {size / 1e6:.1f} MB")
+    if size > MAX_BYTES:
+        raise SystemExit(f"assets/default is {size / 1e6:.1f} MB, over the 30 MB budget")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reuse-evaluation", action="store_true",
@@ -61,9 +89,17 @@ def main(argv: list[str] | None = None) -> int:
                              "there, a new scaling measurement from workspace/default-model), naming the runs folder "
                              "and dataset (--data) they came from; nothing is copied or measured")
     parser.add_argument("--data", type=Path, help="with --card-only: the dataset those runs trained on")
+    parser.add_argument("--titok-only", action="store_true",
+                        help="ship only the TiTok baseline (its runs in workspace/default-model, measured against the "
+                             "shipped SFTok's evaluation.json) and write TITOK_CARD.md")
     args = parser.parse_args(argv)
     if args.card_only:
         return rewrite_card(args.card_only.resolve(), (args.data or DATA).resolve())
+    if args.titok_only:
+        if not ship_titok(args.reuse_evaluation):
+            return 1
+        check_budget()
+        return 0
     from trainers.data.default_dataset import export_samples
     from trainers.data.labels import write_class_names
 
@@ -90,11 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = json.loads((RUNS / "evaluation.json").read_text())
     shutil.copy(RUNS / "evaluation.json", ASSETS / "default" / "evaluation.json")
     ship_scaling()
+    ship_titok(args.reuse_evaluation)  # before the card, which names the TiTok's folder when it ships
     write_card(evaluation, CardSources(runs=RUNS, data=DATA))
-    size = sum(p.stat().st_size for p in (ASSETS / "default").rglob("*") if p.is_file())
-    print(f"assets/default: {size / 1e6:.1f} MB")
-    if size > MAX_BYTES:
-        raise SystemExit(f"assets/default is {size / 1e6:.1f} MB, over the 30 MB budget")
+    check_budget()
     return 0
 
 

@@ -76,7 +76,7 @@ def main() -> int:
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: run `make browser`")
-    from workbench.services.model_registry import DEFAULT_COMPARISON_DIR
+    from workbench.services.model_registry import DEFAULT_COMPARISON_DIR, DEFAULT_TITOK_DIR
     from workbench.ui import AppContext, ServeOptions, build_app, launch_app
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workspace:
         # Codebook and Information read a workspace dataset: the default one, small (its val split = held-out photos)
         build_default_dataset(Path(workspace) / "datasets" / "default", image_size=64, train_crops=64, val_crops=256)
-        ctx = AppContext.create(workspace, comparison_dir=DEFAULT_COMPARISON_DIR)  # as app.py with the default
+        ctx = AppContext.create(workspace, comparison_dir=DEFAULT_COMPARISON_DIR,  # as app.py with the default
+                                titok_dir=DEFAULT_TITOK_DIR)
         demo = build_app(ctx)
         _, url, _ = launch_app(demo, ctx, ServeOptions(), block=False)
         try:

@@ -8,7 +8,8 @@ Steps (each skipped when its output exists, resumed from its newest checkpoint w
      ``make default-model`` does it)
   2. teacher (the shipped one, adopted as it is: the recipe keeps it fixed; --retrain-teacher trains it) -> stage 1
      -> stage 2 with SFVR and vanilla, 3 seeds each -> stage 3 (from SFVR, first seed) and the class-conditional
-     generator over the SFVR model's tokens; one run per core at a time (a run that starts alone takes every core),
+     generator over the SFVR model's tokens; and TiTok by the stage-1 recipe (the same 3 seeds), the one-step
+     baseline it is compared with; one run per core at a time (a run that starts alone takes every core),
      each started as soon as the runs it reads have finished, as `launch_training.py --stage S --config configs/default/<recipe>.yaml
      --run-dir workspace/default-model/<run>` with the dataset's shards, the earlier runs' models and the seed
      passed as overrides (the YAML files name the same default paths, so each command also runs alone)
@@ -59,6 +60,7 @@ class Run:
     config: str = ""                                     # configs/default/<config>.yaml (default: the name)
     seed: int | None = None                              # overrides the config's seed (repeat runs of one recipe)
     photos: str = PHOTO_SET                              # the photo set whose dataset it trains on
+    settings: tuple[str, ...] = ()                       # further key=value overrides of the config
 
     @property
     def config_file(self) -> Path:
@@ -80,6 +82,13 @@ def _stage2(variant: str, seed: int) -> Run:
 
 # Listed in the order they start; a run starts once every run it reads has finished, as many at a time as
 # there are cores (each run takes 1 torch thread by default). The longest runs come first.
+def _titok(seed: int) -> Run:
+    """TiTok trained with SFTok's stage-1 recipe (same config, data, teacher and steps): the one-step baseline the
+    default SFTok is compared with at an equal budget, one run per stage-2 seed so the spread is measured too."""
+    name = "stage1_titok" if seed == STAGE2_SEEDS[0] else f"stage1_titok-seed{seed}"
+    return Run("1", name, _TEACHER, config="stage1", seed=seed, settings=("model_family=titok",))
+
+
 PLAN: list[Run] = [
     Run("teacher", "teacher", photos=TEACHER_PHOTO_SET),
     Run("1", "stage1", _TEACHER),
@@ -89,6 +98,7 @@ PLAN: list[Run] = [
     Run("3", "stage3", {**_TEACHER, "init_weights": f"stage2_{SHIPPED_RECIPE}"}),
     Run("3", f"stage3_{OTHER_RECIPE}", {**_TEACHER, "init_weights": f"stage2_{OTHER_RECIPE}"}, config="stage3"),
     *(_stage2(variant, seed) for seed in STAGE2_SEEDS[1:] for variant in ("sfvr", "vanilla")),
+    *(_titok(seed) for seed in STAGE2_SEEDS),
 ]
 
 
@@ -131,6 +141,7 @@ def overrides(run: Run, runs: Path, train_spec: str, val_spec: str, max_steps: i
     out = [f"data.train_shards={train_spec}"] + ([f"data.eval_shards={val_spec}"] if run.evaluates else [])
     out += [f"{key}={runs / source / 'model'}" for key, source in run.reads.items()]
     out += [f"seed={run.seed}"] if run.seed is not None else []
+    out += list(run.settings)
     if max_steps:
         out += [f"max_steps={max_steps}", f"eval_every={max_steps}", f"save_every={max_steps}",
                 "optim.schedule_steps=0"]

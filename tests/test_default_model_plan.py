@@ -27,6 +27,11 @@ def test_plan_reads_only_earlier_runs_and_repeats_stage2_with_three_seeds() -> N
     assert reads[f"stage3_{plan_module.OTHER_RECIPE}"]["init_weights"] == f"stage2_{plan_module.OTHER_RECIPE}"
     extra = plan_module.overrides(plan_module.PLAN[3], Path("/r"), "train.tar", "val.tar", None)
     assert "seed=42" in extra and "init_weights=/r/stage1/model" in extra
+    # the TiTok baseline: SFTok's stage-1 recipe with the family switched, once per stage-2 seed
+    titok = [run for run in plan_module.PLAN if "model_family=titok" in run.settings]
+    assert {(run.stage, run.config, run.seed) for run in titok} == {("1", "stage1", s) for s in (42, 43, 44)}
+    extra = plan_module.overrides(titok[0], Path("/r"), "train.tar", "val.tar", None)
+    assert extra[-1] == "model_family=titok" and "teacher_path=/r/teacher/model" in extra
 
 
 def fake_start(log: Path, fail: str | None = None):
@@ -58,8 +63,9 @@ def test_scheduler_keeps_to_its_slots_and_starts_a_run_after_what_it_reads(tmp_p
     ends = {name: t for kind, name, t, _ in events if kind == "end"}
     starts = {name: t for kind, name, t, _ in events if kind == "start"}
     threads = {name: n for kind, name, _, n in events if kind == "start"}
-    # stage 1 is the only run ready while nothing runs: it takes both slots' threads; runs started side by side, one
-    assert threads["stage1"] == 2 and threads["stage2_sfvr"] == threads["stage2_vanilla"] == 1
+    # stage 1 and the first TiTok baseline (it reads only the teacher) are ready at once: side by side, one thread each
+    assert threads["stage1"] == threads["stage1_titok"] == threads["stage2_sfvr"] == threads["stage2_vanilla"] == 1
+    assert max(starts["stage1"], starts["stage1_titok"]) < min(ends.values())
     for run in plan[1:]:
         assert all(ends[r] <= starts[run.name] for r in run.reads.values() if r != "teacher"), run.name
     running, most = 0, 0
@@ -67,6 +73,18 @@ def test_scheduler_keeps_to_its_slots_and_starts_a_run_after_what_it_reads(tmp_p
         running += 1 if kind == "start" else -1
         most = max(most, running)
     assert most == 2  # the two stage-2 recipes (and later runs) overlap, never three
+
+
+def test_a_run_that_is_ready_alone_takes_every_slots_threads(tmp_path: Path, monkeypatch) -> None:
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setattr(plan_module, "start", fake_start(log))
+    plan = [run for run in plan_module.PLAN if run.name in ("teacher", "stage1", "stage2_sfvr", "stage2_vanilla")]
+    (tmp_path / "teacher" / "model").mkdir(parents=True)
+    (tmp_path / "teacher" / "model" / "model.safetensors").write_bytes(b"")  # adopted: stage 1 is ready, alone
+    plan_module.run_plan(plan, tmp_path, {run.name: [] for run in plan}, slots=2, threads=1, poll_s=0.02)
+    threads = {name: n for kind, name, _, n in (json.loads(line) for line in log.read_text().splitlines())
+               if kind == "start"}
+    assert threads == {"stage1": 2, "stage2_sfvr": 1, "stage2_vanilla": 1}
 
 
 def test_a_failed_run_stops_the_plan_and_names_it(tmp_path: Path, monkeypatch) -> None:

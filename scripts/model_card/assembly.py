@@ -18,6 +18,7 @@ from .recipes import seeds_section
 from .runs import code_ce_note, run_minutes, run_names, run_threads, stage3_losses, timing_rows
 from .scaling import saved_scaling, scaling_section
 from .sources import ASSETS, ROOT, CardSources, photo_count
+from .titok import CARD_NAME as TITOK_CARD, TITOK_FOLDER
 
 
 def samples_table(samples: dict) -> str:
@@ -39,6 +40,9 @@ def comparison_files(evaluation: dict) -> str:
             lines.append(f"\n- Comparison: `{folder}/` is the `{run}` run, the same stage 3 from the other stage-2 recipe, "
                          "shipped so SFVR against vanilla can be measured on the screens without training (the app "
                          "offers it as \"embedded comparison\", Model B of the Information screen by default).")
+    if (ASSETS / "default" / TITOK_FOLDER).is_dir():
+        lines.append(f"\n- Baseline: `{TITOK_FOLDER}/` is a TiTok trained by this SFTok's stage-1 recipe on the same data and "
+                     f"teacher (seeds 42, 43, 44; the first ships), compared with SFTok at the same budget in `{TITOK_CARD}`.")
     return "".join(lines)
 
 

@@ -34,6 +34,13 @@ def test_the_comparison_model_goes_with_the_embedded_default(tmp_path):
     assert app.comparison_dir("none", DEFAULT_MODEL_DIR) is None
 
 
+def test_the_embedded_titok_goes_with_the_teacher_it_was_trained_against(tmp_path):
+    from workbench.services.model_registry import DEFAULT_TEACHER_DIR, DEFAULT_TITOK_DIR
+
+    assert app.titok_dir(DEFAULT_TEACHER_DIR) == DEFAULT_TITOK_DIR
+    assert app.titok_dir(tmp_path / "other-teacher") is None  # its codes would be rendered by the wrong teacher
+
+
 def test_auth_from_environment(monkeypatch):
     monkeypatch.setenv("SFTOK_AUTH", "ann:secret")
     assert app.parse_args([]).auth == "ann:secret"

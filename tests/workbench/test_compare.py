@@ -224,3 +224,29 @@ def test_ab_endpoint_refuses_a_bad_image(client, tmp_path):
     bad.write_text("not an image")
     with pytest.raises(AppError, match="not an image"):
         client.predict(handle_file(str(bad)), "default", "default", 2, 1.0, 0, api_name="/ab_upload")
+
+
+def test_the_embedded_titok_is_offered_everywhere_and_starts_as_b(workspace, tiny_model_dir, photo, tmp_path):
+    """The default's TiTok baseline (a folder outside the workspace) is a tokenizer choice of its own, loads through
+    the registry's teacher, is tokenizer B of the A/B screen first, and an Evaluate job finds its files."""
+    from workbench.io.workspace import Workspace
+    from workbench.services.evaluations import model_path
+    from workbench.services.model_registry import TITOK_CHOICE
+    from workbench.services.one_step import choice_family
+
+    baseline = save_tiny_titok(tmp_path / "assets" / "titok")
+    reg = ModelRegistry(Workspace.create(workspace), tiny_model_dir, teacher=workspace / "checkpoints" / "teacher",
+                        default_generator=None, titok=baseline)
+    choices = reg.choices(TOKENIZERS)
+    assert ("embedded TiTok (one step)", TITOK_CHOICE) in choices and default_b(reg) == TITOK_CHOICE
+    loaded = reg.tokenizer(TITOK_CHOICE)
+    assert loaded.label == "embedded TiTok" and loaded.tokenizer.info.family == "titok"
+    assert choice_family(reg, TITOK_CHOICE) == "titok" and model_path(reg, TITOK_CHOICE) == ("embedded TiTok", baseline)
+    result = CompareService(reg).compare("default", TITOK_CHOICE, photo, DecodeSettings(4, 1.0, 0))
+    assert result.b.own_steps == 1 and len(result.b.psnr) == 4 and len(set(result.b.psnr)) == 1  # held
+    # without the folder nothing is offered and asking for it says why
+    absent = ModelRegistry(Workspace.create(workspace), tiny_model_dir, teacher=workspace / "checkpoints" / "teacher",
+                           default_generator=None, titok=tmp_path / "nowhere")
+    assert TITOK_CHOICE not in [value for _, value in absent.choices(TOKENIZERS)]
+    with pytest.raises(ModelUnavailable, match="no embedded TiTok"):
+        absent.tokenizer(TITOK_CHOICE)

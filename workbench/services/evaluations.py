@@ -31,7 +31,8 @@ from workbench.runs.manager import JobManager
 from workbench.runs.records import RunRecord
 from workbench.runs.store import Store
 from workbench.services.analyses import SPLITS
-from workbench.services.model_registry import COMPARISON_CHOICE, DEFAULT_CHOICE, TEACHER_CHOICE, ModelRegistry
+from workbench.services.model_registry import (COMPARISON_CHOICE, DEFAULT_CHOICE, TEACHER_CHOICE, TITOK_CHOICE,
+                                               ModelRegistry)
 
 EVAL_KIND = "eval"
 MAX_PROCESSES = 64
@@ -154,6 +155,10 @@ def model_path(registry: ModelRegistry, choice: str) -> tuple[str, Path]:
         return "embedded comparison", registry.comparison
     if text == TEACHER_CHOICE and registry.teacher_dir is not None:
         return "embedded teacher", registry.teacher_dir
+    if text == TITOK_CHOICE:
+        if not registry.titok_present():
+            raise EvalRefused(f"{text}: this app has no embedded TiTok")
+        return "embedded TiTok", registry.titok
     try:
         return text, registry.workspace.resolve(text)
     except PathRefused as err:

@@ -1,7 +1,8 @@
 """Which models the app can use and a small cache of the loaded ones.
 
 A model choice in the UI is a string: ``"default"`` (the embedded model), ``"default:comparison"``
-(the embedded default's twin trained with the other stage-2 recipe, when one ships), a folder inside the
+(the embedded default's twin trained with the other stage-2 recipe, when one ships), ``"default:titok"`` (the
+TiTok baseline trained beside it, when it ships), ``"default:teacher"``, a folder inside the
 workspace (relative or absolute) or, when online, a Hugging Face hub id ``owner/name``. Loaded
 models are kept (least recently used out) and keyed by folder + weights mtime, so a checkpoint
 rewritten by a training run is reloaded rather than served stale. Every model handed out (and the
@@ -35,6 +36,7 @@ from workbench.services.lru import LRU
 DEFAULT_CHOICE = "default"
 COMPARISON_CHOICE = "default:comparison"
 TEACHER_CHOICE = "default:teacher"  # the embedded MaskGIT-VQGAN teacher, as a one-step tokenizer
+TITOK_CHOICE = "default:titok"  # the embedded TiTok baseline (SFTok's stage-1 recipe, one-step decoder)
 TOKENIZERS = "tokenizer"  # choices(TOKENIZERS): every family core.tokenizer loads, not only SFTok
 RELEASED_TEACHER_SIZE = 256  # the official teacher's image size (16 x 16 codes)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +46,9 @@ DEFAULT_GENERATOR_DIR = REPO_ROOT / "assets" / "default" / "generator"
 # The embedded default's twin: the same stage 3 from the other stage-2 recipe (vanilla context for an SFVR default),
 # so SFVR against vanilla is on the screens without training anything.
 DEFAULT_COMPARISON_DIR = REPO_ROOT / "assets" / "default" / "sftok-vanilla"
+# A TiTok trained by SFTok's stage-1 recipe on the default's data and teacher, so SFTok against the one-step tokenizer
+# it improves on is on the screens offline (its card: assets/default/TITOK_CARD.md).
+DEFAULT_TITOK_DIR = REPO_ROOT / "assets" / "default" / "titok"
 BUILD_HINT = "build it with `make default-model`, or start the app with --model PATH"
 
 
@@ -124,11 +129,12 @@ class ModelRegistry:
     def __init__(self, workspace: Workspace, default_model: Path = DEFAULT_MODEL_DIR,
                  teacher: Path | None = DEFAULT_TEACHER_DIR, capacity: int = 3,
                  default_generator: Path | None = DEFAULT_GENERATOR_DIR, comparison: Path | None = None,
-                 placement: Placement | None = None) -> None:
+                 placement: Placement | None = None, titok: Path | None = None) -> None:
         self.workspace = workspace
         self.placement = placement or Placement("cpu")
         self.default_model = Path(default_model)
         self.comparison = Path(comparison) if comparison is not None else None
+        self.titok = Path(titok) if titok is not None else None
         self.default_generator = Path(default_generator) if default_generator is not None else None
         self.teacher_dir = Path(teacher) if teacher is not None else None
         self.capacity = capacity
@@ -160,6 +166,8 @@ class ModelRegistry:
     def _tokenizer_choices(self) -> list[tuple[str, str]]:
         """The SFTok choices, the embedded teacher, and every tokenizer folder or release file found (family shown)."""
         out = [(label, value) for label, value in self.choices("sftok")[:2] if value in (DEFAULT_CHOICE, COMPARISON_CHOICE)]
+        if self.titok_present():
+            out.append(("embedded TiTok (one step)", TITOK_CHOICE))
         if self.teacher_dir is not None and (self.teacher_dir / "config.json").is_file():
             out.append(("embedded teacher (MaskGIT-VQGAN, one step)", TEACHER_CHOICE))
         for source in find_tokenizers(self.workspace):
@@ -170,6 +178,10 @@ class ModelRegistry:
     def comparison_present(self) -> bool:
         """Whether the embedded default's other-recipe twin is there to offer."""
         return self.comparison is not None and (self.comparison / "config.json").is_file()
+
+    def titok_present(self) -> bool:
+        """Whether the embedded TiTok baseline is there to offer (it renders through the teacher)."""
+        return self.titok is not None and (self.titok / "config.json").is_file()
 
     def _default_generator_present(self) -> bool:
         return self.default_generator is not None and (self.default_generator / "config.json").is_file()
@@ -195,6 +207,10 @@ class ModelRegistry:
                 raise ModelUnavailable(f"{text}: no embedded comparison model ({self.comparison or 'none configured'}); "
                                        f"{BUILD_HINT}")
             return "embedded comparison", self.comparison
+        if text == TITOK_CHOICE:
+            if not self.titok_present():
+                raise ModelUnavailable(f"{text}: no embedded TiTok ({self.titok or 'none configured'}); {BUILD_HINT}")
+            return "embedded TiTok", self.titok
         if text in ("", DEFAULT_CHOICE):
             if not (self.default_model / "config.json").is_file():
                 raise ModelUnavailable(missing_default_message(self.default_model))

@@ -26,8 +26,8 @@ from core.tokenizer import Tokenizer, TokenizerInfo
 
 from workbench.io.tokenizer_sources import FAMILY_NAMES, RELEASE_FILE_FAMILIES, folder_family
 from workbench.io.workspace import PathRefused
-from workbench.services.model_registry import (COMPARISON_CHOICE, DEFAULT_CHOICE, TEACHER_CHOICE, ModelRegistry,
-                                               ModelUnavailable)
+from workbench.services.model_registry import (COMPARISON_CHOICE, DEFAULT_CHOICE, TEACHER_CHOICE, TITOK_CHOICE,
+                                               ModelRegistry, ModelUnavailable)
 from workbench.services.traces import StepTrace
 
 ONE_STEP = "1 step: one-step decoder"
@@ -120,6 +120,8 @@ def choice_family(registry: ModelRegistry, choice: str) -> str | None:
     text = (choice or "").strip()
     if text == TEACHER_CHOICE:
         return "maskgit_vqgan"
+    if text == TITOK_CHOICE:
+        return "titok"
     if text in ("", DEFAULT_CHOICE, COMPARISON_CHOICE):
         return "sftok"
     try:

@@ -30,15 +30,18 @@ class AppContext:
                samples_dir: str | Path = DEFAULT_SAMPLES_DIR, with_jobs: bool = True,
                launcher: Sequence[str] | None = None,
                generator_dir: str | Path | None = DEFAULT_GENERATOR_DIR,
-               comparison_dir: str | Path | None = None, placement: Placement | None = None) -> "AppContext":
+               comparison_dir: str | Path | None = None, placement: Placement | None = None,
+               titok_dir: str | Path | None = None) -> "AppContext":
         """``launcher`` replaces ``[python, launch_training.py]`` (tests use a fast stand-in);
         ``generator_dir`` is the embedded default generator (None: only workspace generators);
-        ``comparison_dir`` the default's other-recipe twin, offered beside it (None: none);
+        ``comparison_dir`` the default's other-recipe twin, offered beside it (None: none); ``titok_dir`` the TiTok
+        baseline trained on the default's data and teacher, offered to every tokenizer picker (None: none);
         ``placement`` the device every screen's models run on (None: the CPU)."""
         workspace = Workspace.create(workspace_dir)
         registry = ModelRegistry(workspace, Path(model_dir), Path(teacher_dir) if teacher_dir else None,
                                  default_generator=Path(generator_dir) if generator_dir else None,
-                                 comparison=Path(comparison_dir) if comparison_dir else None, placement=placement)
+                                 comparison=Path(comparison_dir) if comparison_dir else None, placement=placement,
+                                 titok=Path(titok_dir) if titok_dir else None)
         jobs = JobManager(workspace.root, launcher=launcher) if with_jobs else None
         return cls(workspace, registry, DecodeService(registry), Path(samples_dir), jobs)
 

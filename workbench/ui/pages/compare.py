@@ -17,7 +17,7 @@ import gradio as gr
 from workbench.io.tokenizer_sources import FAMILY_NAMES
 from workbench.services.compare import Comparison, CompareService, Side
 from workbench.services.decoding import DecodeSettings, SettingsError
-from workbench.services.model_registry import COMPARISON_CHOICE, TEACHER_CHOICE, TOKENIZERS, ModelRegistry
+from workbench.services.model_registry import COMPARISON_CHOICE, TEACHER_CHOICE, TITOK_CHOICE, TOKENIZERS, ModelRegistry
 from workbench.services.step_frames import png_data_uri
 from workbench.ui.components.errors import keep_error_visible, user_errors
 from workbench.ui.components.model_picker import ModelPicker
@@ -48,10 +48,10 @@ element.addEventListener('input', (ev) => {
 
 
 def default_b(registry: ModelRegistry) -> str:
-    """Tokenizer B to start with: the embedded comparison (SFVR against vanilla), else the teacher, else the
-    first other tokenizer listed, else the default itself."""
+    """Tokenizer B to start with: the embedded TiTok (the one-step tokenizer SFTok improves on), else the embedded
+    comparison (SFVR against vanilla), else the teacher, else the first other tokenizer listed, else the default."""
     values = [value for _, value in registry.choices(TOKENIZERS)]
-    for wanted in (COMPARISON_CHOICE, TEACHER_CHOICE):
+    for wanted in (TITOK_CHOICE, COMPARISON_CHOICE, TEACHER_CHOICE):
         if wanted in values:
             return wanted
     return values[1] if len(values) > 1 else (values[0] if values else "")
