@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VIT_SIZES, ConfigError, TeacherConfig, VitConfig, from_flat_dict, vit_size
+from .config import VIT_SIZES, WEIGHT_INITS, ConfigError, TeacherConfig, VitConfig, from_flat_dict, vit_size
 from .encoder import TiTokEncoder
 from .inputs import check_images, check_token_ids
 from .kernels import linear
@@ -47,6 +47,9 @@ class TiTokConfig:
     codebook_size: int = 4096
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     has_pixel_head: bool = True  # official ``finetune_decoder``: stage-2 files carry pixel_quantize/pixel_decoder
+    # how a new model's encoder/decoder weights start, as SFTokConfig.weight_init: a TiTok trained beside an SFTok
+    # recipe takes that recipe's init, so the two differ only in architecture (no effect on loaded weights)
+    weight_init: str = "official"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "num_latent_tokens", "token_size"):
@@ -54,6 +57,8 @@ class TiTokConfig:
             _require(isinstance(value, int) and value > 0, f"titok.{name}", f"must be a positive integer, got {value!r}")
         _require(isinstance(self.codebook_size, int) and self.codebook_size >= 2, "titok.codebook_size",
                  f"must be an integer >= 2, got {self.codebook_size!r}")
+        _require(self.weight_init in WEIGHT_INITS, "titok.weight_init",
+                 f"{self.weight_init!r} is not one of {WEIGHT_INITS}")
         _require(self.image_size % self.patch_size == 0, "titok.patch_size",
                  f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
         _require(self.patch_size == self.teacher.downsample_factor, "titok.patch_size",
@@ -249,8 +254,9 @@ class TiTok(nn.Module):
         self.latent_tokens = nn.Parameter(cfg.encoder.width ** -0.5 * torch.randn(cfg.num_latent_tokens, cfg.encoder.width))
         self.encoder = TiTokEncoder(cfg)
         self.decoder = OneStepDecoder(cfg)
-        self.encoder.apply(official_init)
-        self.decoder.apply(official_init)
+        if cfg.weight_init == "official":
+            self.encoder.apply(official_init)
+            self.decoder.apply(official_init)
         self.quantize = NormalizedVQ(cfg.codebook_size, cfg.token_size)
         if cfg.has_pixel_head:
             self.pixel_quantize = VectorQuantizer(cfg.teacher.codebook_size, cfg.teacher.z_channels)

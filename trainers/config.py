@@ -164,14 +164,14 @@ class TrainConfig:
 
     # -- derived ----------------------------------------------------------------------------------
     def titok_config(self) -> TiTokConfig:
-        """The TiTok of the preset's sizes (ViTs, tokens, codebook, teacher). TiTok's proxy grid is its patch grid,
+        """The TiTok of the preset's sizes (ViTs, tokens, codebook, teacher, weight init). TiTok's proxy grid is its patch grid,
         so its patch size is the teacher's downsampling factor (4 on the tiny preset, where SFTok patches by 8)."""
         sftok = self.model_config()
         try:
             return TiTokConfig(image_size=sftok.image_size, patch_size=sftok.teacher.downsample_factor,
                                encoder=sftok.encoder, decoder=sftok.decoder, num_latent_tokens=sftok.num_latent_tokens,
                                token_size=sftok.token_size, codebook_size=sftok.codebook_size, teacher=sftok.teacher,
-                               has_pixel_head=False)
+                               has_pixel_head=False, weight_init=sftok.weight_init)
         except ConfigError as err:
             raise ConfigError(f"model_family: {err}") from err
 

@@ -42,7 +42,7 @@ def comparison_files(evaluation: dict) -> str:
                          "offers it as \"embedded comparison\", Model B of the Information screen by default).")
     if (ASSETS / "default" / TITOK_FOLDER).is_dir():
         lines.append(f"\n- Baseline: `{TITOK_FOLDER}/` is a TiTok trained by this SFTok's stage-1 recipe on the same data and "
-                     f"teacher (seeds 42, 43, 44; the first ships), compared with SFTok at the same budget in `{TITOK_CARD}`.")
+                     f"teacher (the first of its seeds ships), compared with SFTok at the same budget in `{TITOK_CARD}`.")
     return "".join(lines)
 
 

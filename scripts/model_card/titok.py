@@ -113,8 +113,9 @@ tokenizer picker, and it is tokenizer B of Reconstruct's A/B mode by default. A 
 SFTok's stage-1 recipe with the family switched, nothing else changed: `configs/default/stage1.yaml` +
 `model_family=titok` (cross-entropy of its one-pass logits against the frozen teacher's codes, plus its quantiser's
 codebook and commitment terms), the same photo set, teacher, batch 16, learning-rate schedule and {shipped['steps']}
-steps, with the seeds of the default's stage 2. `python scripts/train_default_model.py` trains these runs with the
-rest of the default (`stage1_titok`, `stage1_titok-seed43`, `stage1_titok-seed44`); one of them alone:
+steps and weight init (PyTorch's layer defaults, `model.weight_init: pytorch`), over seeds. `python
+scripts/train_default_model.py` trains them with the rest of the default (`stage1_titok`, `stage1_titok-seed43`,
+`stage1_titok-seed44`: the seeds of its stage 2); the runs measured here are the table's. One of them alone:
 
     python launch_training.py --stage 1 --config configs/default/stage1.yaml --run-dir workspace/default-model/stage1_titok model_family=titok seed=42
 

@@ -100,3 +100,18 @@ def test_wrong_combinations_are_refused_before_any_work(shards, teacher_dir, sta
     family = [] if any(e.startswith("model_family=") for e in extra) else ["model_family=titok"]
     with pytest.raises(ConfigError, match=message):
         load_config(stage, None, overrides(shards, *family, f"teacher_path={teacher_dir}", *extra))
+
+
+def test_the_titok_takes_the_recipes_weight_init():
+    """A TiTok trained beside an SFTok recipe starts as that recipe's SFTok would: the default recipe keeps PyTorch's
+    layer init (configs/default/stage1.yaml), the presets the official N(0, 0.02)."""
+    from core import TiTok
+
+    default = load_config("1", "configs/default/stage1.yaml", ["model_family=titok"]).titok_config()
+    official = load_config("1", "configs/default/stage1.yaml", ["model_family=titok", "model.weight_init=official"])
+    assert default.weight_init == "pytorch" and official.titok_config().weight_init == "official"
+    torch.manual_seed(0)
+    stds = {cfg.weight_init: float(TiTok(cfg).decoder.transformer[0].mlp.c_fc.weight.std())
+            for cfg in (default, official.titok_config())}
+    assert stds["official"] == pytest.approx(0.02, abs=0.002)
+    assert stds["pytorch"] == pytest.approx((3 * default.decoder.width) ** -0.5, rel=0.05)  # kaiming-uniform(a=sqrt 5)
