@@ -44,6 +44,15 @@ def shoot(url: str, out: Path, sample: Path) -> None:
         page.wait_for_timeout(500)
         save("reconstruct-step2")
 
+        page.get_by_role("tab", name="A/B").click()  # B starts on the embedded TiTok: SFTok against it, step 2
+        page.locator("#ab-upload input[type=file]").set_input_files(str(sample))
+        page.wait_for_function("(document.querySelector('#ab-status')?.innerText || '').includes('B: embedded TiTok')")
+        page.wait_for_selector("#ab-curve .scatterlayer .trace path.js-line")
+        page.locator("#ab-scrubber input[type=range]").fill("2")
+        page.wait_for_function("document.querySelector('#ab-scrubber .ab-now').textContent === '2'")
+        page.wait_for_timeout(500)
+        save("ab")
+
         page.get_by_role("tab", name="Codebook").click()
         page.locator("#cb-run").click()
         page.wait_for_selector("#cb-umap .scatterlayer .trace .point", timeout=900_000)  # first UMAP fit compiles

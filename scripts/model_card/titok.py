@@ -85,6 +85,36 @@ def comparison_lines(report: dict, evaluation: dict) -> str:
     return "\n".join(lines)
 
 
+def reading(report: dict, evaluation: dict) -> str:
+    """What the equal-budget numbers say and what they do not: compute per step, and where SFTok's steps pay."""
+    seeds = report.get("seeds")
+    if not seeds:
+        return ""
+    titok, stage1 = seeds["psnr@1"], evaluation["models"]["stage1"]["psnr@1"]["mean"]
+    sfvr = evaluation["seeds"].get("stage2_sfvr")
+    later = ""
+    if sfvr:
+        diff = sfvr["psnr@1"]["mean"] - titok["mean"]
+        spread = max(sfvr["psnr@1"]["std"], titok["std"])
+        later = (f" SFTok's multi-step decoding is trained in stage 2: after {recipe_steps('stage1', 'stage2_sfvr')} steps "
+                 f"its SFVR runs reach PSNR@1 {fmt(sfvr['psnr@1']['mean'])} +- {fmt(sfvr['psnr@1']['std'])} dB, "
+                 f"{fmt(diff)} dB from TiTok's stage 1, {'beyond' if abs(diff) > spread else 'within'} the seed spread "
+                 f"({fmt(spread)}).")
+    tell = evaluation["information"]["stage1"]["tokens_bits_per_slot"]
+    return f"""## Reading the numbers
+- At this scale and budget the one-step TiTok's PSNR@1 is {fmt(titok['mean'])} +- {fmt(titok['std'])} dB against SFTok
+  stage 1's {fmt(stage1)} dB, and its tokens tell {fmt(seeds['tokens_bits_per_slot']['mean'])} bits/slot about the
+  teacher's codes against {fmt(tell)}, while using {fmt(seeds['used_codes']['mean'], 0)} of its
+  {report['runs'][report['shipped']]['codebook']['codebook_size']} codes to SFTok's
+  {evaluation['codebook']['stage1']['used_codes']}: a Sinkhorn assignment that spreads the tokens over every code
+  (SFTok's) is not by itself a code that carries more.
+- Equal steps are not equal compute: TiTok's encoder sees four times SFTok's patches, about 1.6x the training time
+  per step at equal threads (docs/tokenizers.md).
+- SFTok's stage 1 trains only its all-masked single pass, the thing TiTok is built for.{later}
+- {len(seeds["runs"])} TiTok seeds and one SFTok stage-1 run: a reading at a tiny scale (64 px, 31 photos), not a verdict on the
+  paper's ImageNet models."""
+
+
 def titok_card(report: dict, evaluation: dict) -> str:
     """TITOK_CARD.md for ``report`` (evaluate_default_titok.py) beside ``evaluation`` (evaluate_default_model.py)."""
     proto, check = report["protocol"], report["protocol"]["same_crops"]
@@ -96,7 +126,7 @@ def titok_card(report: dict, evaluation: dict) -> str:
 
 A TiTok trained by this project beside the embedded default SFTok, so the workbench compares SFTok with the one-step
 tokenizer it improves on without downloading anything: the app offers it as "embedded TiTok (one step)" in every
-tokenizer picker, and it is tokenizer B of Reconstruct's A/B mode by default. A demonstration model at 64 x 64 px.
+tokenizer picker, and it is tokenizer B of the A/B screen by default. A demonstration model at 64 x 64 px.
 
 ## What it is
 - The TiTok architecture at the default SFTok's sizes: ViT encoder (96 wide, 3 deep) -> 64 latent tokens, nearest
@@ -145,6 +175,8 @@ seeds, since its stage 1 was trained once; a difference is claimed only beyond i
 
 The shipped SFTok trained further (stage 2 SFVR, then the stage-3 pixel-head fine-tune); its row shows where the
 default ends, not an equal-budget comparison. TiTok's decoder fine-tuning (its second stage) is not implemented here.
+
+{reading(report, evaluation)}
 
 ## Shipped samples (`assets/samples`, PSNR@1 in dB at 64 px, each encoded alone)
 | sample | PSNR@1 |
