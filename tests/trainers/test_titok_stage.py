@@ -111,7 +111,7 @@ def test_the_titok_takes_the_recipes_weight_init():
     official = load_config("1", "configs/default/stage1.yaml", ["model_family=titok", "model.weight_init=official"])
     assert default.weight_init == "pytorch" and official.titok_config().weight_init == "official"
     torch.manual_seed(0)
-    stds = {cfg.weight_init: float(TiTok(cfg).decoder.transformer[0].mlp.c_fc.weight.std())
+    stds = {cfg.weight_init: float(TiTok(cfg).decoder.transformer[0].mlp.c_fc.weight.detach().std())
             for cfg in (default, official.titok_config())}
     assert stds["official"] == pytest.approx(0.02, abs=0.002)
     assert stds["pytorch"] == pytest.approx((3 * default.decoder.width) ** -0.5, rel=0.05)  # kaiming-uniform(a=sqrt 5)
