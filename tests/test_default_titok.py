@@ -61,7 +61,7 @@ def test_the_cards_are_written_from_the_measured_numbers(report: dict, titok_car
 
 
 def test_a_difference_is_claimed_only_beyond_the_seed_spread(titok_card) -> None:
-    verdict = titok_card.difference_verdict
+    verdict = card_module("formatting").seed_verdict  # the rule the SFVR/vanilla verdicts follow too
     assert verdict(0.5, 0.6, "SFTok", "TiTok") == "no difference can be claimed"
     assert verdict(0.7, 0.6, "SFTok", "TiTok") == "SFTok is higher"
     assert verdict(-0.7, 0.6, "SFTok", "TiTok") == "TiTok is higher"

@@ -17,3 +17,10 @@ def with_ci(stat: dict, digits: int = 2) -> str:
 def gains_text(gains: Iterable[float]) -> str:
     """Bits per image at each decode step, one decimal: the information gains the card lists step by step."""
     return ", ".join(fmt(g, 1) for g in gains)
+
+
+def seed_verdict(diff: float, spread: float, first: str, second: str, word: str = "higher") -> str:
+    """A difference between two models is claimed only when it exceeds the seeds' spread; else no claim."""
+    if abs(diff) <= spread:
+        return "no difference can be claimed"
+    return f"{first if diff > 0 else second} is {word}"

@@ -1,7 +1,7 @@
 """Which stage-2 recipe: SFVR against vanilla over repeated seeds, the two read together, and which one ships."""
 from __future__ import annotations
 
-from .formatting import fmt
+from .formatting import fmt, seed_verdict
 from .quality import goal_rows, other_stage3
 
 
@@ -29,8 +29,7 @@ def seeds_section(seeds: dict) -> str:
         if key not in sfvr or key not in vanilla:
             continue
         diff, spread = recipe_difference(sfvr, vanilla, key)
-        verdict = (f"SFVR is {word}" if diff > 0 else f"vanilla is {word}") if abs(diff) > spread else \
-            "no difference can be claimed"
+        verdict = seed_verdict(diff, spread, "SFVR", "vanilla", word)
         lines.append(f"- {what}: SFVR {fmt(sfvr[key]['mean'])} +- {fmt(sfvr[key]['std'])}, vanilla "
                      f"{fmt(vanilla[key]['mean'])} +- {fmt(vanilla[key]['std'])} {unit}; SFVR - vanilla = {fmt(diff)} "
                      f"against a seed spread (larger std) of {fmt(spread)}: **{verdict}**.")

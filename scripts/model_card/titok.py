@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import yaml
 
-from .formatting import fmt, with_ci
+from .formatting import fmt, seed_verdict, with_ci
 from .sources import ROOT
 
 TITOK_FOLDER = "titok"
 CARD_NAME = "TITOK_CARD.md"
-
-
-def difference_verdict(diff: float, spread: float, higher: str, lower: str) -> str:
-    """A difference is claimed only when it exceeds the seeds' spread (the rule the SFVR/vanilla verdicts follow)."""
-    if abs(diff) <= spread:
-        return "no difference can be claimed"
-    return f"{higher if diff > 0 else lower} is higher"
 
 
 def spread_of(report: dict, evaluation: dict, key: str) -> float:
@@ -78,7 +71,7 @@ def comparison_lines(report: dict, evaluation: dict) -> str:
         spread = spread_of(report, evaluation, key)
         lines.append(f"- {what}: SFTok stage 1 {fmt(sftok[key], digits)}, TiTok {fmt(seeds[key]['mean'], digits)} +- "
                      f"{fmt(seeds[key]['std'], digits)}{unit}; SFTok - TiTok = {fmt(diff, digits)} against a seed spread "
-                     f"of {fmt(spread, digits)}: **{difference_verdict(diff, spread, 'SFTok', 'TiTok')}**.")
+                     f"of {fmt(spread, digits)}: **{seed_verdict(diff, spread, 'SFTok', 'TiTok')}**.")
     used = evaluation["codebook"]["stage1"]
     lines.append(f"- codebook: SFTok stage 1 uses {used['used_codes']} of {used['codebook_size']} codes on these crops, "
                  f"TiTok {fmt(seeds['used_codes']['mean'], 0)} +- {fmt(seeds['used_codes']['std'], 0)}.")
