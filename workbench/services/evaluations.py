@@ -31,8 +31,7 @@ from workbench.runs.manager import JobManager
 from workbench.runs.records import RunRecord
 from workbench.runs.store import Store
 from workbench.services.analyses import SPLITS
-from workbench.services.model_registry import (COMPARISON_CHOICE, DEFAULT_CHOICE, TEACHER_CHOICE, TITOK_CHOICE,
-                                               ModelRegistry)
+from workbench.services.model_registry import EMBEDDED_FOLDERS, TEACHER_CHOICE, ModelRegistry, ModelUnavailable
 
 EVAL_KIND = "eval"
 MAX_PROCESSES = 64
@@ -147,18 +146,13 @@ def find_inception(workspace: Workspace, text: str) -> Path:
 def model_path(registry: ModelRegistry, choice: str) -> tuple[str, Path]:
     """(label, local path) of a model choice; hub ids are refused (a job reads local files only)."""
     text = (choice or "").strip()
-    if text == DEFAULT_CHOICE:
-        return "embedded default", registry.default_model
-    if text == COMPARISON_CHOICE:
-        if not registry.comparison_present():
-            raise EvalRefused(f"{text}: this app has no embedded comparison model")
-        return "embedded comparison", registry.comparison
+    if text in EMBEDDED_FOLDERS:
+        try:
+            return registry.locate_embedded(text)
+        except ModelUnavailable as err:
+            raise EvalRefused(str(err)) from err
     if text == TEACHER_CHOICE and registry.teacher_dir is not None:
         return "embedded teacher", registry.teacher_dir
-    if text == TITOK_CHOICE:
-        if not registry.titok_present():
-            raise EvalRefused(f"{text}: this app has no embedded TiTok")
-        return "embedded TiTok", registry.titok
     try:
         return text, registry.workspace.resolve(text)
     except PathRefused as err:

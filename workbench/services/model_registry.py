@@ -37,6 +37,7 @@ DEFAULT_CHOICE = "default"
 COMPARISON_CHOICE = "default:comparison"
 TEACHER_CHOICE = "default:teacher"  # the embedded MaskGIT-VQGAN teacher, as a one-step tokenizer
 TITOK_CHOICE = "default:titok"  # the embedded TiTok baseline (SFTok's stage-1 recipe, one-step decoder)
+EMBEDDED_FOLDERS = (DEFAULT_CHOICE, COMPARISON_CHOICE, TITOK_CHOICE)  # choices naming a shipped tokenizer folder
 TOKENIZERS = "tokenizer"  # choices(TOKENIZERS): every family core.tokenizer loads, not only SFTok
 RELEASED_TEACHER_SIZE = 256  # the official teacher's image size (16 x 16 codes)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -225,6 +226,12 @@ class ModelRegistry:
                                            "in the workspace instead") from err
                 return text, text
             raise ModelUnavailable(str(err)) from err
+
+    def locate_embedded(self, choice: str) -> tuple[str, Path]:
+        """(label, folder) of an embedded SFTok or TiTok choice (``EMBEDDED_FOLDERS``); ModelUnavailable saying why
+        when that folder is not there."""
+        label, location = self._locate(choice)
+        return label, Path(location)
 
     # -- loading ------------------------------------------------------------------------------------
     def get(self, choice: str, model_type: str = "sftok") -> LoadedModel:
