@@ -85,18 +85,28 @@ def _find_yaml(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _load_part(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def _load_part(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str = "") -> None:
+    """Strict: every key and shape of ``module`` (built on the meta device), finite values; then assigned."""
     report = compare_state_dict(module, state)
     if not report.ok:
-        raise CheckpointError(f"{source} does not fit ReVQ's {type(module).__name__}: {report.describe()}")
+        what = what or f"ReVQ's {type(module).__name__}"
+        raise CheckpointError(f"{source} does not fit {what}: {report.describe()}")
     bad = [k for k, v in state.items() if v.is_floating_point() and not _all_finite(v)]
     if bad:
         raise CheckpointError(f"{source}: {len(bad)} tensor(s) contain NaN or Inf, e.g. {bad[:5]}")
     module.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
 
 
+DCAE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+DCAE_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+
+
 def load_dcae(folder: str | os.PathLike) -> nn.Module:
-    """The DC-AE from a local diffusers folder (``config.json`` + weights), never from the network."""
+    """The DC-AE from a local diffusers folder (``config.json`` + weights), never from the network.
+
+    Loaded strictly, as ReVQ's own files are: diffusers' ``from_pretrained`` would fill weights missing from the
+    file with a fresh random init and only warn, so the module is built from the config on the meta device and
+    every key of the weight file(s) is compared with it; a mismatch names the keys."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder}: no DC-AE here; download {DCAE_REPO} (config.json + weights) into this folder")
@@ -104,14 +114,38 @@ def load_dcae(folder: str | os.PathLike) -> nn.Module:
         from diffusers import AutoencoderDC
     except ImportError as err:
         raise CheckpointError(f"ReVQ's DC-AE ({folder}) loads through diffusers' AutoencoderDC, and the diffusers "
-                              "package is not installed (it is not part of this project's requirements.lock): "
-                              "pip install diffusers, or pass your own DC-AE module") from err
+                              "package is not installed: pip install diffusers, or pass your own DC-AE module") from err
     try:
-        model = AutoencoderDC.from_pretrained(str(folder), torch_dtype=torch.float32, local_files_only=True)
+        config = AutoencoderDC.load_config(str(folder), local_files_only=True)
+        with torch.device("meta"):
+            model = AutoencoderDC.from_config(config)
     except Exception as err:
-        raise CheckpointError(f"{folder}: not a loadable {DCAE_REPO} folder ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200]})") from err
+        raise CheckpointError(f"{folder / 'config.json'}: not a diffusers AutoencoderDC config "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+    state, source = _read_dcae_weights(folder)
+    _load_part(model, state, source, "diffusers' AutoencoderDC")
     return model.eval().requires_grad_(False)
+
+
+def _read_dcae_weights(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """One weight file, or the shards a ``.index.json`` lists (how diffusers saves models over its shard size)."""
+    index = folder / DCAE_INDEX
+    if index.is_file():
+        import json
+
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{index}: not a diffusers shard index ({type(err).__name__}: {err})") from err
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(read_state_dict(folder / Path(shard).name))
+        return state, str(index)
+    weights = next((folder / n for n in DCAE_WEIGHTS if (folder / n).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder}: a DC-AE config.json but no weights ({' or '.join(DCAE_WEIGHTS)}); "
+                              f"download them from {DCAE_REPO}")
+    return read_state_dict(weights), str(weights)
 
 
 def load_revq(path: str | os.PathLike, config: ReVQConfig | str | os.PathLike | None = None,

@@ -1,12 +1,11 @@
 """core.revq.ReVQ: the release's key manifests, the latent path against the literal official port
 (reference/revq_official.py), known answers (tokens, per-element standardisation, decode from ids), and strict
-loading of ckpt.pth + YAML + preprocessor.pth with a stand-in for the DC-AE (diffusers is not a dependency)."""
+loading of ckpt.pth + YAML + preprocessor.pth, and of the DC-AE folder through diffusers' AutoencoderDC (a tiny one
+with the release's layout, saved in its file format)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,19 +22,27 @@ MANIFEST = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "token
 TINY = ReVQConfig(tokens=256, num_code=64, rectifier_width=64, rectifier_layers=2)
 
 
-class StandInDCAE(nn.Module):
-    """DC-AE f32c32 shapes and output objects ((B, 3, 256, 256) in [-1, 1] <-> (B, 32, 8, 8)); random weights."""
+def tiny_dcae(seed: int = 0) -> nn.Module:
+    """A real diffusers AutoencoderDC with the f32c32 layout (six stages: ResBlock x3, EfficientViTBlock x3,
+    (B, 3, 256, 256) in [-1, 1] <-> (B, 32, 8, 8)) at widths 8-32, one layer a stage; random weights."""
+    from diffusers import AutoencoderDC
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = nn.Conv2d(3, 32, 32, stride=32)
-        self.up = nn.ConvTranspose2d(32, 3, 32, stride=32)
+    torch.manual_seed(seed)
+    return AutoencoderDC(
+        in_channels=3, latent_channels=32, attention_head_dim=8,
+        encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+        decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+        encoder_block_out_channels=(8, 8, 16, 16, 32, 32), decoder_block_out_channels=(8, 8, 16, 16, 32, 32),
+        encoder_layers_per_block=(1,) * 6, decoder_layers_per_block=(1,) * 6,
+        encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)), decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+        downsample_block_type="conv", upsample_block_type="interpolate", decoder_norm_types="rms_norm",
+        decoder_act_fns="silu", scaling_factor=0.41407).eval()
 
-    def encode(self, x: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(latent=3 * self.down(x))
 
-    def decode(self, z: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(sample=torch.tanh(self.up(z)))
+def save_tiny_dcae(folder: Path, seed: int = 0) -> Path:
+    """The tiny DC-AE in the release's file format (diffusers' save_pretrained: config.json + safetensors)."""
+    tiny_dcae(seed).save_pretrained(str(folder))
+    return folder
 
 
 def build(cfg: ReVQConfig, seed: int) -> ReVQ:
@@ -126,7 +133,7 @@ def test_decode_from_ids_equals_decoding_the_quantised_latent(tiny):
     assert not torch.equal(tiny.quantizer.lookup(torch.zeros(1, 256, dtype=torch.long))[0, 0],
                            tiny.quantizer.lookup(torch.zeros(1, 256, dtype=torch.long))[0, 1])
     # Pixels: the DC-AE's decoder of that latent, mapped from [-1, 1] to [0, 1].
-    dcae = StandInDCAE().eval()
+    dcae = tiny_dcae(3)
     tiny.attach_autoencoder(dcae)
     try:
         images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(5))
@@ -184,9 +191,8 @@ def test_release_folder_loads_strictly_and_tokenizes(tmp_path, tiny):
     assert isinstance(loaded, ReVQ) and loaded.config == TINY
     for name, tensor in tiny.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
-    torch.manual_seed(6)
-    dcae = StandInDCAE()
-    tok = load_tokenizer(folder, autoencoder=dcae)
+    save_tiny_dcae(folder / "dc_ae", seed=6)  # found beside ckpt.pth, as the official workspace keeps it
+    tok = load_tokenizer(folder)
     assert isinstance(tok, ReVQTokenizer)
     assert (tok.info.family, tok.info.num_tokens, tok.info.codebook_size, tok.info.max_steps) == ("revq", 256, 64, 1)
     images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(7))
@@ -195,6 +201,13 @@ def test_release_folder_loads_strictly_and_tokenizes(tmp_path, tiny):
     out = tok.decode(ids)
     assert out.shape == (2, 3, 256, 256) and 0 <= float(out.min()) and float(out.max()) <= 1
     assert len(tok.decode_trace(ids)) == 1
+    # Known answer: the pixels diffusers' own loader of that folder gives, through ReVQ's latent path.
+    from diffusers import AutoencoderDC
+
+    reference = AutoencoderDC.from_pretrained(str(folder / "dc_ae"), local_files_only=True).eval()
+    with torch.no_grad():
+        assert torch.equal(ids, tiny.latent_to_ids(reference.encode(images * 2 - 1).latent))
+        assert torch.equal(out, ((reference.decode(tiny.ids_to_latent(ids)).sample + 1) / 2).clamp(0, 1))
     # The ckpt.pth file itself works too (YAML and preprocessor found beside it).
     assert load_revq(folder / "ckpt.pth").config == TINY
 
@@ -248,8 +261,48 @@ def test_missing_dcae_is_named(tmp_path, tiny):
         load_pretrained(folder).encode(torch.rand(1, 3, 256, 256))
     with pytest.raises(CheckpointError, match=r"no DC-AE here; download mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"):
         load_dcae(tmp_path / "nowhere")
-    if importlib.util.find_spec("diffusers") is None:
-        (tmp_path / "dcae").mkdir()
-        (tmp_path / "dcae" / "config.json").write_text("{}")
-        with pytest.raises(CheckpointError, match=r"diffusers package is not installed"):
-            load_tokenizer(folder, autoencoder=tmp_path / "dcae")
+
+
+def test_wrong_dcae_folders_are_refused_naming_keys(tmp_path):
+    """diffusers' from_pretrained fills weights missing from the file with a random init and only warns; ours
+    refuses, naming the keys, as for every other checkpoint."""
+    good = save_tiny_dcae(tmp_path / "good")
+    config = json.loads((good / "config.json").read_text())
+
+    def variant(name: str, **changes) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**config, **changes}))
+        (folder / "diffusion_pytorch_model.safetensors").write_bytes(
+            (good / "diffusion_pytorch_model.safetensors").read_bytes())
+        return folder
+
+    deeper = variant("deeper", decoder_layers_per_block=[1, 1, 1, 1, 1, 2])
+    with pytest.raises(CheckpointError, match=r"diffusion_pytorch_model.safetensors does not fit diffusers' "
+                                              r"AutoencoderDC: \d+ missing key\(s\): decoder.up_blocks.5.1."):
+        load_dcae(deeper)
+    wider = variant("wider", decoder_block_out_channels=[8, 8, 16, 16, 32, 64])
+    with pytest.raises(CheckpointError, match=r"wrong shape\(s\): decoder.conv_in.bias checkpoint \(32,\) vs model \(64,\)"):
+        load_dcae(wider)
+    not_dcae = variant("not-dcae", encoder_block_types="NoSuchBlock")
+    with pytest.raises(CheckpointError, match=r"not-dcae/config.json: not a diffusers AutoencoderDC config"):
+        load_dcae(not_dcae)
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"a DC-AE config.json but no weights \(diffusion_pytorch_model.safetensors "
+                                              r"or diffusion_pytorch_model.bin\); download them from mit-han-lab/"):
+        load_dcae(tmp_path / "no-weights")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(good / "diffusion_pytorch_model.safetensors"))
+    state["decoder.conv_in.bias"][3] = float("nan")
+    save_file(state, str(variant("nan") / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) contain NaN or Inf, e.g. \['decoder.conv_in.bias'\]"):
+        load_dcae(tmp_path / "nan")
+    # Sharded weights (an .index.json naming the files, as diffusers saves big models) load like one file.
+    sharded = tmp_path / "sharded"
+    tiny_dcae(0).save_pretrained(str(sharded), max_shard_size="200KB")
+    assert (sharded / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    model = load_dcae(sharded)
+    for name, tensor in load_dcae(good).state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name

@@ -10,8 +10,8 @@ from core.presets import TINY_TEACHER
 from core.tokenizer import TeacherTokenizer, as_tokenizer
 from tests.core.conftest import build_sftok
 from tests.core.test_revq import TINY as REVQ_TINY
-from tests.core.test_revq import StandInDCAE
 from tests.core.test_revq import build as build_revq
+from tests.core.test_revq import tiny_dcae
 from tests.core.test_titok import build as build_titok
 from tests.core.test_titok import TINY as TITOK_TINY
 
@@ -66,7 +66,7 @@ def test_teacher_codes_are_its_embedding_rows():
 
 def test_revq_has_one_codebook_per_position():
     model = build_revq(REVQ_TINY, 2)
-    model.attach_autoencoder(StandInDCAE())
+    model.attach_autoencoder(tiny_dcae())
     tok = as_tokenizer(model)
     ids = tok.encode(images(256, 2, seed=8))
     codes = tok.codebook()

@@ -1,13 +1,12 @@
 """The Codebook screen's service on every tokenizer family: a TiTok folder (with the teacher's codes beside it),
-the embedded teacher choice, and a ReVQ release folder (a stand-in DC-AE), on a folder of six images. Every count is
-checked against a direct count of the tokenizer's own ``encode_each`` ids on the same images."""
+the embedded teacher choice, and a ReVQ release folder (its dc_ae/ a tiny diffusers DC-AE), on a folder of six
+images. Every count is checked against a direct count of the tokenizer's own ``encode_each`` ids on the same images."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from analysis import CodebookEmbedding, iter_image_batches
@@ -24,7 +23,7 @@ DATASET = "datasets/noise"
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
-    from tests.core.test_revq import TINY, build, write_release
+    from tests.core.test_revq import TINY, build, save_tiny_dcae, write_release
 
     root = tmp_path_factory.mktemp("cb-families")
     ws = Workspace.create(root / "workspace")
@@ -37,8 +36,7 @@ def workspace(tmp_path_factory) -> Workspace:
     save_tiny_titok(ws.root / "checkpoints" / "titok")
     save_tiny_teacher(root / "teacher")
     release = write_release(ws.root / "revq", build(TINY, 0))
-    (release / "dc_ae").mkdir()
-    (release / "dc_ae" / "config.json").write_text(json.dumps({"stand_in": True}))
+    save_tiny_dcae(release / "dc_ae", seed=11)  # in the release's file format, loaded by the registry as a user's
     return ws
 
 
@@ -99,20 +97,7 @@ def test_the_teacher_choice_is_one_grid_book(service):
     assert "This is the teacher itself: its 16 x 16 grid codes" in status_text(report)
 
 
-@pytest.fixture()
-def stand_in_dcae(monkeypatch):
-    """The DC-AE a ReVQ release folder's dc_ae/ holds, without diffusers: StandInDCAE's shapes, seeded weights."""
-    import core.revq_files
-    from tests.core.test_revq import StandInDCAE
-
-    def load(folder):
-        torch.manual_seed(11)
-        return StandInDCAE().eval()
-
-    monkeypatch.setattr(core.revq_files, "load_dcae", load)
-
-
-def test_revq_counts_position_codes_and_maps_position_0(service, stand_in_dcae):
+def test_revq_counts_position_codes_and_maps_position_0(service):
     _, report = service.codebook("revq", DATASET, "val", 100)
     book = report.book("tokens")
     stats = book.stats

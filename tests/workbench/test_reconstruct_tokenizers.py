@@ -17,7 +17,7 @@ import torch
 from core.tokenizer import ReVQTokenizer
 from tests.app_fixtures import named, save_tiny_teacher, save_tiny_titok
 from tests.core.test_revq import TINY as REVQ_TINY
-from tests.core.test_revq import StandInDCAE
+from tests.core.test_revq import tiny_dcae
 from tests.core.test_revq import build as build_revq
 from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
 from workbench.io.workspace import Workspace
@@ -163,13 +163,12 @@ def test_teacher_choice_shows_its_own_codes(service, registry, photo):
 
 # -- ReVQ: no teacher codes; its ids on a grid only when their count is a square ---------------------------------
 def revq_registry(workspace: Path, tiny_model_dir: Path, monkeypatch, tokens: int) -> ModelRegistry:
-    """A registry that also offers choice "revq": a tiny ReVQ with the stand-in DC-AE (diffusers is not installed)."""
+    """A registry that also offers choice "revq": a tiny ReVQ with a tiny diffusers DC-AE."""
     from dataclasses import replace
 
     registry = ModelRegistry(Workspace.create(workspace), tiny_model_dir, teacher=None, default_generator=None)
     model = build_revq(replace(REVQ_TINY, tokens=tokens), 0)
-    torch.manual_seed(6)
-    model.attach_autoencoder(StandInDCAE().eval())
+    model.attach_autoencoder(tiny_dcae(6))
     loaded = LoadedTokenizer(f"revq-{tokens}", "revq", ReVQTokenizer(model))
     real = registry.tokenizer
     monkeypatch.setattr(registry, "tokenizer", lambda choice: loaded if choice == "revq" else real(choice))
