@@ -37,7 +37,7 @@ from .metric_suite import load_metric_suite
 from .report import to_jsonable
 from .rank_data import iter_rank_batches, rank_share
 from .seeding import derived_generator
-from .usage import usage_from_counts
+from .usage import has_codebook_per_position, usage_from_counts
 
 FEATURE_DIM, NUM_CLASSES = 2048, 1008  # torch-fidelity's pool features and (unbiased) logits
 IS_PROTOCOL = ("exp(mean KL(p(y|x) || p(y))) over ALL images as one split (torch-fidelity isc_splits=1, no shuffle), "
@@ -179,6 +179,8 @@ class _Run:
         self.real_features = FeatureStats(FEATURE_DIM)
         self.real_score = InceptionScoreStats(NUM_CLASSES)
         self.usage = [np.zeros((m.info.num_tokens, m.info.codebook_size), np.int64) for m in self.models]
+        # ReVQ's ids are local to their position's own codebook: its codes are (position, id) pairs
+        self.per_position = [has_codebook_per_position(m) for m in self.models]
         self.inception = inception_network(config.inception_weights, ["2048", "logits_unbiased"], ranks.device)
         suite = load_metric_suite(lpips=config.lpips, fid=False, lpips_net=config.lpips_net,
                                   lpips_weights=config.lpips_weights, device=ranks.device)
@@ -249,7 +251,8 @@ class _Run:
         out = []
         for setting in self.settings:
             model = self.models[setting.model]
-            usage = usage_from_counts(self.usage[setting.model], int(self.usage[setting.model][0].sum()))
+            counts = self.usage[setting.model]
+            usage = usage_from_counts(counts, int(counts[0].sum()), per_position=self.per_position[setting.model])
             count = setting.features.count
             rfid = (frechet_distance(reference.mu, reference.sigma, setting.features.mean, setting.features.covariance)
                     if count >= 2 else None)
@@ -264,6 +267,7 @@ class _Run:
                 "lpips_note": None if self.lpips is not None else self.lpips_note,
                 "codebook_usage": usage.utilisation, "codebook_used_codes": usage.used_codes,
                 "codebook_entropy_bits": usage.entropy_bits, "codebook_perplexity": usage.perplexity,
+                "codebook_per_position": usage.per_position,
                 "real_is": real_is, "protocol": self.protocol, "is_protocol": IS_PROTOCOL,
                 "image_size": self.image_size, "reference": reference.source,
                 "reference_num_images": reference.num_images, "reference_protocol": reference.protocol,
