@@ -8,7 +8,9 @@ codebook bits):
 - ``SFTok-B``: the official B shape at 256 px, random weights;
 - ``TiTok-B-64`` / ``TiTok-L-32``: ``core.titok`` presets (the release shapes), random weights;
 - ``MaskGIT-VQGAN``: the teacher in the official f16 shape at 256 px, random weights;
-- ``ReVQ 512T``: timed only where its DC-AE can be built here; otherwise the row says what is missing.
+- ``ReVQ 512T``: ``core.revq`` in the 512T release shape, its DC-AE a diffusers ``AutoencoderDC`` in the f32c32 SANA
+  layout (``DCAE_SANA_LAYOUT``), random weights. The sana-1.1 checkpoint's own config.json was not read here: the
+  layout is diffusers' conversion script's for dc-ae-f32c32-sana-1.0, whose decoder sana-1.1 improves.
 
 Random weights cost what the released ones cost (same shapes, same kernels); the images are random too. SFTok
 decodes in ``--steps`` masked steps (default 8, the official schedule), the others in one; SFTok-B above batch 1
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import math
 import os
 import sys
@@ -54,8 +55,7 @@ import torch  # noqa: E402
 from app_startup import cpu_name  # noqa: E402
 from core import MaskGITVQGAN, SFTok, create_config  # noqa: E402
 from core.precision import bf16_support  # noqa: E402
-from core.revq import REVQ_PRESETS  # noqa: E402
-from core.revq_files import DCAE_REPO  # noqa: E402
+from core.revq import ReVQ  # noqa: E402
 from core.titok import TiTok  # noqa: E402
 from core.tokenizer import SFTokTokenizer, Tokenizer, as_tokenizer, load_tokenizer  # noqa: E402
 from decode import op_census  # noqa: E402
@@ -79,26 +79,43 @@ def _random(build: Callable[[], torch.nn.Module]) -> Callable[[], Tokenizer]:
     return make
 
 
+# diffusers' AutoencoderDC arguments for the f32c32 SANA DC-AE (scripts/convert_dcae_to_diffusers.py in diffusers):
+# 256 px -> (32, 8, 8), six stages, EfficientViT blocks with 5x5 multiscale attention in the last three.
+DCAE_SANA_LAYOUT = dict(
+    in_channels=3, latent_channels=32, attention_head_dim=32,
+    encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+    decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+    encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024), decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
+    encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3, 3, 3, 3, 3, 3),
+    encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)), decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+    downsample_block_type="conv", upsample_block_type="interpolate", decoder_norm_types="rms_norm",
+    decoder_act_fns="silu", scaling_factor=0.41407)
+
+
+def revq_512t() -> ReVQ:
+    """ReVQ 512T with a random DC-AE in the SANA layout (sizes and kernels are what the released files run)."""
+    from diffusers import AutoencoderDC
+
+    model = ReVQ("512T_NC=16384")
+    model.attach_autoencoder(AutoencoderDC(**DCAE_SANA_LAYOUT).requires_grad_(False))
+    return model
+
+
 FAMILIES = [
     Family("tiny", "tiny default (embedded SFTok, 64 px)", lambda: load_tokenizer(DEFAULT_MODEL), big=False),
     Family("sftok_b", "SFTok-B (random)", _random(lambda: SFTok(create_config("B"))), big=True),
     Family("titok_b64", "TiTok-B-64 (random)", _random(lambda: TiTok("titok_b64")), big=True),
     Family("titok_l32", "TiTok-L-32 (random)", _random(lambda: TiTok("titok_l32")), big=True),
     Family("teacher", "MaskGIT-VQGAN 256 px (random)", _random(MaskGITVQGAN), big=True),  # adapter default: 256 px
+    Family("revq_512t", "ReVQ 512T + DC-AE (random)", _random(revq_512t), big=True),
 ]
 
 
 def budget(tok: Tokenizer) -> tuple[str, int]:
-    """('tokens x codebook', bits per image)."""
+    """('tokens x codebook', bits per image); ReVQ's codebooks are one per position."""
     info = tok.info
-    return f"{info.num_tokens} x {info.codebook_size}", round(info.num_tokens * math.log2(info.codebook_size))
-
-
-def revq_missing() -> str:
-    """Why ReVQ is not timed here: its pixels come from diffusers' DC-AE, whose package and weights are absent."""
-    missing = [] if importlib.util.find_spec("diffusers") else ["the diffusers package (not a dependency)"]
-    missing.append(f"the DC-AE's config and weights ({DCAE_REPO}, a download)")
-    return "not run: needs " + " and ".join(missing)
+    per = " per position" if info.family == "revq" else ""
+    return f"{info.num_tokens} x {info.codebook_size}{per}", round(info.num_tokens * math.log2(info.codebook_size))
 
 
 # -- the two precisions behind one call shape ------------------------------------------------------
@@ -169,7 +186,7 @@ def measure(family: Family, tok: Tokenizer, precision: str, batches: list[int], 
     return rows
 
 
-def print_table(rows: list[dict], revq: dict) -> None:
+def print_table(rows: list[dict]) -> None:
     base = {(r["batch"], r["precision"]): r["encode"] + r["decode"] for r in rows if r["key"] == BASELINE}
     print("| tokenizer | tokens x codebook | bits | batch | precision | encode s | decode s | total s | x tiny | "
           "decode | runs | products (warm-up census: encode + one decode pass) |")
@@ -180,7 +197,6 @@ def print_table(rows: list[dict], revq: dict) -> None:
         ratio = f"{total / ref:.1f}x" if ref else "-"
         print(f"| {r['label']} | {r['tokens']} | {r['bits']} | {r['batch']} | {r['precision']} | {r['encode']:.3f} | "
               f"{r['decode']:.3f} | {total:.3f} | {ratio} | {r['how']} | {r['runs']} | {r['products']} |")
-    print(f"| {revq['label']} | {revq['tokens']} | {revq['bits']} | - | - | - | - | - | - | {revq['note']} | - | - |")
 
 
 def main() -> None:
@@ -223,11 +239,8 @@ def main() -> None:
                 steps = args.big_batch_steps if family.key == "sftok_b" and batch > 1 else args.steps
                 rows += measure(family, tok, precision, [batch], steps, args.repeats, warm_up=batch == wanted[0])
         del tok
-    revq_cfg = REVQ_PRESETS["512T_NC=16384"]
-    revq = {"label": "ReVQ 512T", "tokens": f"{revq_cfg.tokens} x {revq_cfg.num_code} per position",
-            "bits": round(revq_cfg.tokens * math.log2(revq_cfg.num_code)), "note": revq_missing()}
     print()
-    print_table(rows, revq)
+    print_table(rows)
     if skipped:
         print(f"\nbf16 not run for {', '.join(skipped)}: emulated here, where one SFTok-B batch-1 bf16 decode ran over "
               "7 minutes without finishing (pass --big-bf16-batches 1 to measure them).")
