@@ -13,6 +13,7 @@ from .checkpoint import (CheckpointError, compare_state_dict, load_weights, offi
                          read_state_dict, save_model)
 from .config import ConfigError, TeacherConfig, resolve_config
 from .generator import GeneratorConfig, MaskGITGenerator
+from .hub import is_hub_id, resolve_hub
 from .maskgit_vqgan import MaskGITVQGAN
 from .sftok import SFTok
 from .revq import ReVQ
@@ -60,17 +61,6 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, **extra: Any
     return save_model(model, directory, model_type, cfg, extra)
 
 
-def _resolve_hub(name: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name))
-    except Exception as err:
-        raise CheckpointError(
-            f"{name!r} is neither a local path nor a reachable Hugging Face hub repo ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}). Offline, download the repo elsewhere and pass its folder.") from err
-
-
 def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = True) -> nn.Module:
     """A model from a saved folder, a bare weights file plus ``config``, or a hub id (online only).
 
@@ -84,8 +74,8 @@ def load_pretrained(path: str | os.PathLike, config: Any = None, strict: bool = 
     path_str = str(path)
     p = Path(path_str)
     if not p.exists():
-        if "/" in path_str and not path_str.startswith((".", "/")) and path_str.count("/") == 1:
-            p = _resolve_hub(path_str)
+        if is_hub_id(path_str):
+            p = resolve_hub(path_str)
         else:
             raise CheckpointError(f"{path_str}: no such file or folder")
     if is_revq_source(p):  # ckpt.pth + YAML + preprocessor.pth: several files, its own loader

@@ -17,6 +17,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, _all_finite, compare_state_dict, read_state_dict
 from .config import ConfigError
+from .hub import is_hub_id, resolve_hub
 from .revq import REVQ_PRESETS, ReVQ, ReVQConfig, revq_from_yaml
 
 CKPT_NAMES = ("ckpt.pth",)
@@ -102,12 +103,15 @@ DCAE_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 
 
 def load_dcae(folder: str | os.PathLike) -> nn.Module:
-    """The DC-AE from a local diffusers folder (``config.json`` + weights), never from the network.
+    """The DC-AE from a local diffusers folder (``config.json`` + weights), or online from a hub id
+    (``mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers``) when no such folder exists here.
 
     Loaded strictly, as ReVQ's own files are: diffusers' ``from_pretrained`` would fill weights missing from the
     file with a fresh random init and only warn, so the module is built from the config on the meta device and
     every key of the weight file(s) is compared with it; a mismatch names the keys."""
     folder = Path(folder)
+    if not folder.exists() and is_hub_id(str(folder)):
+        folder = resolve_hub(str(folder))
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder}: no DC-AE here; download {DCAE_REPO} (config.json + weights) into this folder")
     try:

@@ -306,3 +306,21 @@ def test_wrong_dcae_folders_are_refused_naming_keys(tmp_path):
     model = load_dcae(sharded)
     for name, tensor in load_dcae(good).state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_dcae_by_hub_name_for_online_users(tmp_path, monkeypatch):
+    """A hub id that is no folder here is fetched (here: a snapshot stand-in returning a saved folder), then loaded
+    as strictly as a local folder; offline the refusal names the repo and says to pass a folder."""
+    import huggingface_hub
+
+    good = save_tiny_dcae(tmp_path / "snapshot")
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda name: asked.append(name) or str(good))
+    model = load_dcae("mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers")
+    assert asked == ["mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"]
+    assert torch.equal(model.state_dict()["decoder.conv_in.bias"], load_dcae(good).state_dict()["decoder.conv_in.bias"])
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match=r"'mit-han-lab/no-such-dcae' is neither a local path nor a reachable "
+                                              r"Hugging Face hub repo .*Offline, download the repo elsewhere"):
+        load_dcae("mit-han-lab/no-such-dcae")
