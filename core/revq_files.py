@@ -8,6 +8,7 @@ and the keys. Pickles are read with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +25,8 @@ CKPT_NAMES = ("ckpt.pth",)
 PREPROCESSOR_NAME = "preprocessor.pth"
 DCAE_REPO = "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
 DCAE_FOLDERS = ("dc_ae", "dc-ae-f32c32-sana-1.1-diffusers")  # the official ${workspace}/ckpt/dc_ae, or the repo's name
+DCAE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+DCAE_INDEX = "diffusion_pytorch_model.safetensors.index.json"  # the shards of a model over diffusers' shard size
 
 
 def is_revq_source(path: Path) -> bool:
@@ -98,10 +101,6 @@ def _load_part(module: nn.Module, state: Mapping[str, torch.Tensor], source: str
     module.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
 
 
-DCAE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-DCAE_INDEX = "diffusion_pytorch_model.safetensors.index.json"
-
-
 def load_dcae(folder: str | os.PathLike) -> nn.Module:
     """The DC-AE from a local diffusers folder (``config.json`` + weights), or online from a hub id
     (``mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers``) when no such folder exists here.
@@ -135,8 +134,6 @@ def _read_dcae_weights(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
     """One weight file, or the shards a ``.index.json`` lists (how diffusers saves models over its shard size)."""
     index = folder / DCAE_INDEX
     if index.is_file():
-        import json
-
         try:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
