@@ -1,5 +1,5 @@
 """The A/B comparison: budgets, held frames and per-step PSNR (known answers), the tokenizer listing, the
-service on tiny random SFTok / TiTok / teacher models, and the served app's A/B endpoint."""
+service on tiny random SFTok / TiTok / teacher models and a ReVQ release folder, and the served app's A/B endpoint."""
 from __future__ import annotations
 
 import html
@@ -15,6 +15,9 @@ import torch
 
 from core.tokenizer import TokenizerInfo
 from tests.app_fixtures import save_tiny_model, save_tiny_teacher, save_tiny_titok
+from tests.core.test_revq import TINY as REVQ_TINY
+from tests.core.test_revq import build as build_revq
+from tests.core.test_revq import save_tiny_dcae, write_release
 from workbench.io.images import image_to_tensor, prepare_image, tensor_to_uint8
 from workbench.services.compare import CompareService, TokenBudget, held_indices, step_psnr, token_budget
 from workbench.services.decoding import DecodeService, DecodeSettings, SettingsError
@@ -39,6 +42,8 @@ def workspace(tmp_path_factory) -> Path:
     (root / "downloads" / "tokenizer_titok_b64.bin").write_bytes(b"not weights: a listing must not read them")
     (root / "revq-512T").mkdir()
     (root / "revq-512T" / "ckpt.pth").write_bytes(b"junk")
+    revq = write_release(root / "revq-tiny", build_revq(REVQ_TINY, 0))  # a release folder as a user keeps it
+    save_tiny_dcae(revq / "dc_ae", seed=4)
     # official layouts: config.json is a training config without model_type; TiTok's is told by its tensor names
     for name, source in (("titok-hub", "checkpoints/titok"), ("sftok-official", "checkpoints/teacher")):
         (root / "official" / name).mkdir(parents=True)
@@ -143,6 +148,20 @@ def test_teacher_frame_is_its_one_pass_repeated(service, registry, photo):
         expected = tensor_to_uint8(teacher.decode_codes(teacher.encode(x)))[0]
     assert all(np.array_equal(side.frame_at(s), expected) for s in range(5))
     assert side.psnr.shape == (5,) and np.all(side.psnr == side.psnr[0])
+
+
+def test_sftok_against_a_revq_release_folder(service, registry, photo):
+    """ReVQ loaded the way the screen loads it (its folder, the DC-AE's diffusers folder beside ckpt.pth), at its
+    own 256 px: one frame held across the steps, its PSNR against its own crop, its budget per position."""
+    result = service.compare("default", "revq-tiny", photo, DecodeSettings(4, 1.0, 0))
+    side = result.b
+    assert side.info.family == "revq" and side.own_steps == 1 and side.frames.shape == (1, 256, 256, 3)
+    assert side.budget.describe() == "256 tokens × 6 bits = 1536 bits"  # 64 codes in each position's own book
+    tok = registry.tokenizer("revq-tiny").tokenizer
+    x = image_to_tensor(prepare_image(photo, 256).image)
+    expected = tensor_to_uint8(tok.decode(tok.encode(x)))[0]
+    assert all(np.array_equal(side.frame_at(s), expected) for s in range(4))
+    assert side.psnr.shape == (4,) and np.all(side.psnr == side.psnr[0])
 
 
 def test_two_sftok_checkpoints_both_move_and_the_cache_answers(service, photo):
