@@ -130,6 +130,9 @@ def valid_config(draw) -> tuple[str, dict[str, Any]]:
         values["sfvr.replace_prob"] = 1.0
     if stage not in ("1", "2"):  # cross-field rule: decoder_init changes a stage-1/2 decoder only
         values.update({n: False for n in values if n.startswith("decoder_init.")})
+    if values.get("model_family") == "titok" and (stage != "1" or any(values[n] for n in values
+                                                                     if n.startswith("decoder_init."))):
+        values["model_family"] = "sftok"  # cross-field rule: a TiTok trains stage 1 only, from scratch
     return stage, values
 
 
