@@ -88,7 +88,7 @@ def reading(report: dict, evaluation: dict) -> str:
     later = ""
     if sfvr:
         diff = sfvr["psnr@1"]["mean"] - titok["mean"]
-        spread = max(sfvr["psnr@1"]["std"], titok["std"])
+        spread = spread_of(report, evaluation, "psnr@1")
         later = (f" SFTok's multi-step decoding is trained in stage 2: after {recipe_steps('stage1', 'stage2_sfvr')} steps "
                  f"its SFVR runs reach PSNR@1 {fmt(sfvr['psnr@1']['mean'])} +- {fmt(sfvr['psnr@1']['std'])} dB, "
                  f"{fmt(diff)} dB from TiTok's stage 1, {'beyond' if abs(diff) > spread else 'within'} the seed spread "
