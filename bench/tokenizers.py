@@ -9,8 +9,7 @@ codebook bits):
 - ``TiTok-B-64`` / ``TiTok-L-32``: ``core.titok`` presets (the release shapes), random weights;
 - ``MaskGIT-VQGAN``: the teacher in the official f16 shape at 256 px, random weights;
 - ``ReVQ 512T``: ``core.revq`` in the 512T release shape, its DC-AE a diffusers ``AutoencoderDC`` in the f32c32 SANA
-  layout (``DCAE_SANA_LAYOUT``), random weights. The sana-1.1 checkpoint's own config.json was not read here: the
-  layout is diffusers' conversion script's for dc-ae-f32c32-sana-1.0, whose decoder sana-1.1 improves.
+  layout (``core.revq_files.DCAE_SANA_LAYOUT``, where its source is named), random weights.
 
 Random weights cost what the released ones cost (same shapes, same kernels); the images are random too. SFTok
 decodes in ``--steps`` masked steps (default 8, the official schedule), the others in one; SFTok-B above batch 1
@@ -56,6 +55,7 @@ from app_startup import cpu_name  # noqa: E402
 from core import MaskGITVQGAN, SFTok, create_config  # noqa: E402
 from core.precision import bf16_support  # noqa: E402
 from core.revq import ReVQ  # noqa: E402
+from core.revq_files import DCAE_SANA_LAYOUT  # noqa: E402
 from core.titok import TiTok  # noqa: E402
 from core.tokenizer import SFTokTokenizer, Tokenizer, as_tokenizer, load_tokenizer  # noqa: E402
 from decode import op_census  # noqa: E402
@@ -77,19 +77,6 @@ def _random(build: Callable[[], torch.nn.Module]) -> Callable[[], Tokenizer]:
         torch.manual_seed(0)
         return as_tokenizer(build().eval())
     return make
-
-
-# diffusers' AutoencoderDC arguments for the f32c32 SANA DC-AE (scripts/convert_dcae_to_diffusers.py in diffusers):
-# 256 px -> (32, 8, 8), six stages, EfficientViT blocks with 5x5 multiscale attention in the last three.
-DCAE_SANA_LAYOUT = dict(
-    in_channels=3, latent_channels=32, attention_head_dim=32,
-    encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-    decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-    encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024), decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
-    encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3, 3, 3, 3, 3, 3),
-    encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)), decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
-    downsample_block_type="conv", upsample_block_type="interpolate", decoder_norm_types="rms_norm",
-    decoder_act_fns="silu", scaling_factor=0.41407)
 
 
 def revq_512t() -> ReVQ:

@@ -27,6 +27,18 @@ DCAE_REPO = "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
 DCAE_FOLDERS = ("dc_ae", "dc-ae-f32c32-sana-1.1-diffusers")  # the official ${workspace}/ckpt/dc_ae, or the repo's name
 DCAE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 DCAE_INDEX = "diffusion_pytorch_model.safetensors.index.json"  # the shards of a model over diffusers' shard size
+# diffusers' AutoencoderDC arguments of the f32c32 SANA DC-AE (diffusers' scripts/convert_dcae_to_diffusers.py, written
+# for dc-ae-f32c32-sana-1.0, whose decoder sana-1.1 retrains; the 1.1 config.json itself was not read here):
+# 256 px -> (32, 8, 8) in six stages, EfficientViT blocks with 5x5 multiscale attention in the last three.
+DCAE_SANA_LAYOUT = dict(
+    in_channels=3, latent_channels=32, attention_head_dim=32,
+    encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+    decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+    encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024), decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
+    encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3, 3, 3, 3, 3, 3),
+    encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)), decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+    downsample_block_type="conv", upsample_block_type="interpolate", decoder_norm_types="rms_norm",
+    decoder_act_fns="silu", scaling_factor=0.41407)
 
 
 def is_revq_source(path: Path) -> bool:

@@ -13,7 +13,7 @@ from torch import nn
 
 from core import CheckpointError, load_pretrained
 from core.revq import REVQ_PRESETS, ReVQ, ReVQConfig
-from core.revq_files import load_dcae, load_revq
+from core.revq_files import DCAE_SANA_LAYOUT, load_dcae, load_revq
 from core.tokenizer import ReVQTokenizer, load_tokenizer
 from reference.revq_official import official_revq_twin
 from tests.core.conftest import perturbed
@@ -23,20 +23,15 @@ TINY = ReVQConfig(tokens=256, num_code=64, rectifier_width=64, rectifier_layers=
 
 
 def tiny_dcae(seed: int = 0) -> nn.Module:
-    """A real diffusers AutoencoderDC with the f32c32 layout (six stages: ResBlock x3, EfficientViTBlock x3,
-    (B, 3, 256, 256) in [-1, 1] <-> (B, 32, 8, 8)) at widths 8-32, one layer a stage; random weights."""
+    """A real diffusers AutoencoderDC in the release's f32c32 layout (six stages, (B, 3, 256, 256) in [-1, 1] <->
+    (B, 32, 8, 8)) at widths 8-32 and one layer a stage; random weights."""
     from diffusers import AutoencoderDC
 
     torch.manual_seed(seed)
-    return AutoencoderDC(
-        in_channels=3, latent_channels=32, attention_head_dim=8,
-        encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-        decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-        encoder_block_out_channels=(8, 8, 16, 16, 32, 32), decoder_block_out_channels=(8, 8, 16, 16, 32, 32),
-        encoder_layers_per_block=(1,) * 6, decoder_layers_per_block=(1,) * 6,
-        encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)), decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
-        downsample_block_type="conv", upsample_block_type="interpolate", decoder_norm_types="rms_norm",
-        decoder_act_fns="silu", scaling_factor=0.41407).eval()
+    widths = (8, 8, 16, 16, 32, 32)
+    return AutoencoderDC(**{**DCAE_SANA_LAYOUT, "attention_head_dim": 8, "encoder_block_out_channels": widths,
+                            "decoder_block_out_channels": widths, "encoder_layers_per_block": (1,) * 6,
+                            "decoder_layers_per_block": (1,) * 6}).eval()
 
 
 def save_tiny_dcae(folder: Path, seed: int = 0) -> Path:
